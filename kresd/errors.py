@@ -1,0 +1,52 @@
+"""Exception root and exit codes shared by the daemon and the supervisor.
+
+Owns: the KresdError hierarchy and the documented exit codes.
+Must not: import anything from the rest of the project.
+"""
+from __future__ import annotations
+
+# Exit codes (documented in README.md). The supervisor halts instead of
+# respawning on the boot-error codes.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # generic runtime failure
+EXIT_USAGE = 2  # bad command line (click's own code)
+EXIT_CONFIG = 3  # configuration error (file, line, message)
+EXIT_BIND = 4  # no listening socket could be bound
+EXIT_NOT_IMPLEMENTED = 5  # a flag or feature that a later release brings
+
+
+class KresdError(Exception):
+    """Root of all errors raised by kresd-py."""
+
+
+class ConfigError(KresdError):
+    """A configuration error, with the file and line where it happened."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        self.message = message
+        self.file = file
+        self.line = line
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        super().__init__(where + message)
+
+
+class BootError(KresdError):
+    """Start-up failed (e.g. nothing could be bound)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BIND):
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+class NotImplementedYet(KresdError):
+    """A feature that is parsed but not implemented yet."""
+
+
+class FormError(KresdError):
+    """A malformed DNS message."""
+
+
+class CacheError(KresdError):
+    """An LMDB cache failure."""
