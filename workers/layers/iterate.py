@@ -1,0 +1,179 @@
+"""Iterator layer: what a scrubbed upstream reply means for the query.
+
+Owns: classifying a reply (referral, answer, CNAME/DNAME chain, NXDOMAIN,
+NODATA, lame), building the next zone cut from a referral with the glue
+policy of kresd's mode(), and choosing what to stash with which rank
+(kresd lib/layer/iterate.c: process_authority, update_cut, process_answer).
+Must not: send anything, choose servers, or read the cache.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype as T
+import dns.rrset
+
+from ..request import Outcome, Result
+from ..settings import GlueMode, Settings
+from ..zonecut import ZoneCut
+from .cache import ANSWER_RANK, NONAUTH_RANK, Stash
+
+
+class Kind(enum.Enum):
+    REFERRAL = "referral"  # a new, deeper zone cut
+    FINAL = "final"  # the answer to the asked name (positive or negative)
+    RETRY_FULL = "retry-full"  # minimised query hit something else: ask the full name
+    LAME = "lame"  # this server can not help; try another
+
+
+@dataclass
+class Consumed:
+    kind: Kind
+    why: str = ""
+    cut: ZoneCut | None = None
+    result: Result | None = None
+    stash: Stash = field(default_factory=Stash)
+
+
+def _find(section, name, rtype):
+    for rr in section:
+        if rr.rdtype == rtype and rr.name == name:
+            return rr
+    return None
+
+
+def _referral(reply, cut: ZoneCut, sname, settings: Settings, stash: Stash) -> ZoneCut | None:
+    """A deeper cut from the NS records in authority (or None if none is acceptable)."""
+    ns_rrs = [rr for rr in reply.authority if rr.rdtype == T.NS]
+    if not ns_rrs:
+        return None
+    rr = ns_rrs[0]
+    owner = rr.name
+    # New authority must be below the current cut and at/above the name asked.
+    if owner == cut.name or not owner.is_subdomain(cut.name) or not sname.is_subdomain(owner):
+        return None
+    new = ZoneCut(owner)
+    stash.add(rr, NONAUTH_RANK)
+    for rd in rr:
+        ns = rd.target
+        glue: list[str] = []
+        for sec in (reply.answer, reply.additional):
+            for grr in sec:
+                if grr.name != ns or grr.rdtype not in (T.A, T.AAAA):
+                    continue
+                if settings.glue_mode == GlueMode.STRICT:
+                    ok = ns.is_subdomain(owner)
+                elif settings.glue_mode == GlueMode.NORMAL:
+                    ok = ns.is_subdomain(cut.name)
+                else:
+                    ok = True
+                if ok:
+                    glue.extend(g.address for g in grr)
+                    stash.add(grr, NONAUTH_RANK)
+        if not glue and ns.is_subdomain(owner):
+            continue  # NS below the cut without glue can never be reached
+        new.ns[ns] = glue
+    if not new.ns:
+        return None
+    return new
+
+
+def _follow_chain(reply, sname, stype):
+    """Follow CNAME/DNAME from sname inside the answer section."""
+    chain: list[dns.rrset.RRset] = []
+    name = sname
+    seen = {sname}
+    for _ in range(16):
+        data = _find(reply.answer, name, stype)
+        if data is not None:
+            chain.append(data)
+            return chain, name, True
+        if stype == T.CNAME:
+            return chain, name, False
+        cname = _find(reply.answer, name, T.CNAME)
+        target = None
+        if cname is not None and len(cname) == 1:
+            chain.append(cname)
+            target = cname[0].target
+        else:
+            for rr in reply.answer:
+                if rr.rdtype == T.DNAME and name.is_subdomain(rr.name) and name != rr.name and len(rr) == 1:
+                    try:
+                        target = name.relativize(rr.name).derelativize(rr[0].target)
+                    except dns.name.NameTooLong:
+                        return chain, name, False
+                    chain.append(rr)
+                    if cname is None:
+                        chain.append(dns.rrset.from_text(name, rr.ttl, "IN", "CNAME", target.to_text()))
+                    break
+        if target is None or target in seen:
+            return chain, name, False
+        seen.add(target)
+        name = target
+    return chain, name, False
+
+
+def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut,
+            settings: Settings) -> Consumed:
+    """Interpret a scrubbed reply to (qname, qtype) asked while resolving (sname, stype)."""
+    rcode = reply.rcode()
+    aa = bool(reply.flags & dns.flags.AA)
+    stash = Stash()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}")
+    minimized = qname != sname or qtype != stype
+
+    first = reply.answer[0] if reply.answer else None
+    if not aa and not (first is not None and first.rdtype == T.CNAME):
+        new = _referral(reply, cut, sname, settings, stash)
+        if new is not None:
+            return Consumed(Kind.REFERRAL, cut=new, stash=stash)
+    elif aa and minimized and rcode == dns.rcode.NOERROR:
+        # Parent and child on the same server: NS of the asked name in the answer.
+        ns = _find(reply.answer, qname, T.NS)
+        if ns is not None and qname != cut.name and sname.is_subdomain(qname):
+            new = ZoneCut(qname)
+            stash.add(ns, ANSWER_RANK)
+            for rd in ns:
+                glue = []
+                for grr in reply.additional:
+                    if grr.name == rd.target and grr.rdtype in (T.A, T.AAAA):
+                        glue.extend(g.address for g in grr)
+                        stash.add(grr, NONAUTH_RANK)
+                new.ns[rd.target] = glue
+            return Consumed(Kind.REFERRAL, cut=new, stash=stash)
+
+    if minimized:
+        return Consumed(Kind.RETRY_FULL, "found cut, retrying with non-minimized name")
+
+    negative = rcode == dns.rcode.NXDOMAIN or not reply.answer
+    if negative and not aa:
+        return Consumed(Kind.LAME, "non-authoritative negative answer")
+
+    chain, last, has_data = _follow_chain(reply, sname, stype)
+    rank = ANSWER_RANK if aa else NONAUTH_RANK
+    for rr in chain:
+        if rr.rdtype == T.CNAME and rr.name not in {r.name for r in reply.answer if r.rdtype == T.CNAME}:
+            continue  # synthesised from a DNAME: not stashed
+        stash.add(rr, rank)
+    soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
+    authority = [soa] if soa is not None else []
+    if has_data:
+        return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, chain), stash=stash)
+    if rcode == dns.rcode.NXDOMAIN:
+        if soa is not None and aa:
+            stash.add_negative(last, stype, "NXDOMAIN", soa, [], ANSWER_RANK)
+        return Consumed(Kind.FINAL, result=Result(Outcome.NXDOMAIN, chain, authority), stash=stash)
+    if chain and last != sname:
+        # The chain leaves what this server answered: go on from the target.
+        return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, chain, target=last), stash=stash)
+    if not aa:
+        return Consumed(Kind.LAME, "non-authoritative answer without data")
+    if soa is not None:
+        stash.add_negative(last, stype, "NODATA", soa, [], ANSWER_RANK)
+    return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)

@@ -1,0 +1,157 @@
+"""Request and query state, outcomes as enums, and answer construction.
+
+Owns: `Request` (one client query in flight: limits, counters, the set of
+sub-queries being resolved for cycle detection), `QFlags`, `EDE` codes, the
+client-side prechecks kresd does before any resolution (opcode, class, RD=0,
+meta types) and building the final answer message.
+Must not: do I/O, touch the cache or decide anything about upstream servers.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from .settings import Settings
+
+
+class QFlags(enum.IntFlag):
+    """Per-query flags (kresd lib/rplan.h struct kr_qflags, the subset we use)."""
+
+    NONE = 0
+    NO_MINIMIZE = 1 << 0
+    NO_EDNS = 1 << 1
+    TCP = 1 << 2
+    CNAME = 1 << 3  # this query follows a CNAME
+    NS_ADDR = 1 << 4  # resolving an address of a nameserver
+
+
+class EDE(enum.IntEnum):
+    """Extended DNS Error codes (RFC 8914) used in SERVFAIL answers."""
+
+    OTHER = 0
+    DNSSEC_BOGUS = 6
+    STALE_ANSWER = 3
+    NOT_READY = 14
+    PROHIBITED = 18
+    NO_REACHABLE_AUTHORITY = 22
+    NETWORK_ERROR = 23
+    INVALID_DATA = 24
+
+
+class Outcome(enum.Enum):
+    """What a lookup for one (name, type) found."""
+
+    ANSWER = "answer"  # data of the asked type at the name
+    CNAME = "cname"  # the chain continues at `target`
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    answer: list[dns.rrset.RRset] = field(default_factory=list)  # chain + data, in order
+    authority: list[dns.rrset.RRset] = field(default_factory=list)  # SOA for negative answers
+    target: dns.name.Name | None = None  # next name of the CNAME chain
+
+
+class ResolveFail(Exception):
+    """Resolution failed; the client gets SERVFAIL with this EDE."""
+
+    def __init__(self, msg: str, ede: EDE = EDE.OTHER):
+        super().__init__(msg)
+        self.ede = ede
+
+
+@dataclass
+class Request:
+    """One client request in flight."""
+
+    query: dns.message.Message
+    client: tuple[str, int] | None
+    tcp: bool
+    started: float  # monotonic
+    upstream_queries: int = 0
+    resolving: set = field(default_factory=set)  # (name, type) being resolved: cycle detection
+    depth: int = 0
+    uid: int = 0
+
+    @property
+    def qname(self) -> dns.name.Name:
+        return self.query.question[0].name
+
+    @property
+    def qtype(self) -> int:
+        return self.query.question[0].rdtype
+
+
+# Types that are not data a resolver looks up (libknot knot_rrtype_is_metatype).
+META_TYPES = frozenset({
+    dns.rdatatype.OPT, dns.rdatatype.TKEY, dns.rdatatype.TSIG, dns.rdatatype.IXFR,
+    dns.rdatatype.AXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB, dns.rdatatype.ANY,
+    dns.rdatatype.NONE,
+})
+
+
+def make_answer(query: dns.message.Message, settings: Settings) -> dns.message.Message:
+    """An empty answer to `query`: id, question, QR RA, RD and CD copied, EDNS echoed."""
+    ans = dns.message.Message(id=query.id)
+    ans.flags = dns.flags.QR | dns.flags.RA | (query.flags & (dns.flags.RD | dns.flags.CD))
+    ans.set_opcode(query.opcode())
+    ans.question = list(query.question)
+    if query.edns >= 0:
+        ans.use_edns(0, dns.flags.DO & query.ednsflags, settings.edns_bufsize)
+    return ans
+
+
+def set_ede(ans: dns.message.Message, code: EDE, text: str = "") -> None:
+    if ans.edns >= 0:
+        ans.use_edns(0, ans.ednsflags, ans.payload, options=[dns.edns.EDEOption(int(code), text or None)])
+
+
+def precheck(query: dns.message.Message, settings: Settings) -> dns.message.Message | None:
+    """Answer what kresd answers before resolving anything, or None to resolve."""
+    if query.edns > 0:  # RFC 6891: unknown EDNS version
+        ans = make_answer(query, settings)
+        ans.use_edns(0, 0, settings.edns_bufsize)
+        ans.set_rcode(dns.rcode.BADVERS)
+        return ans
+    if query.opcode() != dns.opcode.QUERY:
+        ans = make_answer(query, settings)
+        ans.set_rcode(dns.rcode.NOTIMP)
+        return ans
+    if len(query.question) != 1 or query.answer or query.authority:
+        ans = make_answer(query, settings)
+        if len(query.question) > 1:
+            ans.question = []
+        ans.set_rcode(dns.rcode.FORMERR)
+        return ans
+    if query.flags & dns.flags.QR:
+        ans = make_answer(query, settings)
+        ans.set_rcode(dns.rcode.FORMERR)
+        return ans
+    q = query.question[0]
+    if settings.refuse_nord and not query.flags & dns.flags.RD:
+        ans = make_answer(query, settings)
+        ans.set_rcode(dns.rcode.REFUSED)
+        set_ede(ans, EDE.PROHIBITED, "RD bit not set")
+        return ans
+    if q.rdclass != dns.rdataclass.IN:
+        ans = make_answer(query, settings)
+        ans.set_rcode(dns.rcode.NOTIMP)
+        return ans
+    if q.rdtype in META_TYPES or dns.rdatatype.is_metatype(q.rdtype):
+        ans = make_answer(query, settings)
+        ans.set_rcode(dns.rcode.NOTIMP)
+        return ans
+    return None

@@ -1,0 +1,52 @@
+"""Zone cuts: the nameservers of the closest known enclosing zone.
+
+Owns: `ZoneCut` (zone name, NS names and their known addresses), building a
+cut from root hints, and filtering addresses by family and ALLOW_LOCAL.
+Must not: send queries (the iterator resolves missing NS addresses) or read
+packets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dns.name
+
+from .selection.iterate import is_local_addr
+from .settings import Settings
+
+
+@dataclass
+class ZoneCut:
+    name: dns.name.Name
+    ns: dict[dns.name.Name, list[str]] = field(default_factory=dict)  # NS name -> addresses
+    from_hints: bool = False
+
+    def addresses(self, settings: Settings) -> list[str]:
+        out: list[str] = []
+        for addrs in self.ns.values():
+            for a in usable_addresses(addrs, settings):
+                if a not in out:
+                    out.append(a)
+        return out
+
+    def unresolved(self) -> list[dns.name.Name]:
+        return [n for n, a in self.ns.items() if not a]
+
+
+def usable_addresses(addrs, settings: Settings) -> list[str]:
+    out = []
+    for a in addrs:
+        v6 = ":" in a
+        if v6 and not settings.ipv6 or not v6 and not settings.ipv4:
+            continue
+        if not settings.allow_local and is_local_addr(a):
+            continue
+        out.append(a)
+    return out
+
+
+def root_cut_from_hints(settings: Settings) -> ZoneCut:
+    cut = ZoneCut(dns.name.root, from_hints=True)
+    for name, addrs in settings.root_hints.items():
+        cut.ns[name] = list(addrs)
+    return cut
