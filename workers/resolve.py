@@ -104,6 +104,8 @@ class Resolver:
         cut = cache_layer.closest_cut(self.cache, start, s.ipv4, s.ipv6)
         if cut is None:
             cut = yield from self._prime(req)
+        elif cut.name == dns.name.root and not cut.addresses(s):
+            cut = root_cut_from_hints(s)  # root NS known but no address: the hints are the safety belt
         return cut
 
     def _minimized(self, sname: dns.name.Name, stype: int, cut: ZoneCut):

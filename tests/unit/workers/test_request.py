@@ -1,0 +1,67 @@
+"""Unit tests for workers/request.py: the client-side prechecks kresd does."""
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+
+from workers.request import EDE, make_answer, precheck, set_ede
+from workers.settings import Settings
+
+
+def q(name="example.com.", rdtype="A", rdclass="IN", rd=True, **kw):
+    m = dns.message.make_query(name, rdtype, rdclass, **kw)
+    if not rd:
+        m.flags &= ~dns.flags.RD
+    return m
+
+
+def test_normal_query_passes():
+    assert precheck(q(), Settings()) is None
+
+
+def test_rd0_refused_like_refuse_nord():
+    ans = precheck(q(rd=False), Settings())
+    assert ans.rcode() == dns.rcode.REFUSED
+    assert ans.flags & dns.flags.QR and ans.flags & dns.flags.RA
+    s = Settings()
+    s.refuse_nord = False
+    assert precheck(q(rd=False), s) is None
+
+
+def test_meta_types_notimp():
+    for t in ("ANY", "AXFR", "IXFR", "MAILA", "MAILB"):
+        assert precheck(q(rdtype=t), Settings()).rcode() == dns.rcode.NOTIMP, t
+
+
+def test_non_in_class_notimp():
+    assert precheck(q(rdclass="CH", rdtype="TXT"), Settings()).rcode() == dns.rcode.NOTIMP
+
+
+def test_opcode_notimp():
+    m = q()
+    m.set_opcode(dns.opcode.STATUS)
+    assert precheck(m, Settings()).rcode() == dns.rcode.NOTIMP
+
+
+def test_badvers():
+    m = q(use_edns=1)
+    ans = precheck(m, Settings())
+    assert ans.rcode() == dns.rcode.BADVERS
+
+
+def test_edns_echoed_with_our_size():
+    s = Settings()
+    ans = make_answer(q(use_edns=0, payload=4096, want_dnssec=True), s)
+    assert ans.edns == 0 and ans.payload == s.edns_bufsize and ans.ednsflags & dns.flags.DO
+    ans = make_answer(q(use_edns=False), s)
+    assert ans.edns == -1
+
+
+def test_ede_only_with_edns():
+    s = Settings()
+    ans = make_answer(q(use_edns=0), s)
+    set_ede(ans, EDE.NO_REACHABLE_AUTHORITY, "x")
+    assert ans.options[0].code == EDE.NO_REACHABLE_AUTHORITY
+    ans = make_answer(q(use_edns=False), s)
+    set_ede(ans, EDE.NO_REACHABLE_AUTHORITY, "x")
+    assert ans.edns == -1

@@ -1,0 +1,202 @@
+"""Unit tests for the resolution driver against an in-process authoritative network."""
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype as T
+import pytest
+
+from cache.api import Cache
+from workers.resolve import Resolver
+from workers.settings import Settings
+from workers.transport import drive_sync
+
+from .fakenet import AuthServer, FakeNet
+
+ROOT = """
+@ 3600 IN SOA a.root. nstld. 1 1800 900 604800 86400
+@ 3600 IN NS a.root-servers.net.
+a.root-servers.net. 3600 IN A 198.41.0.4
+com. 3600 IN NS a.gtld.com.
+a.gtld.com. 3600 IN A 192.5.6.30
+net. 3600 IN NS a.gtld.com.
+org. 3600 IN NS ns.org.
+ns.org. 3600 IN A 192.0.2.53
+"""
+COM = """
+@ 3600 IN SOA a.gtld.com. x. 1 1800 900 604800 86400
+@ 3600 IN NS a.gtld.com.
+a.gtld.com. 3600 IN A 192.5.6.30
+example.com. 3600 IN NS ns1.example.com.
+ns1.example.com. 3600 IN A 1.2.3.4
+noglue.com. 3600 IN NS ns.example.net.
+cyc1.com. 3600 IN NS ns.cyc2.com.
+cyc2.com. 3600 IN NS ns.cyc1.com.
+lame.com. 3600 IN NS ns.lame.com.
+lame.com. 3600 IN NS ns2.lame.com.
+ns.lame.com. 3600 IN A 1.2.3.66
+ns2.lame.com. 3600 IN A 1.2.3.4
+"""
+NET = """
+@ 3600 IN SOA a.gtld.com. x. 1 1800 900 604800 86400
+@ 3600 IN NS a.gtld.com.
+example.net. 3600 IN NS ns1.example.com.
+"""
+EXAMPLE = """
+@ 3600 IN SOA ns1 x. 1 1800 900 604800 300
+@ 3600 IN NS ns1
+ns1 3600 IN A 1.2.3.4
+www 3600 IN A 10.0.0.1
+alias 3600 IN CNAME www.example.net.
+big 3600 IN TXT "%s"
+""" % ("x" * 200)
+EXAMPLE_NET = """
+@ 3600 IN SOA ns1.example.com. x. 1 1800 900 604800 300
+@ 3600 IN NS ns1.example.com.
+www 3600 IN A 10.0.0.2
+ns 3600 IN A 1.2.3.5
+"""
+NOGLUE = """
+@ 3600 IN SOA ns.example.net. x. 1 1800 900 604800 300
+@ 3600 IN NS ns.example.net.
+www 3600 IN A 10.0.0.3
+"""
+LAME = """
+@ 3600 IN SOA ns x. 1 1800 900 604800 300
+@ 3600 IN NS ns
+www 3600 IN A 10.0.0.4
+"""
+
+
+def make_net(**behaviour):
+    servers = {
+        "198.41.0.4": AuthServer((".", ROOT)),
+        "192.5.6.30": AuthServer(("com.", COM), ("net.", NET)),
+        "1.2.3.4": AuthServer(("example.com.", EXAMPLE), ("example.net.", EXAMPLE_NET), ("lame.com.", LAME)),
+        "1.2.3.5": AuthServer(("noglue.com.", NOGLUE)),
+        "1.2.3.66": AuthServer(("other.", "@ 3600 IN SOA a. b. 1 2 3 4 5\n@ 3600 IN NS a.\n"), behaviour="refused"),
+    }
+    for addr, b in behaviour.items():
+        servers[addr.replace("_", ".")].behaviour = b
+    return FakeNet(servers), servers
+
+
+@pytest.fixture
+def resolver(tmp_path):
+    s = Settings()
+    s.root_hints = {dns.name.from_text("a.root-servers.net."): ["198.41.0.4"]}
+    cache = Cache(str(tmp_path), 8 * 1024 * 1024)
+    cache.open()
+    yield Resolver(s, cache)
+    cache.close()
+
+
+def ask(resolver, net, name, rdtype="A", **kw):
+    return drive_sync(resolver.resolve(dns.message.make_query(name, rdtype, **kw)), net)
+
+
+def test_iterative_answer_then_cache(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "www.example.com.")
+    assert a.rcode() == dns.rcode.NOERROR
+    assert [rd.address for rd in a.answer[0]] == ["10.0.0.1"]
+    assert a.flags & dns.flags.RA and not a.flags & dns.flags.AA
+    sent = net.sent
+    a = ask(resolver, net, "www.example.com.")
+    assert net.sent == sent and a.answer[0][0].address == "10.0.0.1"
+
+
+def test_nxdomain_and_nodata_carry_soa(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "nope.example.com.")
+    assert a.rcode() == dns.rcode.NXDOMAIN and a.authority[0].rdtype == T.SOA
+    a = ask(resolver, net, "www.example.com.", "AAAA")
+    assert a.rcode() == dns.rcode.NOERROR and not a.answer and a.authority[0].rdtype == T.SOA
+
+
+def test_cname_across_zones(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "alias.example.com.")
+    assert [rr.rdtype for rr in a.answer] == [T.CNAME, T.A]
+    assert a.answer[1][0].address == "10.0.0.2"
+
+
+def test_ns_without_glue_is_resolved(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "www.noglue.com.")
+    assert a.answer[0][0].address == "10.0.0.3"
+
+
+def test_dependency_cycle_fails_fast(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "www.cyc1.com.", use_edns=0)
+    assert a.rcode() == dns.rcode.SERVFAIL
+    assert any(isinstance(o, dns.edns.EDEOption) for o in a.options)
+    assert net.sent < 30
+
+
+def test_lame_server_skipped(resolver):
+    net, _ = make_net()
+    for _ in range(3):
+        resolver.cache.clear()
+        a = ask(resolver, net, "www.lame.com.")
+        assert a.answer[0][0].address == "10.0.0.4"
+
+
+def test_tc_falls_back_to_tcp(resolver):
+    net, servers = make_net(**{"1_2_3_4": "tc"})
+    a = ask(resolver, net, "big.example.com.", "TXT")
+    assert a.rcode() == dns.rcode.NOERROR and a.answer
+    assert any(tcp for (_, _, tcp) in servers["1.2.3.4"].queries)
+
+
+def test_edns_fallback(resolver):
+    net, _ = make_net(**{"1_2_3_4": "noedns"})
+    a = ask(resolver, net, "www.example.com.")
+    assert a.answer[0][0].address == "10.0.0.1"
+
+
+def test_all_servers_down_servfail(resolver):
+    net, _ = make_net(**{"1_2_3_4": "timeout"})
+    a = ask(resolver, net, "www.example.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL
+
+
+def test_garbage_reply_is_a_server_failure(resolver):
+    net, _ = make_net(**{"1_2_3_4": "garbage"})
+    assert ask(resolver, net, "www.example.com.").rcode() == dns.rcode.SERVFAIL
+
+
+def test_loopback_upstreams_need_allow_local(tmp_path):
+    s = Settings()
+    s.root_hints = {dns.name.from_text("a.root-servers.net."): ["127.0.10.2"]}
+    net = FakeNet({"127.0.10.2": AuthServer((".", ROOT))})
+    r = Resolver(s, None)
+    assert ask(r, net, "www.example.com.").rcode() == dns.rcode.SERVFAIL
+    assert net.sent == 0
+    s.allow_local = True
+    ask(r, net, "www.example.com.")
+    assert net.sent > 0
+
+
+def test_upstream_query_cap(tmp_path):
+    s = Settings()
+    s.root_hints = {dns.name.from_text("a.root-servers.net."): ["198.41.0.4"]}
+    s.max_upstream_queries = 2
+    net, _ = make_net()
+    r = Resolver(s, None)
+    assert ask(r, net, "www.example.com.").rcode() == dns.rcode.SERVFAIL
+    assert net.sent <= 2
+
+
+def test_qname_minimisation_sends_ns_queries(resolver):
+    net, servers = make_net()
+    ask(resolver, net, "a.b.www.example.com.")
+    root_q = servers["198.41.0.4"].queries
+    assert all(q[0] in (dns.name.root, dns.name.from_text("com.")) for q in root_q)
+    resolver.settings.no_minimize = True
+    resolver.cache.clear()
+    servers["198.41.0.4"].queries.clear()
+    ask(resolver, net, "a.b.www.example.com.")
+    assert dns.name.from_text("a.b.www.example.com.") in [q[0] for q in servers["198.41.0.4"].queries]
