@@ -1,7 +1,14 @@
-"""Cache facade (INTERFACE FIRST; the implementation follows this contract).
+"""Cache facade: what the resolver may ask of the shared LMDB cache.
 
-Owns: what the resolver may ask of the cache.
-Must not: know about requests, layers or sockets.
+Owns: ranks (kresd lib/cache/api.h kr_rank), freshness (TTL countdown on the
+injected clock, min/max TTL clamps, RFC 2308 negative TTL), the rank rule on
+overwrite, one RW transaction per `writer()`, clear/count/stats, and eviction
+when the map is full (a full map is never an error to the caller).
+Must not: know about requests, layers or sockets; define key or value bytes
+(cache/keys.py and cache/entry.py do); open LMDB before it is asked to (fork
+first, then `open()`).
+
+Contract (unchanged from the interface-first version):
 
     class Rank(enum.IntFlag)          # kresd lib/cache/api.h kr_rank
         INITIAL=0 OMIT=1 TRY=2 INDET=4 BOGUS=5 MISMATCH=6 MISSING=7 INSECURE=8
@@ -11,27 +18,519 @@ Must not: know about requests, layers or sockets.
         # data may be served as an answer (AUTH set, not BOGUS).
 
     class Cache:
-        def __init__(self, path: str, size: int, *, min_ttl=5, max_ttl=6*86400,
-                     clock=time.time): ...      # does not open anything yet
+        def __init__(self, path, size, *, min_ttl=5, max_ttl=6*86400, clock=time.time)
         def open(self) -> None                  # after any fork; creates path/data.mdb
         def close(self) -> None
-        def peek_rrset(self, name: Name, rtype: int) -> CachedRRset | None
-            # fresh entries only; .rrset is a dns.rrset.RRset whose TTL is the
-            # remaining TTL; .rank; .rrsigs (RRset | None); .ttl (remaining)
-        def peek_negative(self, name: Name, rtype: int) -> CachedNegative | None
-            # NXDOMAIN for the name (any type) or NODATA for (name, rtype);
-            # .kind ('NXDOMAIN'|'NODATA'), .soa (RRset, remaining TTL),
-            # .authority (list[RRset], remaining TTL), .rank, .ttl
+        def peek_rrset(self, name, rtype) -> CachedRRset | None
+        def peek_negative(self, name, rtype) -> CachedNegative | None
         def writer(self) -> Writer              # one RW transaction per request
         class Writer:  (context manager; commits on exit unless an exception)
             def stash_rrset(self, rrset, rank, rrsigs=None) -> None
-                # TTL clamped to [min_ttl, max_ttl]; a fresh entry with a
-                # higher rank is never replaced by a lower one
             def stash_negative(self, name, rtype, kind, soa, authority, rank) -> None
-                # TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308), clamped
-        def clear(self, name: Name | None = None, subtree: bool = False) -> int
+        def clear(self, name=None, subtree=False) -> int
         def count(self) -> int
         def stats(self) -> dict
-    A full map is never an error to the caller: entries are evicted and the
-    write retried. A format-version key is checked at open; a mismatch clears.
+
+Semantics worth knowing:
+  * Slots: the positive RRset (tag E) and the NODATA (tag N) of one (name, type)
+    share a slot as in kresd: stashing one removes the other, and a fresh entry
+    in the slot with a higher rank blocks the stash. NXDOMAIN (tag X) has its
+    own slot; a positive answer-rank RRset removes a lower/equal-ranked X.
+  * Writer buffers its stashes and applies them in one short RW transaction on
+    exit, so the LMDB writer lock is never held across an await; reads inside
+    the `with` block do not see the pending stashes yet.
+  * Returned RRsets carry the remaining TTL (entry TTL minus age on `clock`);
+    remaining <= 0 is a miss. Corrupted values are misses (counted in stats).
+  * Negative TTL = min(SOA TTL, SOA MINIMUM, TTLs of the other authority
+    RRsets), then clamped to [min_ttl, max_ttl] like positive data.
 """
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+import lmdb
+
+from cache import entry
+from cache.entry import EntryError, Header
+from cache.env import CacheEnv, CacheError
+from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET, key, lf, subtree_prefix
+
+log = logging.getLogger("kresd.cache")
+
+DEFAULT_MIN_TTL = 5
+DEFAULT_MAX_TTL = 6 * 86400
+_MAX_TTL_LIMIT = 0xFFFFFFFF
+EVICT_THRESHOLD = 0.75  # evict before a write when live pages exceed this part of the map
+EVICT_HYSTERESIS = 0.15  # ... and then down to (threshold - hysteresis) if expiry is not enough
+MIN_HEADROOM_PAGES = 16  # copy-on-write needs free pages even to delete
+
+__all__ = [
+    "Cache", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer", "is_answer_rank",
+]
+
+
+class Rank(enum.IntFlag):
+    """kresd kr_rank: low values are exclusive states, AUTH/SECURE are flags."""
+
+    INITIAL = 0
+    OMIT = 1
+    TRY = 2
+    INDET = 4
+    BOGUS = 5
+    MISMATCH = 6
+    MISSING = 7
+    INSECURE = 8
+    AUTH = 16
+    SECURE = 32
+
+
+def is_answer_rank(rank: int) -> bool:
+    """True if data of this rank may be served as an answer (AUTH, not BOGUS)."""
+    return bool(rank & Rank.AUTH) and (rank & ~Rank.AUTH) != Rank.BOGUS
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRRset:
+    rrset: dns.rrset.RRset  # TTL = remaining
+    rank: Rank
+    rrsigs: dns.rrset.RRset | None
+    ttl: int  # remaining seconds (> 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedNegative:
+    kind: str  # 'NXDOMAIN' | 'NODATA'
+    soa: dns.rrset.RRset  # TTL = remaining
+    authority: list[dns.rrset.RRset]
+    rank: Rank
+    ttl: int
+
+
+NXDOMAIN = "NXDOMAIN"
+NODATA = "NODATA"
+
+
+def _key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes | None:
+    try:
+        return key(name, tag, int(rtype))
+    except ValueError:
+        return None  # too long for LMDB: silently not cached
+
+
+def exact_prefix(name: dns.name.Name) -> bytes:
+    """Prefix shared by the keys of this name only (CACHE_KEY_DEF): lf + 0x00."""
+    return lf(name) + b"\x00"
+
+
+def _is_exact_key(k: bytes, prefix: bytes) -> bool:
+    return len(k) == len(prefix) + 3 and 0x41 <= k[len(prefix)] <= 0x5A
+
+
+@dataclass(slots=True)
+class _Stash:
+    """One buffered stash: a value for `key`, and the slot keys it competes with."""
+
+    key: bytes
+    value: bytes
+    rank: int
+    rivals: tuple[bytes, ...]  # same slot: blocked by a fresh higher rank, else removed
+    weaker: tuple[bytes, ...]  # removed if expired or rank <= ours
+
+
+class Writer:
+    """Buffers stashes of one request; applies them in one RW txn on exit."""
+
+    def __init__(self, cache: Cache):
+        self._cache = cache
+        self._ops: list[_Stash] = []
+        self._done = False
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self._ops.clear()
+            self._done = True
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def stash_rrset(self, rrset: dns.rrset.RRset, rank: int,
+                    rrsigs: dns.rrset.RRset | None = None) -> None:
+        """Stash a positive RRset (class IN); TTL = min(rrset, rrsigs) clamped."""
+        cache = self._cache
+        rtype = int(rrset.rdtype)
+        k = _key(rrset.name, TAG_RRSET, rtype)
+        if k is None or len(rrset) == 0:
+            return
+        ttl = rrset.ttl if rrsigs is None or not len(rrsigs) else min(rrset.ttl, rrsigs.ttl)
+        try:
+            value = entry.pack_rrset(rrset, rrsigs, inception=int(cache.clock()),
+                                     ttl=cache.clamp_ttl(ttl), rank=int(rank))
+        except EntryError as exc:
+            log.debug("not caching %s %s: %s", rrset.name, rtype, exc)
+            return
+        nodata = _key(rrset.name, TAG_NODATA, rtype)
+        weaker = ()
+        if is_answer_rank(rank):
+            weaker = (_key(rrset.name, TAG_NXDOMAIN, 0),)
+        self._ops.append(_Stash(k, value, int(rank), (nodata,), weaker))
+
+    def stash_negative(self, name: dns.name.Name, rtype: int, kind: str,
+                       soa: dns.rrset.RRset, authority: list[dns.rrset.RRset] | tuple,
+                       rank: int) -> None:
+        """Stash NXDOMAIN (any type) or NODATA for (name, rtype), RFC 2308 TTL."""
+        cache = self._cache
+        if kind == NXDOMAIN:
+            k, rivals, rtype = _key(name, TAG_NXDOMAIN, 0), (), 0
+        elif kind == NODATA:
+            k, rivals = _key(name, TAG_NODATA, rtype), (_key(name, TAG_RRSET, rtype),)
+        else:
+            raise ValueError(f"kind must be {NXDOMAIN!r} or {NODATA!r}, not {kind!r}")
+        if k is None or soa is None or len(soa) == 0 or soa.rdtype != dns.rdatatype.SOA:
+            return
+        authority = list(authority or ())
+        ttl = min([soa.ttl, soa[0].minimum] + [rs.ttl for rs in authority])
+        try:
+            value = entry.pack_negative(rtype, soa, authority, inception=int(cache.clock()),
+                                        ttl=cache.clamp_ttl(ttl), rank=int(rank))
+        except EntryError as exc:
+            log.debug("not caching negative %s %s: %s", name, rtype, exc)
+            return
+        self._ops.append(_Stash(k, value, int(rank), rivals, ()))
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        ops, self._ops = self._ops, []
+        if ops:
+            self._cache._apply(ops)
+
+
+class Cache:
+    """The shared LMDB cache of one process (see the module docstring)."""
+
+    def __init__(self, path: str, size: int, *, min_ttl: int = DEFAULT_MIN_TTL,
+                 max_ttl: int = DEFAULT_MAX_TTL, clock: Callable[[], float] = time.time):
+        self.path = path
+        self.size = int(size)
+        self.clock = clock
+        self.min_ttl = min_ttl
+        self.max_ttl = max_ttl
+        self.evict_threshold = EVICT_THRESHOLD
+        self._env = CacheEnv(path, self.size)
+        self._counters = dict.fromkeys(
+            ("hits", "misses", "inserts", "skipped_rank", "deleted", "corrupt", "map_full",
+             "evict_runs", "evictions", "clears", "write_errors"), 0)
+
+    # -- settings ---------------------------------------------------------
+    @property
+    def min_ttl(self) -> int:
+        return self._min_ttl
+
+    @min_ttl.setter
+    def min_ttl(self, value: int) -> None:
+        self._min_ttl = self._check_ttl(value)
+
+    @property
+    def max_ttl(self) -> int:
+        return self._max_ttl
+
+    @max_ttl.setter
+    def max_ttl(self, value: int) -> None:
+        self._max_ttl = self._check_ttl(value)
+
+    @staticmethod
+    def _check_ttl(value: int) -> int:
+        value = int(value)
+        if not 0 <= value <= _MAX_TTL_LIMIT:
+            raise ValueError(f"TTL limit out of range: {value}")
+        return value
+
+    def clamp_ttl(self, ttl: int) -> int:
+        """kresd order: raise to min_ttl, then cap at max_ttl."""
+        return min(max(int(ttl), self._min_ttl), self._max_ttl)
+
+    # -- lifecycle --------------------------------------------------------
+    def open(self) -> None:
+        self._env.open()
+        if self._env.cleared_at_open:
+            log.info("cache format version changed, cleared %s", self.path)
+
+    def close(self) -> None:
+        self._env.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._env.is_open
+
+    def __enter__(self) -> Cache:
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reads ------------------------------------------------------------
+    def _get(self, k: bytes | None) -> bytes | None:
+        if k is None:
+            return None
+        with self._env.begin() as txn:
+            return txn.get(k)
+
+    def peek_raw(self, k: bytes) -> bytes | None:
+        """The stored value bytes for a key (for the native fast path), or None."""
+        return self._get(k)
+
+    def peek_rrset(self, name: dns.name.Name, rtype: int) -> CachedRRset | None:
+        value = self._get(_key(name, TAG_RRSET, rtype))
+        if value is not None:
+            try:
+                hdr = entry.unpack_header(value)
+                remaining = hdr.remaining(self.clock())
+                if remaining > 0 and hdr.rtype == int(rtype):
+                    _, rrset, sigs = entry.unpack_rrset(value, name, remaining)
+                    self._counters["hits"] += 1
+                    return CachedRRset(rrset, Rank(hdr.rank), sigs, remaining)
+            except EntryError:
+                self._counters["corrupt"] += 1
+        self._counters["misses"] += 1
+        return None
+
+    def peek_negative(self, name: dns.name.Name, rtype: int) -> CachedNegative | None:
+        now = self.clock()
+        for kind, k in ((NXDOMAIN, _key(name, TAG_NXDOMAIN, 0)),
+                        (NODATA, _key(name, TAG_NODATA, rtype))):
+            value = self._get(k)
+            if value is None:
+                continue
+            try:
+                hdr = entry.unpack_header(value)
+                remaining = hdr.remaining(now)
+                if remaining <= 0 or hdr.rtype != (0 if kind == NXDOMAIN else int(rtype)):
+                    continue
+                _, soa, auth = entry.unpack_negative(value, remaining)
+            except EntryError:
+                self._counters["corrupt"] += 1
+                continue
+            self._counters["hits"] += 1
+            return CachedNegative(kind, soa, auth, Rank(hdr.rank), remaining)
+        self._counters["misses"] += 1
+        return None
+
+    # -- writes -----------------------------------------------------------
+    def writer(self) -> Writer:
+        self._env.require()
+        return Writer(self)
+
+    def _fresh_rank(self, txn: lmdb.Transaction, k: bytes | None, now: float) -> int | None:
+        """Rank of a fresh entry at k, or None (absent, expired or corrupt)."""
+        if k is None:
+            return None
+        value = txn.get(k)
+        if value is None:
+            return None
+        try:
+            hdr: Header = entry.unpack_header(value)
+        except EntryError:
+            return None
+        return hdr.rank if hdr.remaining(now) > 0 else None
+
+    def _apply_one(self, txn: lmdb.Transaction, op: _Stash, now: float) -> bool:
+        mine = self._fresh_rank(txn, op.key, now)
+        if mine is not None and mine > op.rank:
+            return False
+        for k in op.rivals:
+            r = self._fresh_rank(txn, k, now)
+            if r is not None and r > op.rank:
+                return False
+        txn.put(op.key, op.value)
+        for k in op.rivals:
+            if k is not None:
+                txn.delete(k)
+        for k in op.weaker:
+            if k is not None:
+                r = self._fresh_rank(txn, k, now)
+                if r is None or r <= op.rank:
+                    txn.delete(k)
+        return True
+
+    def _write_txn(self, ops: list[_Stash]) -> tuple[int, int]:
+        now = self.clock()
+        inserted = skipped = 0
+        with self._env.begin(write=True) as txn:
+            for op in ops:
+                if self._apply_one(txn, op, now):
+                    inserted += 1
+                else:
+                    skipped += 1
+        return inserted, skipped
+
+    def _apply(self, ops: list[_Stash]) -> None:
+        """Write ops in one txn; on a full map evict progressively and retry."""
+        if self.pressure() > self._limit():
+            self._relieve()
+        stages = (None, self._evict_expired, self._evict_oldest, self._evict_all)
+        for stage in stages:
+            if stage is not None:
+                self._counters["evict_runs"] += 1
+                stage()
+            try:
+                inserted, skipped = self._write_txn(ops)
+            except lmdb.MapFullError:
+                self._counters["map_full"] += 1
+                continue
+            except lmdb.Error as exc:
+                self._counters["write_errors"] += 1
+                log.warning("cache write failed: %s", exc)
+                return
+            self._counters["inserts"] += inserted
+            self._counters["skipped_rank"] += skipped
+            return
+        self._counters["write_errors"] += 1  # larger than the whole map: dropped
+        log.warning("cache write dropped: does not fit even into an empty map")
+
+    # -- eviction (also used by cache/gc.py) ------------------------------
+    def pressure(self) -> float:
+        """Fraction of the map held by live pages (entries + metadata).
+
+        LMDB needs free pages even to delete (copy-on-write), so waiting for
+        MapFullError would leave nothing to evict with; the writer therefore
+        evicts when this passes `evict_threshold`, and MapFullError stays the
+        fallback."""
+        env = self._env.require()
+        with self._env.begin() as txn:
+            a = txn.stat(self._env.db)
+            b = txn.stat(self._env.meta)
+        pages = sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"] for st in (a, b))
+        return (pages + 4) * a["psize"] / env.info()["map_size"]
+
+    def _relieve(self) -> None:
+        """Expired entries first; if still above the threshold, the soonest expiring."""
+        self._counters["evict_runs"] += 1
+        self._evict_expired()
+        p = self.pressure()
+        if p > self._limit():
+            target = self._limit() - EVICT_HYSTERESIS
+            self._evict_oldest(min(1.0, max(0.1, (p - target) / p)))
+
+    def _limit(self) -> float:
+        """evict_threshold, lowered so that at least MIN_HEADROOM_PAGES stay free."""
+        pages = self._env.require().info()["map_size"] // self._env.page_size()
+        return max(0.2, min(self.evict_threshold, 1.0 - MIN_HEADROOM_PAGES / max(pages, 1)))
+
+    def delete_keys(self, keys: list[bytes]) -> int:
+        """Delete keys in one txn; 0 if even that does not fit into the map."""
+        if not keys:
+            return 0
+        try:
+            with self._env.begin(write=True) as txn:
+                n = sum(1 for k in keys if txn.delete(k))
+        except lmdb.MapFullError:
+            return 0
+        self._counters["evictions"] += n
+        return n
+
+    def expired_keys(self, now: float | None = None) -> list[bytes]:
+        """Keys of expired or corrupted entries."""
+        now = self.clock() if now is None else now
+        out = []
+        with self._env.begin() as txn:
+            for k, v in txn.cursor():
+                try:
+                    if entry.unpack_header(v).remaining(now) <= 0:
+                        out.append(k)
+                except EntryError:
+                    out.append(k)
+        return out
+
+    def soonest_expiring_keys(self, fraction: float) -> list[bytes]:
+        """The `fraction` of all keys whose entries expire first (inception + ttl):
+        long-lived data (NS, DS, DNSKEY) survives, just-stashed short data goes."""
+        items = []
+        with self._env.begin() as txn:
+            for k, v in txn.cursor():
+                try:
+                    hdr = entry.unpack_header(v)
+                    items.append((hdr.inception + hdr.ttl, k))
+                except EntryError:
+                    items.append((-1, k))
+        items.sort()
+        return [k for _, k in items[: max(1, int(len(items) * fraction))]] if items else []
+
+    def _evict_expired(self) -> int:
+        self._env.reader_check()
+        return self.delete_keys(self.expired_keys())
+
+    def _evict_oldest(self, fraction: float = 0.5) -> int:
+        return self.delete_keys(self.soonest_expiring_keys(fraction))
+
+    def _evict_all(self) -> int:
+        try:
+            n = self.clear()
+        except lmdb.MapFullError:
+            return 0
+        self._counters["evictions"] += n
+        return n
+
+    # -- maintenance ------------------------------------------------------
+    def clear(self, name: dns.name.Name | None = None, subtree: bool = False) -> int:
+        """Remove everything, one name's entries, or a whole subtree; count removed."""
+        self._counters["clears"] += 1
+        with self._env.begin(write=True) as txn:
+            if name is None:
+                n = txn.stat(self._env.db)["entries"]
+                txn.drop(self._env.db, delete=False)
+                self._counters["deleted"] += n
+                return n
+            if subtree:
+                lo = subtree_prefix(name)
+                inside = lambda k: k.startswith(lo)  # noqa: E731
+                match = inside
+            else:
+                prefix = exact_prefix(name)
+                lo = prefix + b"A"  # the TAG byte follows; child labels never start A-Z
+                inside = lambda k: k.startswith(prefix) and k[len(prefix)] <= 0x5A  # noqa: E731
+                match = lambda k: _is_exact_key(k, prefix)  # noqa: E731
+            n = 0
+            cur = txn.cursor()
+            if not cur.set_range(lo):
+                return 0
+            while True:
+                k = cur.key()
+                if not k or not inside(k):
+                    break
+                if match(k):
+                    if not cur.delete():  # moves to the next record
+                        break
+                    n += 1
+                elif not cur.next():
+                    break
+        self._counters["deleted"] += n
+        return n
+
+    def count(self) -> int:
+        with self._env.begin() as txn:
+            return txn.stat(self._env.db)["entries"]
+
+    def stats(self) -> dict:
+        out: dict = dict(self._counters)
+        if self._env.is_open:
+            out.update(self._env.usage())
+            with self._env.begin() as txn:
+                st = txn.stat(self._env.db)
+            out["entries"] = st["entries"]
+            out["used_bytes"] = (st["branch_pages"] + st["leaf_pages"]
+                                 + st["overflow_pages"]) * st["psize"]
+        return out
