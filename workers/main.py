@@ -1,0 +1,120 @@
+"""Entry point of one worker process (after any fork).
+
+Owns: the order of a worker's start (kresd v5.7.4 `daemon/main.c`): clock,
+cache opened here (after fork), resolver, listening sockets (bound here or
+handed over already bound), the asyncio loop (only this module chooses it),
+SIGTERM/SIGINT handling, and the clean shutdown.
+Must not: fork, parse the command line or configuration, or block the loop.
+Signal handlers only set an Event through `loop.add_signal_handler`.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from typing import Callable, Optional
+
+from kresd import log
+from kresd.errors import EXIT_OK
+from workers import outbound
+from workers.server import Server, ServerStats, bind_endpoints
+from workers.settings import Settings
+from workers.transport import Clock, drive_async
+
+G = log.Group.SYSTEM
+
+# (settings, cache, clock) -> object with .resolve(msg, client=, tcp=) -> generator
+ResolverFactory = Callable[[Settings, object, Clock], object]
+
+
+def make_resolve(resolver, transport=outbound.query):
+    """The coroutine the server awaits per query: drive the core's generator."""
+
+    async def resolve(query, client, tcp):
+        return await drive_async(resolver.resolve(query, client=client, tcp=tcp), transport)
+
+    return resolve
+
+
+def _default_factories():
+    from cache.api import Cache  # late: the cache and core land in parallel
+    from workers.resolve import Resolver
+
+    return Cache, Resolver
+
+
+def run_worker(
+    settings: Settings,
+    rundir: str,
+    *,
+    sockets: Optional[list[socket.socket]] = None,
+    cache_factory=None,
+    resolver_factory: Optional[ResolverFactory] = None,
+    stats: Optional[ServerStats] = None,
+    ready: Optional[Callable[[Server], None]] = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code (0).
+
+    `sockets`: already bound listening sockets (the CLI/supervisor binds before
+    fork); when None, `settings.listen` is bound here (BootError(EXIT_BIND) on
+    failure). `ready(server)` is called once listening (tests, sd_notify later).
+    """
+    if cache_factory is None or resolver_factory is None:
+        default_cache, default_resolver = _default_factories()
+        cache_factory = cache_factory or default_cache
+        resolver_factory = resolver_factory or default_resolver
+    socks = sockets if sockets is not None else bind_endpoints(settings.listen)
+    clock = Clock()
+    cache = None
+    try:
+        cache = cache_factory(rundir, settings.cache_size, min_ttl=settings.cache_min_ttl,
+                              max_ttl=settings.cache_max_ttl, clock=clock.time)
+        cache.open()
+        resolver = resolver_factory(settings, cache, clock)
+        server = Server(settings, make_resolve(resolver), stats)
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(_serve(server, socks, ready))
+        finally:
+            _close_loop(loop)
+    finally:
+        for s in socks:
+            s.close()
+        if cache is not None:
+            try:
+                cache.close()
+            except Exception as e:  # noqa: BLE001 - shutting down anyway
+                log.debug(G, "cache close: %r", e)
+    return EXIT_OK
+
+
+async def _serve(server: Server, socks: list[socket.socket], ready) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start(socks)
+        log.info(G, "listening on %d socket(s)", len(socks))
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+        log.info(G, "quitting")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.close()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,513 @@
+"""Client-facing DNS listeners of one worker: UDP and TCP (plain DNS).
+
+Owns: binding/adopting listening sockets (SO_REUSEPORT everywhere, IPV6_V6ONLY
+on v6), the UDP reader callback (a batch of recvfrom per readable event, one
+asyncio Task per valid query, answers with sendto), the TCP protocol (2-byte
+framing, pipelining answered out of order, idle timeout on loop timers,
+connection and in-flight limits), client-side checks (drop / FORMERR), answer
+rendering (UDP size limit from the client's EDNS, truncation with TC=1, OPT
+only if the query had one, QR+RA), and per-worker counters (`ServerStats`).
+Must not: resolve anything (the injected `resolve` coroutine does), block the
+loop (no time.sleep, no blocking socket calls), or let any exception escape a
+loop callback (each catches everything and logs one debug line).
+
+UDP answer size, as kresd 5.6 `kr_request_ensure_answer`: without OPT in the
+query 512 bytes; with OPT max(512, min(client's EDNS payload, net.bufsize
+downstream = settings.edns_bufsize)); over TCP 65535. An answer that does not
+fit is replaced by the header + question (+ OPT) with TC=1.
+
+Malformed input (a deliberate, documented policy): fewer than 12 bytes, or a
+message with QR=1 (a response sent to a server socket, as kresd) -> dropped;
+a readable header with a malformed rest, or QDCOUNT != 1 -> FORMERR echoing
+ID, opcode and RD (QR set, the question if it parses, no OPT). kresd 5.6
+itself silently drops most unparseable queries; answering FORMERR lets
+clients fail fast and is what the project chose.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Optional
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+
+from kresd import log
+from kresd.errors import EXIT_BIND, BootError
+from workers.settings import Endpoint, Settings
+
+G = log.Group.NETWORK
+UDP_BATCH = 64  # datagrams drained per readable event
+UDP_RECV_MAX = 65535
+DNS_HEADER = 12
+MIN_UDP = 512
+MAX_TCP = 65535
+TCP_BACKLOG = 128  # kresd TCP_BACKLOG_DEFAULT
+
+ResolveFn = Callable[[dns.message.Message, tuple, bool], Awaitable[dns.message.Message]]
+
+
+class Action(enum.Enum):
+    """What the server does with a client datagram / TCP message."""
+
+    RESOLVE = "resolve"
+    FORMERR = "formerr"
+    DROP = "drop"
+
+
+@dataclass
+class ServerStats:
+    """Per-worker counters (read by the stats module later)."""
+
+    queries: int = 0  # valid queries handed to the resolver
+    udp: int = 0
+    tcp: int = 0
+    dropped: int = 0  # short/response/unsendable datagrams
+    formerr: int = 0  # FORMERR answered by the server itself
+    truncated: int = 0  # answers sent with TC=1 because they did not fit
+    resolver_errors: int = 0  # exceptions from the resolve coroutine (-> SERVFAIL)
+    tcp_connections: int = 0  # currently open client connections
+    tcp_rejected: int = 0  # connections closed at accept (over tcp_max_clients)
+    tcp_idle_closed: int = 0
+    answers: collections.Counter = field(default_factory=collections.Counter)  # rcode -> n
+
+    def count_answer(self, rcode: int) -> None:
+        self.answers[rcode] += 1
+
+
+# --- client query parsing -----------------------------------------------------
+
+
+def _load_native():
+    try:
+        import native  # the helper's bounded C parser (pure-Python twin if not built)
+
+        return native.parse_query, native.ParseError, native.Code.ESHORT
+    except Exception:  # noqa: BLE001 - missing or broken: dnspython alone
+        return None, None, None
+
+
+_native_parse, _NativeError, _ESHORT = _load_native()
+
+
+def parse_client_query(wire: bytes) -> tuple[Optional[dns.message.Message], Action]:
+    """Classify one client message: (message, RESOLVE) | (None, FORMERR) | (None, DROP).
+
+    `native.parse_query` (bounded, C) rejects hostile input first when it is
+    importable; dnspython then builds the Message the core needs (and alone
+    decides when native is missing). Never raises.
+    """
+    if len(wire) < DNS_HEADER:
+        return None, Action.DROP
+    if wire[2] & 0x80:  # QR set: not a query (kresd drops these too)
+        return None, Action.DROP
+    if _native_parse is not None:
+        try:
+            _native_parse(wire)
+        except _NativeError as e:  # malformed, no/several questions, trailing bytes, bad OPT
+            return None, (Action.DROP if e.code == _ESHORT else Action.FORMERR)
+        except Exception:  # noqa: BLE001 - let dnspython decide
+            pass
+    try:
+        msg = dns.message.from_wire(wire)
+    except Exception:  # noqa: BLE001 - any parse failure on hostile input
+        return None, Action.FORMERR
+    if len(msg.question) != 1:
+        return None, Action.FORMERR
+    return msg, Action.RESOLVE
+
+
+def formerr_wire(wire: bytes) -> bytes:
+    """FORMERR for a message whose 12-byte header is readable.
+
+    Echoes ID, opcode and RD; sets QR and RA; carries the question if it
+    parses, no OPT.
+    """
+    qid, flags = struct.unpack_from("!HH", wire, 0)
+    flags = (flags & 0x7900) | 0x8000 | dns.flags.RA | dns.rcode.FORMERR
+    question, qdcount = b"", 0
+    try:
+        qmsg = dns.message.from_wire(wire, question_only=True)
+        if len(qmsg.question) == 1:
+            r = dns.message.Message(id=qid)
+            r.question = list(qmsg.question)
+            question, qdcount = r.to_wire()[DNS_HEADER:], 1
+    except Exception:  # noqa: BLE001 - the question is optional
+        pass
+    return struct.pack("!HHHHHH", qid, flags, qdcount, 0, 0, 0) + question
+
+
+# --- answer rendering -----------------------------------------------------------
+
+
+def udp_size_limit(query: dns.message.Message, settings: Settings) -> int:
+    """kresd's answer_max for UDP (see module docstring)."""
+    if query.edns < 0:
+        return MIN_UDP
+    return max(MIN_UDP, min(query.payload, settings.edns_bufsize))
+
+
+def _fix_answer(answer: dns.message.Message, query: dns.message.Message, settings: Settings) -> None:
+    """Double-check what the core should have set: ID, QR, RA, OPT presence."""
+    answer.id = query.id
+    answer.flags |= dns.flags.QR | dns.flags.RA
+    if query.edns >= 0:
+        if answer.edns < 0:
+            answer.use_edns(0, 0, settings.edns_bufsize)
+        elif answer.payload != settings.edns_bufsize:
+            answer.use_edns(answer.edns, answer.ednsflags, settings.edns_bufsize, options=list(answer.options))
+    elif answer.edns >= 0:
+        rcode = answer.rcode()
+        answer.use_edns(False)
+        answer.set_rcode(rcode & 0xF)
+
+
+def _truncated(answer: dns.message.Message, max_size: int) -> bytes:
+    """Header + question (+ OPT) with TC=1, as kresd sends when an answer does not fit."""
+    tc = dns.message.Message(id=answer.id)
+    tc.flags = answer.flags | dns.flags.TC
+    tc.question = list(answer.question)
+    if answer.edns >= 0:
+        tc.use_edns(answer.edns, answer.ednsflags, answer.payload, options=list(answer.options))
+    try:
+        return tc.to_wire(max_size=max_size)
+    except dns.exception.TooBig:  # long EDNS options (EDE text): drop them
+        if answer.edns >= 0:
+            tc.use_edns(answer.edns, answer.ednsflags, answer.payload)
+        return tc.to_wire(max_size=max_size)
+
+
+def render_answer(
+    answer: dns.message.Message, query: dns.message.Message, settings: Settings, tcp: bool
+) -> tuple[bytes, bool]:
+    """Wire of the answer for this client and transport; (wire, truncated)."""
+    _fix_answer(answer, query, settings)
+    max_size = MAX_TCP if tcp else udp_size_limit(query, settings)
+    try:
+        return answer.to_wire(max_size=max_size), False
+    except dns.exception.TooBig:
+        return _truncated(answer, max_size), True
+
+
+def servfail_for(query: dns.message.Message) -> dns.message.Message:
+    r = dns.message.make_response(query, recursion_available=True)
+    r.set_rcode(dns.rcode.SERVFAIL)
+    return r
+
+
+# --- sockets ----------------------------------------------------------------------
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def bind_socket(addr: str, port: int, stype: int) -> socket.socket:
+    """One non-blocking listening socket with SO_REUSEPORT (and V6ONLY on v6)."""
+    fam = _family(addr)
+    sock = socket.socket(fam, stype)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if fam == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((addr, port))
+        if stype == socket.SOCK_STREAM:
+            sock.listen(TCP_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_endpoints(endpoints: list[Endpoint]) -> list[socket.socket]:
+    """Bind (or adopt, when ep.fd is set) every endpoint; BootError(EXIT_BIND) on failure."""
+    socks: list[socket.socket] = []
+    try:
+        for ep in endpoints:
+            if ep.fd is not None:
+                s = socket.socket(fileno=ep.fd)
+                s.setblocking(False)
+                socks.append(s)
+                continue
+            types = {"dns": (socket.SOCK_DGRAM, socket.SOCK_STREAM), "dns-udp": (socket.SOCK_DGRAM,),
+                     "dns-tcp": (socket.SOCK_STREAM,)}.get(ep.kind)
+            if types is None:
+                raise BootError(f"bind to '{ep.addr}@{ep.port}': unsupported kind '{ep.kind}'", EXIT_BIND)
+            for stype in types:
+                try:
+                    socks.append(bind_socket(ep.addr, ep.port, stype))
+                except OSError as e:
+                    proto = "UDP" if stype == socket.SOCK_DGRAM else "TCP"
+                    raise BootError(f"bind to '{ep.addr}@{ep.port}' ({proto}): {e.strerror or e}", EXIT_BIND) from e
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+# --- the server -------------------------------------------------------------------
+
+
+class Server:
+    """All listeners of one worker, sharing one resolve coroutine and one stats object."""
+
+    def __init__(self, settings: Settings, resolve: ResolveFn, stats: ServerStats | None = None):
+        self.settings = settings
+        self.resolve = resolve
+        self.stats = stats or ServerStats()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._udp: list[socket.socket] = []
+        self._tcp_servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._conns: set[TCPConnection] = set()
+
+    async def start(self, sockets: list[socket.socket]) -> None:
+        """Serve on already bound sockets (UDP: loop reader; TCP: asyncio server)."""
+        self._loop = asyncio.get_running_loop()
+        for sock in sockets:
+            sock.setblocking(False)
+            if sock.type == socket.SOCK_DGRAM:
+                self._loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+                self._udp.append(sock)
+            else:
+                srv = await self._loop.create_server(lambda: TCPConnection(self), sock=sock)
+                self._tcp_servers.append(srv)
+
+    async def close(self) -> None:
+        """Stop listening, close client connections, cancel in-flight resolutions."""
+        for sock in self._udp:
+            try:
+                self._loop.remove_reader(sock.fileno())
+            except Exception:  # noqa: BLE001
+                pass
+        for srv in self._tcp_servers:
+            srv.close()
+        for conn in list(self._conns):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for srv in self._tcp_servers:
+            try:
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+            except Exception:  # noqa: BLE001
+                pass
+        for sock in self._udp:
+            sock.close()
+        self._udp.clear()
+        self._tcp_servers.clear()
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def answer(self, query: dns.message.Message, client: tuple, tcp: bool) -> bytes:
+        """Resolve one valid query and render it; never raises (SERVFAIL instead)."""
+        try:
+            answer = await self.resolve(query, client, tcp)
+            if not isinstance(answer, dns.message.Message):
+                raise TypeError(f"resolver returned {type(answer).__name__}")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - request boundary
+            self.stats.resolver_errors += 1
+            log.debug(G, "resolution of %s failed: %r", query.question[0].name, e)
+            answer = servfail_for(query)
+        try:
+            wire, truncated = render_answer(answer, query, self.settings, tcp)
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "rendering answer for %s failed: %r", query.question[0].name, e)
+            answer = servfail_for(query)
+            wire, truncated = render_answer(answer, query, self.settings, tcp)
+        if truncated:
+            self.stats.truncated += 1
+        self.stats.count_answer(answer.rcode())
+        return wire
+
+    # UDP ------------------------------------------------------------------------
+
+    def _on_udp_readable(self, sock: socket.socket) -> None:
+        try:
+            for _ in range(UDP_BATCH):
+                try:
+                    data, addr = sock.recvfrom(UDP_RECV_MAX)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:  # e.g. a queued ICMP error
+                    log.debug(G, "udp recvfrom: %s", e)
+                    continue
+                self._udp_datagram(sock, data, addr)
+        except Exception as e:  # noqa: BLE001 - never kill the listener
+            log.debug(G, "udp reader error: %r", e)
+
+    def _udp_datagram(self, sock: socket.socket, data: bytes, addr: tuple) -> None:
+        msg, action = parse_client_query(data)
+        if action is Action.RESOLVE:
+            self.stats.queries += 1
+            self.stats.udp += 1
+            self.spawn(self._serve_udp(sock, msg, addr))
+        elif action is Action.FORMERR:
+            self.stats.formerr += 1
+            self.stats.count_answer(dns.rcode.FORMERR)
+            self._sendto(sock, formerr_wire(data), addr)
+        else:
+            self.stats.dropped += 1
+
+    async def _serve_udp(self, sock: socket.socket, query: dns.message.Message, addr: tuple) -> None:
+        try:
+            wire = await self.answer(query, addr[:2], False)
+            self._sendto(sock, wire, addr)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "udp answer to %s failed: %r", addr[0], e)
+
+    def _sendto(self, sock: socket.socket, wire: bytes, addr: tuple) -> None:
+        try:
+            sock.sendto(wire, addr)
+        except OSError as e:  # full buffer, closed socket, unreachable: drop
+            self.stats.dropped += 1
+            log.debug(G, "udp sendto %s: %s", addr[0], e)
+
+
+class TCPConnection(asyncio.Protocol):
+    """One client TCP connection: framing, pipelining, idle timer, in-flight limit."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self.settings = server.settings
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple = ("", 0)
+        self.buf = bytearray()
+        self.inflight = 0
+        self.paused = False
+        self.closed = False
+        self.idle_handle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        try:
+            self.transport = transport
+            self.peer = (transport.get_extra_info("peername") or ("", 0))[:2]
+            srv = self.server
+            if len(srv._conns) >= self.settings.tcp_max_clients:
+                srv.stats.tcp_rejected += 1
+                self.closed = True
+                transport.abort()
+                return
+            srv._conns.add(self)
+            srv.stats.tcp_connections = len(srv._conns)
+            self._arm_idle()
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "tcp accept error: %r", e)
+            self.abort()
+
+    def connection_lost(self, exc) -> None:
+        try:
+            self.closed = True
+            if self.idle_handle:
+                self.idle_handle.cancel()
+            self.server._conns.discard(self)
+            self.server.stats.tcp_connections = len(self.server._conns)
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "tcp close error: %r", e)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_idle(self) -> None:
+        if self.idle_handle:
+            self.idle_handle.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_handle = loop.call_later(self.settings.tcp_idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        try:
+            if self.closed:
+                return
+            if self.inflight:  # still answering: not idle
+                self._arm_idle()
+                return
+            self.server.stats.tcp_idle_closed += 1
+            log.debug(G, "tcp idle timeout, closing %s", self.peer[0])
+            self.closed = True
+            self.transport.close()
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "tcp idle error: %r", e)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.buf += data
+            self._process()
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "tcp read error from %s: %r", self.peer[0], e)
+            self.abort()
+
+    def _process(self) -> None:
+        """Dispatch complete messages while under the in-flight limit."""
+        limit = max(1, self.settings.tcp_pipeline)
+        while not self.closed and len(self.buf) >= 2 and self.inflight < limit:
+            (n,) = struct.unpack_from("!H", self.buf, 0)
+            if len(self.buf) < 2 + n:
+                break
+            wire = bytes(self.buf[2:2 + n])
+            del self.buf[:2 + n]
+            self._arm_idle()
+            self._message(wire)
+        want_pause = self.inflight >= limit
+        if want_pause != self.paused and not self.closed:
+            self.paused = want_pause
+            if want_pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _message(self, wire: bytes) -> None:
+        stats = self.server.stats
+        msg, action = parse_client_query(wire)
+        if action is Action.RESOLVE:
+            stats.queries += 1
+            stats.tcp += 1
+            self.inflight += 1
+            self.server.spawn(self._serve(msg))
+        elif action is Action.FORMERR:
+            stats.formerr += 1
+            stats.count_answer(dns.rcode.FORMERR)
+            self._write(formerr_wire(wire))
+        else:
+            stats.dropped += 1
+
+    async def _serve(self, query: dns.message.Message) -> None:
+        try:
+            wire = await self.server.answer(query, self.peer, True)
+            self._write(wire)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.debug(G, "tcp answer to %s failed: %r", self.peer[0], e)
+        finally:
+            self.inflight -= 1
+            if not self.closed:
+                try:
+                    self._arm_idle()
+                    self._process()
+                except Exception as e:  # noqa: BLE001
+                    log.debug(G, "tcp resume error: %r", e)
+
+    def _write(self, wire: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(struct.pack("!H", len(wire)) + wire)
