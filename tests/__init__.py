@@ -1,0 +1,1 @@
+"""Test packages (unit, property, corpus, scenarios, e2e); see DESIGN.md."""
