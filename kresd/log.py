@@ -79,8 +79,16 @@ def setup(level: str = DEFAULT_LEVEL, stream: TextIO | None = None) -> None:
     _handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     _handler.setFormatter(_KresdFormatter())
     _ROOT.addHandler(_handler)
-    _ROOT.propagate = False
     set_level(level)
+
+
+def reset() -> None:
+    """Undo `setup` (tests): no handler, level inherited from the root logger."""
+    global _handler
+    if _handler is not None:
+        _ROOT.removeHandler(_handler)
+        _handler = None
+    _ROOT.setLevel(logging.NOTSET)
 
 
 def set_level(level: str) -> None:

@@ -26,7 +26,7 @@ def keep_cwd():
     cwd = os.getcwd()
     yield
     os.chdir(cwd)
-    log.setup()
+    log.reset()
 
 
 def invoke(*argv):

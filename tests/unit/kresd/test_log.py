@@ -13,7 +13,7 @@ def stream():
     s = io.StringIO()
     log.setup("notice", stream=s)
     yield s
-    log.setup()
+    log.reset()
 
 
 def test_format_and_default_level(stream):
