@@ -1,0 +1,331 @@
+"""A real DNS hierarchy served by Debian's knotd on loopback port 53.
+
+Owns: the zone data, one knotd process per authoritative server (each with its
+own config, rundir, database and zone files under a temporary directory), their
+readiness check and shutdown; and a small dnspython query helper.
+Must not: start resolvers (see resolver.py) or send traffic outside 127.0.10.x.
+
+Addresses (all 127.0.10.x, port 53; the rest of 127.0.10.0/24 is for resolvers):
+
+  127.0.10.2  '.'            root; a.root-servers.net. A 127.0.10.2 (the hint)
+  127.0.10.3  'test.'        TLD, glue in the root zone (ns.test.)
+  127.0.10.4  'example.'     TLD, glue in the root zone (ns.example.);
+                             also holds ns.hoster.example. A 127.0.10.6
+  127.0.10.5  'glue.test.'   delegated WITH glue (ns1.glue.test. A 127.0.10.5)
+  127.0.10.6  'noglue.test.' delegated WITHOUT glue to ns.hoster.example.: the
+                             resolver must resolve that NS name in example. first
+  127.0.10.7  (no zones)     ns1.lame.test.: lame, answers REFUSED to everything
+  127.0.10.8  'lame.test.'   ns2.lame.test.: the working server of lame.test.
+
+Cases (the names tests query, see CASES below):
+
+  glue        www.glue.test. A       -> 192.0.2.1
+  noglue      www.noglue.test. A     -> 192.0.2.2
+  cname       alias.glue.test. A     -> CNAME www.example. -> 192.0.2.80
+  nxdomain    nx.glue.test. A        -> NXDOMAIN, SOA glue.test. in authority
+  nodata      www.glue.test. AAAA    -> NOERROR, empty answer, SOA glue.test.
+  lame        www.lame.test. A       -> 192.0.2.3 (one of the two NS is lame)
+  big         big.glue.test. TXT     -> 6 x 250-byte strings (> 1232 bytes):
+                                        TC=1 over UDP, complete over TCP
+
+Run ``python -m tests.e2e.hierarchy`` (as root, from the project root) to start
+the hierarchy by hand and keep it up until ^C.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+ROOT_ADDR = "127.0.10.2"
+TTL = 3600          # positive TTL of the leaf records
+NEG_TTL = 900       # SOA minimum = negative-caching TTL
+BIG_STRINGS = [f"{i}-".ljust(250, "abcdefghij"[i]) for i in range(6)]  # 6 x 250 bytes
+
+
+def _soa(mname: str) -> str:
+    return f"@ {TTL} IN SOA {mname} hostmaster 2024010101 3600 900 604800 {NEG_TTL}"
+
+
+# name -> (address, zone origin or None for "no zones", zone text)
+SERVERS: dict[str, tuple[str, str | None, str]] = {
+    "root": (ROOT_ADDR, ".", f"""
+{_soa('a.root-servers.net.')}
+@                    86400 IN NS  a.root-servers.net.
+a.root-servers.net.  86400 IN A   127.0.10.2
+test.                86400 IN NS  ns.test.
+ns.test.             86400 IN A   127.0.10.3
+example.             86400 IN NS  ns.example.
+ns.example.          86400 IN A   127.0.10.4
+"""),
+    "test": ("127.0.10.3", "test.", f"""
+{_soa('ns')}
+@          86400 IN NS  ns
+ns         86400 IN A   127.0.10.3
+; delegation with glue
+glue       86400 IN NS  ns1.glue
+ns1.glue   86400 IN A   127.0.10.5
+; delegation without glue: the NS name lives in example.
+noglue     86400 IN NS  ns.hoster.example.
+; lame delegation: ns1 answers REFUSED, ns2 works
+lame       86400 IN NS  ns1.lame
+lame       86400 IN NS  ns2.lame
+ns1.lame   86400 IN A   127.0.10.7
+ns2.lame   86400 IN A   127.0.10.8
+"""),
+    "example": ("127.0.10.4", "example.", f"""
+{_soa('ns')}
+@          86400 IN NS  ns
+ns         86400 IN A   127.0.10.4
+www        {TTL} IN A   192.0.2.80
+ns.hoster  86400 IN A   127.0.10.6
+"""),
+    "glue.test": ("127.0.10.5", "glue.test.", f"""
+{_soa('ns1')}
+@          86400 IN NS    ns1
+ns1        86400 IN A     127.0.10.5
+www        {TTL} IN A     192.0.2.1
+alias      {TTL} IN CNAME www.example.
+""" + "".join(f'big        {TTL} IN TXT   "{s}"\n' for s in BIG_STRINGS)),  # > 1232 bytes
+    "noglue.test": ("127.0.10.6", "noglue.test.", f"""
+{_soa('ns.hoster.example.')}
+@          86400 IN NS  ns.hoster.example.
+www        {TTL} IN A   192.0.2.2
+"""),
+    "lame-ns1": ("127.0.10.7", None, ""),
+    "lame.test": ("127.0.10.8", "lame.test.", f"""
+{_soa('ns2')}
+@          86400 IN NS  ns1
+@          86400 IN NS  ns2
+ns1        86400 IN A   127.0.10.7
+ns2        86400 IN A   127.0.10.8
+www        {TTL} IN A   192.0.2.3
+"""),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One resolution case: what to ask and what a correct resolver answers."""
+    qname: str
+    qtype: str
+    rcode: int = dns.rcode.NOERROR
+    answer: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (name, type) -> rdata texts
+    soa_zone: str | None = None  # negative answers: SOA owner expected in authority
+    server: str = ""             # authoritative server address for the final answer
+
+
+CASES: dict[str, Case] = {
+    "glue": Case("www.glue.test.", "A", answer={("www.glue.test.", "A"): {"192.0.2.1"}},
+                 server="127.0.10.5"),
+    "noglue": Case("www.noglue.test.", "A", answer={("www.noglue.test.", "A"): {"192.0.2.2"}},
+                   server="127.0.10.6"),
+    "cname": Case("alias.glue.test.", "A",
+                  answer={("alias.glue.test.", "CNAME"): {"www.example."},
+                          ("www.example.", "A"): {"192.0.2.80"}},
+                  server="127.0.10.5"),
+    "nxdomain": Case("nx.glue.test.", "A", rcode=dns.rcode.NXDOMAIN, soa_zone="glue.test.",
+                     server="127.0.10.5"),
+    "nodata": Case("www.glue.test.", "AAAA", soa_zone="glue.test.", server="127.0.10.5"),
+    "lame": Case("www.lame.test.", "A", answer={("www.lame.test.", "A"): {"192.0.2.3"}},
+                 server="127.0.10.8"),
+    "big": Case("big.glue.test.", "TXT",
+                answer={("big.glue.test.", "TXT"): {f'"{s}"' for s in BIG_STRINGS}},
+                server="127.0.10.5"),
+}
+
+KNOT_CONF = """# knotd config for the kresd-py e2e hierarchy (written by tests/e2e/hierarchy.py)
+server:
+    rundir: "{dir}"
+    pidfile: "{dir}/knot.pid"
+    listen: {addr}@53
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{dir}/db"
+template:
+  - id: default
+    storage: "{dir}/zones"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+"""
+
+
+# --------------------------------------------------------------------------- DNS client
+def query(addr: str, qname: str, qtype: str = "A", *, port: int = 53, tcp: bool = False,
+          timeout: float = 3.0, payload: int | None = 1232, rd: bool = True) -> dns.message.Message:
+    """One query with dnspython; payload=None sends no EDNS. Raises dns.exception.Timeout."""
+    q = dns.message.make_query(qname, qtype, use_edns=0 if payload is not None else None,
+                               payload=payload, flags=dns.flags.RD if rd else 0)
+    if tcp:
+        return dns.query.tcp(q, addr, timeout=timeout, port=port)
+    return dns.query.udp(q, addr, timeout=timeout, port=port, ignore_unexpected=True)
+
+
+def answer_map(msg: dns.message.Message) -> dict[tuple[str, str], set[str]]:
+    """The answer section as {(owner, type): {rdata text}} for easy comparison."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rrset in msg.answer:
+        key = (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype))
+        out.setdefault(key, set()).update(rd.to_text() for rd in rrset)
+    return out
+
+
+def soa_owners(msg: dns.message.Message) -> list[str]:
+    return [r.name.to_text() for r in msg.authority if r.rdtype == dns.rdatatype.SOA]
+
+
+def check_case(msg: dns.message.Message, case: Case) -> None:
+    """Assert that msg is a correct, complete answer for case."""
+    assert msg.rcode() == case.rcode, \
+        f"{case.qname} {case.qtype}: rcode {dns.rcode.to_text(msg.rcode())}\n{msg}"
+    assert not msg.flags & dns.flags.TC, f"{case.qname} {case.qtype}: unexpected TC\n{msg}"
+    assert answer_map(msg) == case.answer, f"{case.qname} {case.qtype}: wrong answer\n{msg}"
+    if case.soa_zone:
+        assert soa_owners(msg) == [case.soa_zone], f"{case.qname} {case.qtype}: no SOA\n{msg}"
+
+
+# --------------------------------------------------------------------------- knotd
+def port_53_free(addr: str) -> bool:
+    """Nothing listens on addr:53 (SO_REUSEADDR: TIME_WAIT leftovers don't count, as for knotd)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, 53))
+            except OSError:
+                return False
+    return True
+
+
+class Hierarchy:
+    """The knotd instances of SERVERS, started in base (a fresh directory)."""
+
+    START_TIMEOUT = 20.0  # seconds for all servers to answer
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _write(self, name: str, addr: str, origin: str | None, text: str) -> Path:
+        d = self.base / f"knot-{name}"
+        (d / "db").mkdir(parents=True, exist_ok=True)
+        (d / "zones").mkdir(exist_ok=True)
+        conf = KNOT_CONF.format(dir=d, addr=addr)
+        if origin:
+            zfile = d / "zones" / f"{name}.zone"
+            zfile.write_text(f"$ORIGIN {origin}\n$TTL {TTL}\n{text}")
+            conf += f'zone:\n  - domain: "{origin}"\n    file: "{zfile}"\n'
+        (d / "knot.conf").write_text(conf)
+        return d
+
+    def start(self) -> None:
+        busy = [a for a, _, _ in SERVERS.values() if not port_53_free(a)]
+        if busy:
+            raise RuntimeError(f"port 53 already in use on {busy} (stale knotd? see `ss -lunp`)")
+        self.base.mkdir(parents=True, exist_ok=True)
+        try:
+            for name, (addr, origin, text) in SERVERS.items():
+                d = self._write(name, addr, origin, text)
+                log = open(d / "knotd.log", "ab")
+                # Foreground (no -d), own session so stop() can signal the group by its id.
+                self.procs[name] = subprocess.Popen(
+                    ["knotd", "-c", str(d / "knot.conf")], stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                log.close()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> None:
+        """Until every server answers: its SOA, or REFUSED for the zone-less lame one."""
+        deadline = time.monotonic() + self.START_TIMEOUT
+        pending = dict(SERVERS)
+        while pending:
+            for name, (addr, origin, _) in list(pending.items()):
+                proc = self.procs[name]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"knotd {name} exited with {proc.returncode}:\n"
+                                       + self.log_tail(name))
+                try:
+                    r = query(addr, origin or "lame.test.", "SOA", timeout=0.3, rd=False)
+                except (OSError, dns.exception.Timeout):
+                    continue
+                want = dns.rcode.NOERROR if origin else dns.rcode.REFUSED
+                if r.rcode() == want and (r.answer or not origin):
+                    del pending[name]
+            if pending:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"knotd not ready after {self.START_TIMEOUT}s: "
+                                       f"{sorted(pending)}\n" + "\n".join(
+                                           self.log_tail(n) for n in pending))
+                time.sleep(0.1)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = (self.base / f"knot-{name}" / "knotd.log").read_text(errors="replace")
+        except OSError:
+            return f"[no log for {name}]"
+        return f"--- knotd {name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    def running(self) -> bool:
+        return bool(self.procs) and all(p.poll() is None for p in self.procs.values())
+
+    def stop(self) -> None:
+        """SIGTERM each knotd (its own process group, by id), SIGKILL after 5 s."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(5)
+        self.procs = {}
+
+
+def main() -> None:
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="kresd-e2e-"))
+    h = Hierarchy(base)
+    h.start()
+    print(f"hierarchy up in {base}; root hint a.root-servers.net. = {ROOT_ADDR}; ^C stops")
+    for name, case in CASES.items():
+        print(f"  {name:9s} {case.qname} {case.qtype}")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        h.stop()
+
+
+if __name__ == "__main__":
+    main()
