@@ -226,7 +226,7 @@ def make_reply(entry: Entry, query: dns.message.Message) -> Optional[bytes]:
         if "raw_id" in entry.adjust and len(wire) >= 2:
             struct.pack_into("!H", wire, 0, query.id)
         return bytes(wire)
-    reply = _copy(entry.message)
+    reply = copy_message(entry.message)
     if entry.adjust & {"copy_id", "copy_query"}:
         reply.use_edns(query.edns, query.ednsflags, entry.message.payload,
                        options=entry.message.options)
@@ -240,7 +240,7 @@ def make_reply(entry: Entry, query: dns.message.Message) -> Optional[bytes]:
     return reply.to_wire(max_size=65535)
 
 
-def _copy(msg: dns.message.Message) -> dns.message.Message:
+def copy_message(msg: dns.message.Message) -> dns.message.Message:
     """A fresh Message with the same content, records kept one per RRset."""
     out = dns.message.Message(id=msg.id)
     out.flags = msg.flags

@@ -25,7 +25,7 @@ import random
 import tempfile
 import traceback
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import dns.exception
 import dns.message
@@ -141,6 +141,11 @@ class FakeNetwork:
         if self.sends_in_step > MAX_SENDS_PER_QUERY:
             raise TransportLimit(f"more than {MAX_SENDS_PER_QUERY} upstream queries in one step")
         proto = "tcp" if send.tcp else "udp"
+        if send.port != 53:  # scripted servers listen on port 53 only: nothing answers
+            self.trace.append(Exchange(self.step_id, f"{send.addr}#{send.port}", send.tcp,
+                                       "?", "no server on this port (timeout)"))
+            self.clock.advance(send.timeout)
+            return None
         try:
             query = dns.message.from_wire(send.wire)
         except dns.exception.DNSException as exc:
@@ -184,6 +189,9 @@ class Core:
     resolver_cls: object
     cache_cls: Optional[object]
     settings_cls: object
+    # the server layer's client-side edges, when importable (workers/server.py):
+    parse_query: Optional[Callable] = None  # wire -> (Message | None, action)
+    render: Optional[Callable] = None  # (answer, query, settings, tcp) -> (wire, truncated)
 
 
 def real_core() -> Core:
@@ -193,7 +201,11 @@ def real_core() -> Core:
         from workers.settings import Settings
     except ImportError as exc:
         raise CoreUnavailable(f"resolution core not importable: {exc}") from None
-    return Core(Resolver, Cache, Settings)
+    try:  # what a UDP client really receives: ID/flags fix-ups, truncation
+        from workers.server import parse_client_query, render_answer
+    except ImportError:
+        parse_client_query = render_answer = None
+    return Core(Resolver, Cache, Settings, parse_client_query, render_answer)
 
 
 def _make_resolver(core: Core, settings, cache, clock, seed: int):
@@ -226,8 +238,9 @@ class Player:
     """Plays one scenario in one QMIN mode against one resolver instance."""
 
     def __init__(self, scn: Scenario, ctx: config.Context, resolver, net: FakeNetwork,
-                 clock: FakeClock, seed: int):
+                 clock: FakeClock, seed: int, core: Optional[Core] = None, settings=None):
         self.scn, self.ctx, self.resolver, self.net, self.clock = scn, ctx, resolver, net, clock
+        self.core, self.settings = core, settings
         self.ids = random.Random(seed)
         self.last_answer: Optional[dns.message.Message] = None
         self.last_raw: Optional[bytes] = None
@@ -243,23 +256,38 @@ class Player:
         if entry.raw is not None:
             wire = entry.raw
         else:
-            msg = match._copy(entry.message)
+            msg = match.copy_message(entry.message)
             msg.id = self.ids.randrange(65536)
             wire = msg.to_wire(max_size=65535)
         self.last_answer = self.last_raw = None
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
-            return  # malformed client packet: the server layer's job (FORMERR/drop), not the core's
+        query = self._parse_query(wire)
+        if query is None:
+            return  # malformed client packet: the server layer answers FORMERR or drops it
         raw_answer = self._resolve(step, query)
         if entry.raw is None and raw_answer is not None:  # Deckard reads no answer to RAW queries
             self.last_raw = raw_answer
-            self.last_answer = dns.message.from_wire(raw_answer, one_rr_per_rrset=True)
+            try:
+                self.last_answer = dns.message.from_wire(raw_answer, one_rr_per_rrset=True)
+            except dns.exception.DNSException as exc:
+                raise StepFailed(f"step {step.id} QUERY: the answer does not parse: {exc}") from None
+
+    def _parse_query(self, wire: bytes) -> Optional[dns.message.Message]:
+        if self.core is not None and self.core.parse_query is not None:
+            return self.core.parse_query(wire)[0]
+        try:
+            return dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None
+
+    def _render(self, answer: dns.message.Message, query: dns.message.Message) -> bytes:
+        if self.core is not None and self.core.render is not None:
+            return self.core.render(answer, query, self.settings, False)[0]
+        return answer.to_wire(max_size=65535)
 
     def _resolve(self, step: Step, query: dns.message.Message) -> Optional[bytes]:
         from workers.transport import drive_sync
-        gen = self.resolver.resolve(query, client=(self.ctx.client_addr, CLIENT_PORT), tcp=False)
         try:
+            gen = self.resolver.resolve(query, client=(self.ctx.client_addr, CLIENT_PORT), tcp=False)
             answer = drive_sync(gen, self.net.transport)
         except TransportLimit as exc:
             raise StepFailed(f"step {step.id} QUERY: {exc} (resolver loop?)") from None
@@ -268,7 +296,7 @@ class Player:
         if answer is None:
             return None
         try:
-            return answer.to_wire(max_size=65535)
+            return self._render(answer, query)
         except Exception as exc:  # noqa: BLE001
             raise StepFailed(f"step {step.id} QUERY: answer cannot be rendered: "
                              f"{_exc_text(exc)}") from None
@@ -340,7 +368,7 @@ def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
                 cache.close()
             return Outcome(scn.name, qmin, False, f"setup failed: {_exc_text(exc)}")
         try:
-            failure = _play(scn, ctx, resolver, net, clock, seed)
+            failure = _play(Player(scn, ctx, resolver, net, clock, seed, core, settings))
         finally:
             if cache is not None:
                 cache.close()
@@ -348,9 +376,9 @@ def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
     return Outcome(scn.name, qmin, not reasons, " | ".join(reasons), net.trace)
 
 
-def _play(scn, ctx, resolver, net, clock, seed) -> Optional[str]:
+def _play(player: Player) -> Optional[str]:
     try:
-        Player(scn, ctx, resolver, net, clock, seed).play()
+        player.play()
     except StepFailed as exc:
         return str(exc)
     return None

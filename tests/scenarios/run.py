@@ -47,7 +47,8 @@ def _print_trace(outcome: replay.Outcome) -> None:
 def main(argv=None) -> int:
     args = _args(argv)
     table = expected.load(args.expected)
-    files = list(rpl.scenario_files(args.dir, args.glob + ".rpl"))
+    pattern = Path(args.glob).name.removesuffix(".rpl") + ".rpl"  # accepts names, globs, paths
+    files = list(rpl.scenario_files(args.dir, pattern))
     if not files:
         print(f"no scenarios match {args.glob!r} in {args.dir}")
         return 2

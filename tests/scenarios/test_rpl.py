@@ -366,6 +366,13 @@ def test_do_not_answer_times_out_and_fires_mandatory():
     assert not net.unfired_mandatory()
 
 
+def test_other_ports_time_out():
+    net, clock = make_net()
+    before = clock.monotonic()
+    assert net.transport(Send("1.1.1.1", 5300, query("a.").to_wire(), timeout=0.5)) is None
+    assert clock.monotonic() - before == pytest.approx(0.5)
+
+
 def test_send_cap(monkeypatch):
     monkeypatch.setattr(replay, "MAX_SENDS_PER_QUERY", 3)
     net, _ = make_net()
@@ -509,6 +516,21 @@ def test_player_tc_retry_over_tcp():
     outcome = replay.run_scenario(scn, True, FAKE_CORE)
     assert outcome.passed, outcome.reason
     assert [t.tcp for t in outcome.trace] == [False, False, True]
+
+
+def test_server_edges_are_used_when_given():
+    seen = []
+
+    def render(answer, query, settings, tcp):
+        seen.append((query.id, settings.edns_bufsize, tcp))
+        return answer.to_wire(), False
+
+    def parse_query(wire):
+        return dns.message.from_wire(wire), "RESOLVE"
+
+    core = replay.Core(FakeResolver, None, Settings, parse_query, render)
+    assert replay.run_scenario(parse(SIMPLE), True, core).passed
+    assert [s[1:] for s in seen] == [(4096, False)]
 
 
 def test_resolver_crash_is_a_failure():
