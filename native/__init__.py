@@ -1,0 +1,219 @@
+"""Typed Python wrappers around the C leaf (native._native), and its result types.
+
+Owns: the only import of the compiled module `native._native`; the Python
+view of its results (Header, ParsedQuery, ParseError, Code, OptFlag) and the
+two hot-path entry points:
+
+    parse_query(wire: bytes) -> ParsedQuery
+        Raises ParseError(code) for anything but a well-formed one-question
+        query. `code` is a Code; `header` is the parsed Header (None only for
+        Code.ESHORT); `query` is the whole ParsedQuery for Code.ETRAIL and
+        Code.EBADOPT (everything was parsed; the caller decides). Hostile input
+        never raises anything else (TypeError only for a non-bytes-like wire).
+    cache_key(qname_wire: bytes, tag: bytes, rtype: int) -> bytes
+        The exact cache key (CACHE_KEY_DEF, cache/keys.py key_from_wire).
+        Raises ParseError(Code.EMALF) for a malformed or compressed name or
+        bytes after its root label, ParseError(Code.EKEYLEN) for a key longer
+        than MAX_KEY_LEN. ParseError is a ValueError, like key_from_wire's.
+
+Must not: hold Python objects in C, call back into Python, or keep state
+beyond the preallocated buffers below. Those buffers (one struct kn_query, one
+key buffer) are module-level and reused on every call, so the wrappers are
+NOT thread-safe (cffi releases the GIL during the C call): each worker
+process is single-threaded and must call them from its event-loop thread only.
+Results are fresh Python objects, so nothing a caller holds aliases them.
+
+If the extension is not built (e.g. a source checkout without
+`python native/build.py`), the pure-Python twins in native/pure.py are used
+and BACKEND is "pure" instead of "c"; results are identical, only slower.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+
+class Code(enum.IntEnum):
+    """Return codes of the C functions (enum kn_rc in kresd_native.h)."""
+
+    OK = 0
+    ESHORT = -1  # < 12 bytes, header unreadable: drop
+    EMALF = -2  # header readable, rest malformed: FORMERR
+    ENOQ = -3  # QDCOUNT == 0: header only
+    EQDCOUNT = -4  # QDCOUNT > 1: header only, FORMERR
+    ETRAIL = -5  # bytes after the last record
+    EBADOPT = -6  # bad OPT RR (see OptFlag): FORMERR per RFC 6891
+    EKEYLEN = -7  # cache key longer than MAX_KEY_LEN
+    ENOSPC = -8  # output buffer too small (never from the wrappers)
+
+
+class OptFlag(enum.IntFlag):
+    """Bits of ParsedQuery.opt_flags (enum kn_opt_flag)."""
+
+    WRONG_SECTION = 1
+    DUPLICATE = 2
+    BAD_OWNER = 4
+    MALFORMED = 8
+
+
+QNAME_MAX = 255
+MAX_KEY_LEN = 511  # CACHE_KEY_DEF, = cache.keys.MAX_KEY_LEN
+KEY_BUFSIZE = 512
+
+
+class Header(NamedTuple):
+    """The fixed 12-byte header (plus opcode/rcode split out of flags)."""
+
+    id: int
+    flags: int  # raw second header word
+    qdcount: int
+    ancount: int
+    nscount: int
+    arcount: int
+    opcode: int
+    rcode: int
+
+
+class ParsedQuery(NamedTuple):
+    """One parsed query; field order = struct kn_query order (scalars, names).
+
+    EDNS fields are 0 when has_opt is 0; has_opt and do_bit are 0 or 1.
+    Offsets (question_end, opt_rdata_off, cookie_off) index the original wire.
+    """
+
+    id: int
+    flags: int
+    qdcount: int
+    ancount: int
+    nscount: int
+    arcount: int
+    opcode: int
+    rcode: int
+    qtype: int
+    qclass: int
+    qname_len: int
+    question_end: int
+    udp_size: int
+    ext_rcode: int
+    edns_version: int
+    edns_flags: int
+    has_opt: int
+    do_bit: int
+    opt_flags: int
+    opt_rdata_off: int
+    opt_rdata_len: int
+    cookie_off: int
+    cookie_len: int
+    qname: bytes  # uncompressed wire form, as received
+    qname_lower: bytes  # the same with ASCII A-Z lower-cased
+
+    @property
+    def header(self) -> Header:
+        return Header._make(self[:8])
+
+
+class ParseError(ValueError):
+    """A query (or name) the C parser refused; `code` says why."""
+
+    def __init__(
+        self, code: int, header: Header | None = None, query: ParsedQuery | None = None
+    ):
+        self.code = Code(code)
+        self.header = header
+        self.query = query
+        super().__init__(self.code.name)
+
+
+try:
+    from native import _native
+except ImportError:  # not built: fall back to the pure-Python twins
+    _native = None
+
+if _native is not None:
+    BACKEND = "c"
+    _ffi = _native.ffi
+    _lib = _native.lib
+    _c_parse = _lib.kn_parse_query
+    _c_key = _lib.kn_cache_key
+
+    def _scalar_struct() -> tuple[struct.Struct, int, int]:
+        """struct.Struct reading the scalar fields of kn_query in one call."""
+        codes = {1: "B", 2: "H", 4: "I"}
+        fmt, at = "=", 0
+        qname_off = qlower_off = -1
+        for name, field in _ffi.typeof("struct kn_query").fields:
+            if name == "qname":
+                qname_off = field.offset
+                continue
+            if name == "qname_lower":
+                qlower_off = field.offset
+                continue
+            size = _ffi.sizeof(field.type)
+            fmt += "x" * (field.offset - at)
+            fmt += "x" * size if name == "reserved" else codes[size]
+            at = field.offset + size
+        return struct.Struct(fmt), qname_off, qlower_off
+
+    _SCALARS, _QNAME_OFF, _QLOWER_OFF = _scalar_struct()
+    assert len(_SCALARS.unpack_from(bytes(_SCALARS.size))) == len(ParsedQuery._fields) - 2
+    _unpack = _SCALARS.unpack_from
+
+    # Preallocated, reused per call (single-threaded worker; see docstring).
+    _q = _ffi.new("struct kn_query *")
+    _qbuf = _ffi.buffer(_q)
+    _kbuf = _ffi.new("uint8_t[]", KEY_BUFSIZE)
+    _kview = _ffi.buffer(_kbuf)
+    _make = ParsedQuery._make
+    _ETRAIL_OR_EBADOPT = (Code.ETRAIL, Code.EBADOPT)
+
+    def parse_query(wire: bytes) -> ParsedQuery:
+        """Parse a query (see module docstring for the error contract)."""
+        if type(wire) is not bytes:
+            wire = bytes(wire)
+        rc = _c_parse(wire, len(wire), _q)
+        if rc == 0:
+            v = _unpack(_qbuf)
+            n = v[10]  # qname_len
+            return _make(
+                v + (_qbuf[_QNAME_OFF : _QNAME_OFF + n], _qbuf[_QLOWER_OFF : _QLOWER_OFF + n])
+            )
+        if rc == Code.ESHORT:
+            raise ParseError(rc)
+        v = _unpack(_qbuf)
+        query = None
+        if rc in _ETRAIL_OR_EBADOPT:
+            n = v[10]
+            query = _make(
+                v + (_qbuf[_QNAME_OFF : _QNAME_OFF + n], _qbuf[_QLOWER_OFF : _QLOWER_OFF + n])
+            )
+        raise ParseError(rc, Header._make(v[:8]), query)
+
+    def cache_key(qname_wire: bytes, tag: bytes, rtype: int) -> bytes:
+        """Exact cache key (CACHE_KEY_DEF); tag is one upper-case ASCII byte."""
+        if len(tag) != 1:
+            raise ValueError("cache key tag must be one byte")
+        if type(qname_wire) is not bytes:
+            qname_wire = bytes(qname_wire)
+        n = _c_key(qname_wire, len(qname_wire), tag[0], rtype, _kbuf, KEY_BUFSIZE)
+        if n < 0:
+            raise ParseError(n)
+        return _kview[:n]
+
+else:
+    BACKEND = "pure"
+    from native.pure import cache_key, parse_query  # noqa: F401  (re-export)
+
+__all__ = [
+    "BACKEND",
+    "Code",
+    "Header",
+    "KEY_BUFSIZE",
+    "MAX_KEY_LEN",
+    "OptFlag",
+    "ParseError",
+    "ParsedQuery",
+    "QNAME_MAX",
+    "cache_key",
+    "parse_query",
+]

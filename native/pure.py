@@ -1,0 +1,167 @@
+"""Pure-Python twins of the C functions in native/, built on dnspython.
+
+Owns: parse_query() and cache_key() with exactly the results and error codes
+of the C versions (kn_parse_query, kn_cache_key). They are the reference the
+property tests compare the C code against, and the fallback when the
+extension is not built (native.BACKEND == "pure").
+Must not: import native._native, or differ from the C code in any result:
+a change here is a change of the C contract (kresd_native.h) and vice versa.
+
+Names are read with dnspython's own wire parser (dns.wire.Parser.get_name,
+decompress=True), so the C name rules (pointer rule, hop limit, 255 bytes,
+label types) are checked against dnspython's, not against a copy of them.
+Record walking (owner, fixed part, RDLENGTH-bounded RDATA, OPT option TLV
+framing) mirrors pkt.c; RDATA content is not parsed, as in C.
+The cache_key twin delegates the key bytes to cache/keys.py key_from_wire
+(CACHE_KEY_DEF) after the same strict name checks as key.c.
+"""
+from __future__ import annotations
+
+import struct
+
+import dns.exception
+import dns.name
+import dns.wire
+
+from cache.keys import MAX_KEY_LEN, key_from_wire
+from native import Code, Header, OptFlag, ParsedQuery, ParseError
+
+_HEADER = struct.Struct("!6H")
+_RR = struct.Struct("!HHIH")
+_OPT_HDR = struct.Struct("!HH")
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_TYPE_OPT = 41
+_EDNS_COOKIE = 10
+_MAX_MSG_LEN = 65535
+
+
+def _scan_options(wire: bytes, off: int, rdlen: int) -> tuple[bool, int, int]:
+    """(well_formed, cookie_off, cookie_len) of OPT RDATA wire[off:off+rdlen]."""
+    p, stop = off, off + rdlen
+    cookie_off = cookie_len = 0
+    while p < stop:
+        if stop - p < 4:
+            return False, cookie_off, cookie_len
+        code, olen = _OPT_HDR.unpack_from(wire, p)
+        p += 4
+        if olen > stop - p:
+            return False, cookie_off, cookie_len
+        if code == _EDNS_COOKIE and cookie_off == 0:
+            cookie_off, cookie_len = p, olen
+        p += olen
+    return True, cookie_off, cookie_len
+
+
+def _walk(parser: dns.wire.Parser, counts: tuple[int, int, int]) -> dict[str, int]:
+    """Walk the three record sections; returns the OPT fields (pkt.c take_opt)."""
+    wire = parser.wire
+    opt: dict[str, int] = {"has_opt": 0, "opt_flags": 0}
+    for section, count in ((1, counts[0]), (2, counts[1]), (3, counts[2])):
+        for _ in range(count):
+            owner = parser.get_name(None, True)
+            rtype, rclass, ttl, rdlen = parser.get_struct("!HHIH")
+            rdoff = parser.current
+            parser.get_bytes(rdlen)  # FormError if it runs past the end
+            if rtype != _TYPE_OPT:
+                continue
+            if section != 3:
+                opt["opt_flags"] |= OptFlag.WRONG_SECTION
+            elif opt["has_opt"]:
+                opt["opt_flags"] |= OptFlag.DUPLICATE
+            else:
+                good, cookie_off, cookie_len = _scan_options(wire, rdoff, rdlen)
+                flags = opt["opt_flags"]
+                if owner != dns.name.root:
+                    flags |= OptFlag.BAD_OWNER
+                if not good:
+                    flags |= OptFlag.MALFORMED
+                opt = {
+                    "has_opt": 1,
+                    "opt_flags": flags,
+                    "udp_size": rclass,
+                    "ext_rcode": ttl >> 24,
+                    "edns_version": (ttl >> 16) & 0xFF,
+                    "edns_flags": ttl & 0xFFFF,
+                    "do_bit": 1 if ttl & 0x8000 else 0,
+                    "opt_rdata_off": rdoff,
+                    "opt_rdata_len": rdlen,
+                    "cookie_off": cookie_off,
+                    "cookie_len": cookie_len,
+                }
+    return opt
+
+
+def parse_query(wire: bytes) -> ParsedQuery:
+    """Twin of native.parse_query (kn_parse_query): same result, same codes."""
+    wire = bytes(wire)
+    if len(wire) < 12:
+        raise ParseError(Code.ESHORT)
+    qid, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
+    header = Header(qid, flags, qd, an, ns, ar, (flags >> 11) & 0xF, flags & 0xF)
+    if qd == 0:
+        raise ParseError(Code.ENOQ, header)
+    if qd > 1:
+        raise ParseError(Code.EQDCOUNT, header)
+    if len(wire) > _MAX_MSG_LEN:
+        raise ParseError(Code.EMALF, header)
+    parser = dns.wire.Parser(wire, 12)
+    try:
+        qname = parser.get_name(None, True).to_wire()
+        qtype, qclass = parser.get_struct("!HH")
+        question_end = parser.current
+        opt = _walk(parser, (an, ns, ar))
+    except dns.exception.FormError:
+        raise ParseError(Code.EMALF, header) from None
+    assert qname is not None
+    query = ParsedQuery(
+        *header,
+        qtype=qtype,
+        qclass=qclass,
+        qname_len=len(qname),
+        question_end=question_end,
+        udp_size=opt.get("udp_size", 0),
+        ext_rcode=opt.get("ext_rcode", 0),
+        edns_version=opt.get("edns_version", 0),
+        edns_flags=opt.get("edns_flags", 0),
+        has_opt=opt["has_opt"],
+        do_bit=opt.get("do_bit", 0),
+        opt_flags=int(opt["opt_flags"]),
+        opt_rdata_off=opt.get("opt_rdata_off", 0),
+        opt_rdata_len=opt.get("opt_rdata_len", 0),
+        cookie_off=opt.get("cookie_off", 0),
+        cookie_len=opt.get("cookie_len", 0),
+        qname=qname,
+        qname_lower=qname.translate(_LOWER),
+    )
+    if parser.remaining() != 0:
+        raise ParseError(Code.ETRAIL, header, query)
+    if query.opt_flags:
+        raise ParseError(Code.EBADOPT, header, query)
+    return query
+
+
+def check_name(qname_wire: bytes) -> None:
+    """Raise ParseError(EMALF) unless qname_wire is exactly one uncompressed name."""
+    try:
+        parser = dns.wire.Parser(bytes(qname_wire))
+        parser.get_name(None, False)
+    except dns.exception.FormError:
+        raise ParseError(Code.EMALF) from None
+    if parser.remaining() != 0:
+        raise ParseError(Code.EMALF)
+
+
+def cache_key(qname_wire: bytes, tag: bytes, rtype: int) -> bytes:
+    """Twin of native.cache_key (kn_cache_key): key_from_wire + strict name checks."""
+    if len(tag) != 1:
+        raise ValueError("cache key tag must be one byte")
+    if not 0 <= rtype <= 0xFFFF:
+        raise OverflowError("rtype out of range")
+    check_name(qname_wire)
+    try:
+        return key_from_wire(bytes(qname_wire), tag, rtype)
+    except ValueError:
+        raise ParseError(Code.EKEYLEN) from None
+
+
+assert MAX_KEY_LEN == 511  # CACHE_KEY_DEF: kresd_native.h KN_MAX_KEY_LEN
