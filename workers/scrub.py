@@ -54,6 +54,7 @@ def scrub(reply: dns.message.Message, qname: dns.name.Name, cut: dns.name.Name,
     def in_zone(rr):
         return rr.rdclass == dns.rdataclass.IN and rr.name.is_subdomain(cut)
 
+    reply.kr_orig_answer_count = len(reply.answer)  # kresd classifies on the raw count
     answer = [rr for rr in reply.answer if in_zone(rr)]
     chain = _chain_names(answer, qname, cut)
     chain_set = set(chain)

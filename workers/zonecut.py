@@ -24,7 +24,9 @@ class ZoneCut:
     def addresses(self, settings: Settings) -> list[str]:
         out: list[str] = []
         for addrs in self.ns.values():
-            for a in usable_addresses(addrs, settings):
+            # Configured hints are trusted as given, as kresd does: the ALLOW_LOCAL
+            # filter is for addresses learnt from the network.
+            for a in usable_addresses(addrs, settings, local_ok=self.from_hints):
                 if a not in out:
                     out.append(a)
         return out
@@ -33,13 +35,13 @@ class ZoneCut:
         return [n for n, a in self.ns.items() if not a]
 
 
-def usable_addresses(addrs, settings: Settings) -> list[str]:
+def usable_addresses(addrs, settings: Settings, local_ok: bool = False) -> list[str]:
     out = []
     for a in addrs:
         v6 = ":" in a
         if v6 and not settings.ipv6 or not v6 and not settings.ipv4:
             continue
-        if not settings.allow_local and is_local_addr(a):
+        if not (settings.allow_local or local_ok) and is_local_addr(a):
             continue
         out.append(a)
     return out

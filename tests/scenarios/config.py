@@ -147,7 +147,7 @@ def _constants(settings, ctx: Context) -> None:
         settings.outgoing_v4 = ctx.self_addr  # net.outgoing_v4(SELF_ADDR)
     settings.edns_bufsize = 4096  # net.bufsize(4096)
     settings.cache_size = 2 * MB  # cache.size = 2*MB
-    settings.refuse_nord = False  # modules = {stats, policy, hints}: no refuse_nord
+    # refuse_nord stays on: kresd loads it by default and the template does not unload it
     settings.no_0x20 = True  # kresd 5 default; module workarounds would change it
     settings.priming = False  # modules.unload('priming'): RFC 8109 priming off
 

@@ -118,6 +118,15 @@ def _follow_chain(reply, sname, stype):
     return chain, name, False
 
 
+def _is_authoritative(reply, cut: ZoneCut, qname, settings: Settings) -> bool:
+    """kresd is_authoritative(): AA, an in-zone SOA, the cut is the name, or permissive."""
+    if reply.flags & dns.flags.AA:
+        return True
+    if any(rr.rdtype == T.SOA and rr.name.is_subdomain(cut.name) for rr in reply.authority):
+        return True
+    return cut.name == qname or settings.glue_mode == GlueMode.PERMISSIVE
+
+
 def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut,
             settings: Settings) -> Consumed:
     """Interpret a scrubbed reply to (qname, qtype) asked while resolving (sname, stype)."""
@@ -129,11 +138,15 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     minimized = qname != sname or qtype != stype
 
     first = reply.answer[0] if reply.answer else None
-    if not aa and not (first is not None and first.rdtype == T.CNAME):
+    # As kresd (non-strict build): NS in authority make a referral even with AA,
+    # unless the answer starts with a CNAME, or is AA data for the name asked.
+    if first is not None and (first.rdtype == T.CNAME or aa and first.rdtype == qtype and first.name == qname):
+        pass
+    else:
         new = _referral(reply, cut, sname, settings, stash)
         if new is not None:
             return Consumed(Kind.REFERRAL, cut=new, stash=stash)
-    elif aa and minimized and rcode == dns.rcode.NOERROR:
+    if aa and minimized and rcode == dns.rcode.NOERROR:
         # Parent and child on the same server: NS of the asked name in the answer.
         ns = _find(reply.answer, qname, T.NS)
         if ns is not None and qname != cut.name and sname.is_subdomain(qname):
@@ -151,8 +164,10 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     if minimized:
         return Consumed(Kind.RETRY_FULL, "found cut, retrying with non-minimized name")
 
-    negative = rcode == dns.rcode.NXDOMAIN or not reply.answer
-    if negative and not aa:
+    raw_count = getattr(reply, "kr_orig_answer_count", len(reply.answer))
+    negative = rcode == dns.rcode.NXDOMAIN or raw_count == 0
+    authoritative = _is_authoritative(reply, cut, qname, settings)
+    if negative and not authoritative:
         return Consumed(Kind.LAME, "non-authoritative negative answer")
 
     chain, last, has_data = _follow_chain(reply, sname, stype)
@@ -162,18 +177,19 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
             continue  # synthesised from a DNAME: not stashed
         stash.add(rr, rank)
     soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
-    authority = [soa] if soa is not None else []
+    # Negative answers carry the whole (scrubbed) authority section, as kresd's
+    # pick_authority() puts it on the wire: SOA, NS, NSEC*, RRSIG.
+    authority = list(reply.authority)
+    others = [rr for rr in authority if rr is not soa]
     if has_data:
         return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, chain), stash=stash)
     if rcode == dns.rcode.NXDOMAIN:
-        if soa is not None and aa:
-            stash.add_negative(last, stype, "NXDOMAIN", soa, [], ANSWER_RANK)
+        if soa is not None:
+            stash.add_negative(last, stype, "NXDOMAIN", soa, others, ANSWER_RANK)
         return Consumed(Kind.FINAL, result=Result(Outcome.NXDOMAIN, chain, authority), stash=stash)
     if chain and last != sname:
         # The chain leaves what this server answered: go on from the target.
         return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, chain, target=last), stash=stash)
-    if not aa:
-        return Consumed(Kind.LAME, "non-authoritative answer without data")
-    if soa is not None:
-        stash.add_negative(last, stype, "NODATA", soa, [], ANSWER_RANK)
+    if soa is not None and authoritative:
+        stash.add_negative(last, stype, "NODATA", soa, others, ANSWER_RANK)
     return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)
