@@ -85,6 +85,16 @@ class Request:
     resolving: set = field(default_factory=set)  # (name, type) being resolved: cycle detection
     depth: int = 0
     uid: int = 0
+    # Every address seen for a nameserver name during this request (parent glue
+    # and child data): a server whose child-side address fails can still be
+    # reached at its parent-side one.
+    ns_addrs: dict = field(default_factory=dict)
+
+    def learn_addrs(self, ns, addrs) -> None:
+        known = self.ns_addrs.setdefault(ns, [])
+        for a in addrs:
+            if a not in known:
+                known.append(a)
 
     @property
     def qname(self) -> dns.name.Name:

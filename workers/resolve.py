@@ -74,13 +74,13 @@ class Resolver:
         if self.clock.monotonic() - req.started > self.settings.resolve_time_limit:
             raise ResolveFail("resolution time limit exceeded", EDE.NO_REACHABLE_AUTHORITY)
 
-    def _chain(self, req: Request, qname: dns.name.Name, qtype: int):
+    def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False):
         """Resolve (qname, qtype), following CNAMEs across zones."""
         answer = []
         seen = {qname}
         name = qname
         for _ in range(self.settings.max_cname_chain + 1):
-            res = yield from self._lookup(req, name, qtype)
+            res = yield from self._lookup(req, name, qtype, nonauth)
             answer.extend(res.answer)
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority)
@@ -91,8 +91,8 @@ class Resolver:
             name = res.target
         raise ResolveFail("CNAME chain too long", EDE.OTHER)
 
-    def _lookup(self, req: Request, sname: dns.name.Name, stype: int):
-        hit = cache_layer.peek(self.cache, sname, stype)
+    def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False):
+        hit = cache_layer.peek(self.cache, sname, stype, nonauth)
         if hit is not None:
             log.debug("[%05d] cache hit %s %s: %s", req.uid, sname, T.to_text(stype), hit.outcome.value)
             return hit
@@ -139,6 +139,8 @@ class Resolver:
             self._stash(c.stash)
             if c.kind is Kind.REFERRAL:
                 cut, tried, ns_tried = c.cut, set(), set()
+                for ns, addrs in cut.ns.items():
+                    req.learn_addrs(ns, addrs)
             elif c.kind is Kind.RETRY_FULL:
                 minimize = False
             elif c.kind is Kind.LAME:
@@ -171,7 +173,7 @@ class Resolver:
                 req.resolving.add((ns, rtype))
                 req.depth += 1
                 try:
-                    res = yield from self._chain(req, ns, rtype)
+                    res = yield from self._chain(req, ns, rtype, nonauth=True)
                     for rr in res.answer:
                         if rr.rdtype == rtype:
                             addrs.extend(rd.address for rd in rr)
@@ -180,8 +182,9 @@ class Resolver:
                 finally:
                     req.depth -= 1
                     req.resolving.discard((ns, rtype))
-            cut.ns[ns] = addrs
-            if usable_addresses(addrs, s):
+            req.learn_addrs(ns, addrs)
+            cut.ns[ns] = list(req.ns_addrs[ns])
+            if usable_addresses(cut.ns[ns], s):
                 return True
         return False
 

@@ -25,16 +25,22 @@ def _is_answer(rank) -> bool:
     return bool(rank & Rank.AUTH) and (rank & ~(Rank.AUTH | Rank.SECURE)) != Rank.BOGUS
 
 
-def peek(cache, name: dns.name.Name, rtype: int) -> Result | None:
+def _usable(rank, nonauth: bool) -> bool:
+    if nonauth:  # kresd NONAUTH queries (nameserver addresses) take any rank but bogus
+        return (rank & ~(Rank.AUTH | Rank.SECURE)) != Rank.BOGUS
+    return _is_answer(rank)
+
+
+def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False) -> Result | None:
     """A cached answer for exactly (name, rtype), or a CNAME to follow."""
     if cache is None:
         return None
     hit = cache.peek_rrset(name, rtype)
-    if hit is not None and _is_answer(hit.rank):
+    if hit is not None and _usable(hit.rank, nonauth):
         return Result(Outcome.ANSWER, [hit.rrset])
     if rtype != T.CNAME:
         hit = cache.peek_rrset(name, T.CNAME)
-        if hit is not None and _is_answer(hit.rank):
+        if hit is not None and _usable(hit.rank, nonauth):
             return Result(Outcome.CNAME, [hit.rrset], target=hit.rrset[0].target)
     neg = cache.peek_negative(name, rtype)
     if neg is not None:
