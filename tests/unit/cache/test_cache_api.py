@@ -6,7 +6,7 @@ import dns.rdatatype as T
 import dns.rrset
 import lmdb
 import pytest
-from cache_helpers import n, rrset, rrsig, soa
+from .cache_helpers import n, rrset, rrsig, soa
 
 from cache import Cache, CacheError, Rank, is_answer_rank
 

@@ -5,7 +5,7 @@ import random
 
 import dns.rdatatype
 import pytest
-from cache_helpers import n, rrset, rrsig, soa
+from .cache_helpers import n, rrset, rrsig, soa
 
 from cache import entry
 from cache.entry import HEADER, EntryError

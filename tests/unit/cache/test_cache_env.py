@@ -6,7 +6,7 @@ import struct
 
 import dns.rdatatype as T
 import lmdb
-from cache_helpers import n, rrset
+from .cache_helpers import n, rrset
 
 from cache import Cache, CacheError, Rank
 from cache.keys import FORMAT_VERSION

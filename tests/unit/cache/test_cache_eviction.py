@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dns.rdatatype as T
-from cache_helpers import n, rrset
+from .cache_helpers import n, rrset
 
 from cache import Rank
 from cache.gc import collect
