@@ -85,8 +85,7 @@ class Resolver:
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority)
             if res.target in seen:
-                log.debug("[%05d] CNAME loop at %s", req.uid, res.target)
-                return Result(Outcome.ANSWER, answer)
+                raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
             seen.add(res.target)
             name = res.target
         raise ResolveFail("CNAME chain too long", EDE.OTHER)
@@ -138,7 +137,9 @@ class Resolver:
                       cut.name, c.kind.value, c.why)
             self._stash(c.stash)
             if c.kind is Kind.REFERRAL:
-                cut, tried, ns_tried = c.cut, set(), set()
+                if c.cut.ns is not cut.ns and c.cut.ns != cut.ns:
+                    tried, ns_tried = set(), set()
+                cut = c.cut
                 for ns, addrs in cut.ns.items():
                     req.learn_addrs(ns, addrs)
             elif c.kind is Kind.RETRY_FULL:

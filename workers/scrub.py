@@ -68,12 +68,16 @@ def scrub(reply: dns.message.Message, qname: dns.name.Name, cut: dns.name.Name,
     reply.answer = kept
 
     auth = []
+    reply.kr_bad_ns = False  # NS outside the server's authority: kresd calls it lame
     for rr in reply.authority:
-        if not in_zone(rr) or _covered(rr) not in _AUTH_TYPES:
-            continue
         typ = _covered(rr)
-        if typ in (T.NS, T.SOA) and not any(n.is_subdomain(rr.name) for n in chain):
-            continue  # a delegation or SOA must be at/above the queried name
+        if typ not in _AUTH_TYPES:
+            continue
+        above = any(n.is_subdomain(rr.name) for n in chain)
+        if not in_zone(rr) or typ in (T.NS, T.SOA) and not above:
+            # a delegation or SOA must be at/above the queried name, in bailiwick
+            reply.kr_bad_ns |= rr.rdtype == T.NS
+            continue
         auth.append(rr)
     reply.authority = auth
 

@@ -118,64 +118,75 @@ def _follow_chain(reply, sname, stype):
     return chain, name, False
 
 
-def _is_authoritative(reply, cut: ZoneCut, qname, settings: Settings) -> bool:
-    """kresd is_authoritative(): AA, an in-zone SOA, the cut is the name, or permissive."""
+def _is_authoritative(reply, cut: ZoneCut, settings: Settings) -> bool:
+    """kresd is_authoritative(): AA, an SOA at/below the cut, or permissive mode."""
     if reply.flags & dns.flags.AA:
         return True
     if any(rr.rdtype == T.SOA and rr.name.is_subdomain(cut.name) for rr in reply.authority):
         return True
-    return cut.name == qname or settings.glue_mode == GlueMode.PERMISSIVE
+    return settings.glue_mode == GlueMode.PERMISSIVE
+
+
+def _rename_cut(reply, cut: ZoneCut, aa: bool, has_ns_auth: bool) -> ZoneCut:
+    """kresd: an SOA below the cut in authority, or (AA, no NS in authority) an NS
+    below the cut in the answer, moves the cut name down; the servers stay."""
+    name = cut.name
+    for rr in reply.authority:
+        if rr.rdtype == T.SOA and rr.name != cut.name and rr.name.is_subdomain(cut.name):
+            name = rr.name
+    if aa and not has_ns_auth:
+        for rr in reply.answer:
+            if rr.rdtype == T.NS and rr.name != cut.name and rr.name.is_subdomain(cut.name):
+                name = rr.name
+    if name == cut.name:
+        return cut
+    return ZoneCut(name, dict(cut.ns), from_hints=cut.from_hints)
 
 
 def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut,
             settings: Settings) -> Consumed:
-    """Interpret a scrubbed reply to (qname, qtype) asked while resolving (sname, stype)."""
+    """Interpret a scrubbed reply to (qname, qtype) asked while resolving (sname, stype).
+
+    Mirrors kresd's resolve() -> process_authority() -> process_answer().
+    """
     rcode = reply.rcode()
     aa = bool(reply.flags & dns.flags.AA)
     stash = Stash()
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}")
-    minimized = qname != sname or qtype != stype
+    raw_count = getattr(reply, "kr_orig_answer_count", len(reply.answer))
+    has_ns_auth = any(rr.rdtype == T.NS for rr in reply.authority) or getattr(reply, "kr_bad_ns", False)
 
+    # process_authority: referral or not? Servers that send a CNAME, or AA data
+    # for the name, together with NS records are not referring us anywhere.
     first = reply.answer[0] if reply.answer else None
-    # As kresd (non-strict build): NS in authority make a referral even with AA,
-    # unless the answer starts with a CNAME, or is AA data for the name asked.
-    if first is not None and (first.rdtype == T.CNAME or aa and first.rdtype == qtype and first.name == qname):
-        pass
-    else:
+    skip_ns = raw_count > 0 and has_ns_auth and first is not None and (
+        first.rdtype == T.CNAME or aa and first.rdtype == stype and first.name == sname)
+    if not skip_ns:
+        if getattr(reply, "kr_bad_ns", False) and raw_count == 0:
+            return Consumed(Kind.LAME, "authority: NS outside bailiwick")
         new = _referral(reply, cut, sname, settings, stash)
         if new is not None:
             return Consumed(Kind.REFERRAL, cut=new, stash=stash)
-    if aa and minimized and rcode == dns.rcode.NOERROR:
-        # Parent and child on the same server: NS of the asked name in the answer.
-        ns = _find(reply.answer, qname, T.NS)
-        if ns is not None and qname != cut.name and sname.is_subdomain(qname):
-            new = ZoneCut(qname)
-            stash.add(ns, ANSWER_RANK)
-            for rd in ns:
-                glue = []
-                for grr in reply.additional:
-                    if grr.name == rd.target and grr.rdtype in (T.A, T.AAAA):
-                        glue.extend(g.address for g in grr)
-                        stash.add(grr, NONAUTH_RANK)
-                new.ns[rd.target] = glue
-            return Consumed(Kind.REFERRAL, cut=new, stash=stash)
+    cut = _rename_cut(reply, cut, aa, has_ns_auth)
 
-    if minimized:
-        return Consumed(Kind.RETRY_FULL, "found cut, retrying with non-minimized name")
+    # process_answer
+    if qname != sname or qtype != stype:
+        if rcode == dns.rcode.NOERROR and raw_count > 0 and qname == cut.name:
+            return Consumed(Kind.REFERRAL, "continuing with qname minimization", cut=cut, stash=stash)
+        return Consumed(Kind.RETRY_FULL, "retrying with non-minimized name")
 
-    raw_count = getattr(reply, "kr_orig_answer_count", len(reply.answer))
     negative = rcode == dns.rcode.NXDOMAIN or raw_count == 0
-    authoritative = _is_authoritative(reply, cut, qname, settings)
+    authoritative = _is_authoritative(reply, cut, settings)
     if negative and not authoritative:
-        return Consumed(Kind.LAME, "non-authoritative negative answer")
+        return Consumed(Kind.LAME, "lame response: non-auth sent negative response")
 
     chain, last, has_data = _follow_chain(reply, sname, stype)
-    rank = ANSWER_RANK if aa else NONAUTH_RANK
+    real_cnames = {r.name for r in reply.answer if r.rdtype == T.CNAME}
     for rr in chain:
-        if rr.rdtype == T.CNAME and rr.name not in {r.name for r in reply.answer if r.rdtype == T.CNAME}:
+        if rr.rdtype == T.CNAME and rr.name not in real_cnames:
             continue  # synthesised from a DNAME: not stashed
-        stash.add(rr, rank)
+        stash.add(rr, ANSWER_RANK)  # kresd ranks answer records INITIAL|AUTH, AA or not
     soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
     # Negative answers carry the whole (scrubbed) authority section, as kresd's
     # pick_authority() puts it on the wire: SOA, NS, NSEC*, RRSIG.
@@ -190,6 +201,6 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     if chain and last != sname:
         # The chain leaves what this server answered: go on from the target.
         return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, chain, target=last), stash=stash)
-    if soa is not None and authoritative:
+    if soa is not None:
         stash.add_negative(last, stype, "NODATA", soa, others, ANSWER_RANK)
     return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)
