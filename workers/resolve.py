@@ -74,13 +74,14 @@ class Resolver:
         if self.clock.monotonic() - req.started > self.settings.resolve_time_limit:
             raise ResolveFail("resolution time limit exceeded", EDE.NO_REACHABLE_AUTHORITY)
 
-    def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False):
+    def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False,
+               no_cache: bool = False):
         """Resolve (qname, qtype), following CNAMEs across zones."""
         answer = []
         seen = {qname}
         name = qname
         for _ in range(self.settings.max_cname_chain + 1):
-            res = yield from self._lookup(req, name, qtype, nonauth)
+            res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname)
             answer.extend(res.answer)
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority)
@@ -90,8 +91,9 @@ class Resolver:
             name = res.target
         raise ResolveFail("CNAME chain too long", EDE.OTHER)
 
-    def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False):
-        hit = cache_layer.peek(self.cache, sname, stype, nonauth)
+    def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
+                no_cache: bool = False):
+        hit = None if no_cache else cache_layer.peek(self.cache, sname, stype, nonauth)
         if hit is not None:
             log.debug("[%05d] cache hit %s %s: %s", req.uid, sname, T.to_text(stype), hit.outcome.value)
             return hit
@@ -119,13 +121,22 @@ class Resolver:
         minimize = not self.settings.no_minimize
         tried: set[str] = set()
         ns_tried: set = set()
+        fell_back: set = set()
         while True:
             self._check_limits(req)
             qname, qtype = self._minimized(sname, stype, cut) if minimize else (sname, stype)
             addr = self.selection.choose(cut.addresses(self.settings), tried)
             if addr is None:
-                found = yield from self._resolve_ns_addrs(req, cut, ns_tried)
+                found = yield from self._resolve_ns_addrs(req, cut, ns_tried, tried)
                 if found:
+                    continue
+                if tried and cut.from_cache and cut.name != dns.name.root and cut.name not in fell_back:
+                    # Every server of a cached cut failed: its NS set or glue may be
+                    # stale, so ask the parent side for a fresh delegation (once).
+                    fell_back.add(cut.name)
+                    log.debug("[%05d] cut %s exhausted, falling back to its parent", req.uid, cut.name)
+                    cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
+                    tried, ns_tried = set(), set()
                     continue
                 raise ResolveFail(f"no usable server for zone {cut.name}", EDE.NO_REACHABLE_AUTHORITY)
             reply = yield from self._exchange(req, addr, qname, qtype, cut)
@@ -158,12 +169,16 @@ class Resolver:
         except Exception as exc:  # a cache failure never fails the request
             log.warning("[cache] stash failed: %s", exc)
 
-    def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set):
+    def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set, tried: set):
         """Resolve addresses of one more NS of the cut; True when some became usable."""
         s = self.settings
         for ns in list(cut.ns):
-            if ns in ns_tried or usable_addresses(cut.ns[ns], s):
+            known = usable_addresses(cut.ns[ns], s)
+            if ns in ns_tried or any(a not in tried for a in known):
                 continue
+            # Addresses known but all failed: look again past the cache, so that
+            # iteration meets the parent side's glue (kept in req.ns_addrs).
+            no_cache = bool(known)
             ns_tried.add(ns)
             if req.depth >= s.max_depth:
                 return False
@@ -174,7 +189,7 @@ class Resolver:
                 req.resolving.add((ns, rtype))
                 req.depth += 1
                 try:
-                    res = yield from self._chain(req, ns, rtype, nonauth=True)
+                    res = yield from self._chain(req, ns, rtype, nonauth=True, no_cache=no_cache)
                     for rr in res.answer:
                         if rr.rdtype == rtype:
                             addrs.extend(rd.address for rd in rr)
@@ -185,7 +200,7 @@ class Resolver:
                     req.resolving.discard((ns, rtype))
             req.learn_addrs(ns, addrs)
             cut.ns[ns] = list(req.ns_addrs[ns])
-            if usable_addresses(cut.ns[ns], s):
+            if any(a not in tried for a in usable_addresses(cut.ns[ns], s)):
                 return True
         return False
 

@@ -20,6 +20,7 @@ class ZoneCut:
     name: dns.name.Name
     ns: dict[dns.name.Name, list[str]] = field(default_factory=dict)  # NS name -> addresses
     from_hints: bool = False
+    from_cache: bool = False  # built from cached NS (possibly stale), not a fresh referral
 
     def addresses(self, settings: Settings) -> list[str]:
         out: list[str] = []

@@ -71,14 +71,14 @@ def closest_cut(cache, name: dns.name.Name, want4: bool, want6: bool) -> ZoneCut
     while n != dns.name.root:
         hit = cache.peek_rrset(n, T.NS)
         if hit is not None:
-            cut = ZoneCut(n)
+            cut = ZoneCut(n, from_cache=True)
             for rd in hit.rrset:
                 cut.ns[rd.target] = peek_addresses(cache, rd.target, want4, want6)
             return cut
         n = n.parent()
     hit = cache.peek_rrset(dns.name.root, T.NS)
     if hit is not None:
-        cut = ZoneCut(dns.name.root)
+        cut = ZoneCut(dns.name.root, from_cache=True)
         for rd in hit.rrset:
             cut.ns[rd.target] = peek_addresses(cache, rd.target, want4, want6)
         return cut
