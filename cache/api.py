@@ -117,9 +117,24 @@ NXDOMAIN = "NXDOMAIN"
 NODATA = "NODATA"
 
 
+try:  # keys are built in C (native/key.c); cache/keys.py is the reference twin
+    import native as _native
+
+    def _build_key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes:
+        try:
+            return _native.cache_key(name.to_wire(), tag, rtype)
+        except _native.ParseError as exc:
+            raise ValueError(str(exc)) from exc
+
+    if _native.BACKEND != "c":
+        _build_key = key  # noqa: F811  (no compiled extension: same bytes, in Python)
+except ImportError:  # pragma: no cover - native is part of the package
+    _build_key = key
+
+
 def _key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes | None:
     try:
-        return key(name, tag, int(rtype))
+        return _build_key(name, tag, int(rtype))
     except ValueError:
         return None  # too long for LMDB: silently not cached
 
