@@ -83,39 +83,50 @@ def _referral(reply, cut: ZoneCut, sname, settings: Settings, stash: Stash) -> Z
     return new
 
 
+def _covering_dname(answer, name):
+    for rr in answer:
+        if rr.rdtype == T.DNAME and name.is_subdomain(rr.name) and name != rr.name and len(rr) == 1:
+            return rr
+    return None
+
+
 def _follow_chain(reply, sname, stype):
-    """Follow CNAME/DNAME from sname inside the answer section."""
+    """Follow CNAME/DNAME from sname inside the answer section.
+
+    Returns (chain, last name, data found, ids of chain RRsets not to cache):
+    a CNAME under a DNAME is synthesised (or occluded) and is not cached, as kresd.
+    """
     chain: list[dns.rrset.RRset] = []
+    no_cache: set[int] = set()
     name = sname
     seen = {sname}
     for _ in range(16):
         data = _find(reply.answer, name, stype)
         if data is not None:
             chain.append(data)
-            return chain, name, True
+            return chain, name, True, no_cache
         if stype == T.CNAME:
-            return chain, name, False
+            break
+        dname = _covering_dname(reply.answer, name)
         cname = _find(reply.answer, name, T.CNAME)
         target = None
-        if cname is not None and len(cname) == 1:
+        if dname is not None:
+            try:
+                target = name.relativize(dname.name).derelativize(dname[0].target)
+            except dns.name.NameTooLong:
+                break
+            chain.append(dname)
+            cname = dns.rrset.from_text(name, dname.ttl, "IN", "CNAME", target.to_text())
+            chain.append(cname)
+            no_cache.add(id(cname))
+        elif cname is not None and len(cname) == 1:
             chain.append(cname)
             target = cname[0].target
-        else:
-            for rr in reply.answer:
-                if rr.rdtype == T.DNAME and name.is_subdomain(rr.name) and name != rr.name and len(rr) == 1:
-                    try:
-                        target = name.relativize(rr.name).derelativize(rr[0].target)
-                    except dns.name.NameTooLong:
-                        return chain, name, False
-                    chain.append(rr)
-                    if cname is None:
-                        chain.append(dns.rrset.from_text(name, rr.ttl, "IN", "CNAME", target.to_text()))
-                    break
         if target is None or target in seen:
-            return chain, name, False
+            break
         seen.add(target)
         name = target
-    return chain, name, False
+    return chain, name, False, no_cache
 
 
 def _is_authoritative(reply, cut: ZoneCut, settings: Settings) -> bool:
@@ -181,12 +192,10 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     if negative and not authoritative:
         return Consumed(Kind.LAME, "lame response: non-auth sent negative response")
 
-    chain, last, has_data = _follow_chain(reply, sname, stype)
-    real_cnames = {r.name for r in reply.answer if r.rdtype == T.CNAME}
+    chain, last, has_data, no_cache = _follow_chain(reply, sname, stype)
     for rr in chain:
-        if rr.rdtype == T.CNAME and rr.name not in real_cnames:
-            continue  # synthesised from a DNAME: not stashed
-        stash.add(rr, ANSWER_RANK)  # kresd ranks answer records INITIAL|AUTH, AA or not
+        if id(rr) not in no_cache:
+            stash.add(rr, ANSWER_RANK)  # kresd ranks answer records INITIAL|AUTH, AA or not
     soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
     # Negative answers carry the whole (scrubbed) authority section, as kresd's
     # pick_authority() puts it on the wire: SOA, NS, NSEC*, RRSIG.

@@ -79,6 +79,14 @@ class AuthServer:
                             r.additional.append(dns.rrset.from_rdata_list(rd.target, rds.ttl, list(rds)))
                 return
         r.flags |= dns.flags.AA
+        for owner in reversed(cuts):  # DNAME at an ancestor: DNAME + synthesised CNAME
+            dn = z.get_node(owner)
+            dname = dn.get_rdataset(dns.rdataclass.IN, T.DNAME) if dn else None
+            if dname is not None and owner != qname:
+                target = qname.relativize(owner).derelativize(dname[0].target)
+                r.answer.append(dns.rrset.from_rdata_list(owner, dname.ttl, list(dname)))
+                r.answer.append(dns.rrset.from_text(qname, dname.ttl, "IN", "CNAME", target.to_text()))
+                return
         node = z.get_node(qname)
         soa = z.get_rdataset(z.origin, T.SOA)
         soa_rr = dns.rrset.from_rdata_list(z.origin, soa.ttl, list(soa))

@@ -49,6 +49,9 @@ EXAMPLE = """
 ns1 3600 IN A 1.2.3.4
 www 3600 IN A 10.0.0.1
 alias 3600 IN CNAME www.example.net.
+old 3600 IN DNAME example.net.
+loop1 3600 IN CNAME loop2
+loop2 3600 IN CNAME loop1
 big 3600 IN TXT "%s"
 """ % ("x" * 200)
 EXAMPLE_NET = """
@@ -203,3 +206,15 @@ def test_qname_minimisation_sends_ns_queries(resolver):
     servers["198.41.0.4"].queries.clear()
     ask(resolver, net, "a.b.www.example.com.")
     assert dns.name.from_text("a.b.www.example.com.") in [q[0] for q in servers["198.41.0.4"].queries]
+
+
+def test_dname_is_followed(resolver):
+    net, _ = make_net()
+    a = ask(resolver, net, "www.old.example.com.")
+    assert [rr.rdtype for rr in a.answer] == [T.DNAME, T.CNAME, T.A]
+    assert a.answer[-1][0].address == "10.0.0.2"
+
+
+def test_cname_loop_servfail(resolver):
+    net, _ = make_net()
+    assert ask(resolver, net, "loop1.example.com.").rcode() == dns.rcode.SERVFAIL
