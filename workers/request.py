@@ -74,6 +74,46 @@ class ResolveFail(Exception):
 
 
 @dataclass
+class Options:
+    """Per-request copies of kresd's query flags (lib/rplan.h kr_qflags), the
+    ones modules may flip for one request (policy, view, workarounds)."""
+
+    NO_MINIMIZE: bool = False
+    ALLOW_LOCAL: bool = False
+    NO_0X20: bool = True
+    NO_EDNS: bool = False
+    NO_CACHE: bool = False  # neither read nor write the cache for this request
+    NO_IPV4: bool = False
+    NO_IPV6: bool = False
+    DNS64_DISABLE: bool = False
+    TRACE: bool = False  # DEBUG_ALWAYS: log this request's resolution
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "Options":
+        return cls(NO_MINIMIZE=s.no_minimize, ALLOW_LOCAL=s.allow_local, NO_0X20=s.no_0x20,
+                   NO_EDNS=s.no_edns, NO_IPV4=not s.ipv4, NO_IPV6=not s.ipv6)
+
+
+@dataclass
+class Forward:
+    """policy.FORWARD / policy.STUB: ask these upstreams (RD=1) instead of iterating."""
+
+    targets: list  # [(addr, port)]
+    stub: bool = False
+
+
+@dataclass
+class QSource:
+    """Where the client query came from (kresd req.qsource)."""
+
+    addr: str | None = None
+    port: int = 0
+    dst_addr: str | None = None
+    dst_port: int = 0
+    tcp: bool = False
+
+
+@dataclass
 class Request:
     """One client request in flight."""
 
@@ -81,6 +121,14 @@ class Request:
     client: tuple[str, int] | None
     tcp: bool
     started: float  # monotonic
+    answer: dns.message.Message | None = None  # built at begin; layers may fill it
+    options: Options = field(default_factory=Options)
+    forward: Forward | None = None
+    qsource: QSource = field(default_factory=QSource)
+    vars: dict = field(default_factory=dict)  # per-request scratch space for modules
+    drop: bool = False  # send no answer at all (policy.DROP / NO_ANSWER)
+    state: int = 0  # last layer State
+    cut_name: dns.name.Name | None = None  # zone cut of the last upstream query (req:resolved())
     upstream_queries: int = 0
     resolving: set = field(default_factory=set)  # (name, type) being resolved: cycle detection
     depth: int = 0

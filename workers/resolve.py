@@ -21,8 +21,10 @@ import dns.rcode
 import dns.rdatatype as T
 
 from .layers import cache as cache_layer
-from .layers.iterate import Kind, consume
-from .request import (EDE, Outcome, Request, ResolveFail, Result, make_answer, precheck, set_ede)
+from .layers.iterate import Kind, consume, consume_forward
+from .layer import Layer, State
+from .request import (EDE, Options, Outcome, QSource, Request, ResolveFail, Result, make_answer,
+                      precheck, set_ede)
 from .scrub import scrub
 from .selection.iterate import Selection, SelectionError
 from .settings import GlueMode, Settings
@@ -34,37 +36,87 @@ log = logging.getLogger("kresd.resolve")
 
 class Resolver:
     def __init__(self, settings: Settings, cache=None, clock: Clock | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, layers: list | None = None):
         self.settings = settings
         self.cache = cache
         self.clock = clock or Clock()
         self.rng = rng or random.SystemRandom()
         self.selection = Selection(self.clock.monotonic, self.rng)
+        self.layers: list[Layer] = layers if layers is not None else []  # module order
         self._uid = 0
 
     # -- the request --------------------------------------------------------
 
-    def resolve(self, query: dns.message.Message, client=None, tcp: bool = False):
-        """Generator: yields Send, receives bytes|None, returns the answer Message."""
+    def resolve(self, query: dns.message.Message, client=None, tcp: bool = False, qsource=None):
+        """Generator: yields Send, receives bytes|None, returns the answer Message
+        (or None: send nothing, e.g. policy.DROP)."""
         early = precheck(query, self.settings)
         if early is not None:
             return early
         self._uid += 1
-        req = Request(query, client, tcp, self.clock.monotonic(), uid=self._uid)
-        ans = make_answer(query, self.settings)
+        req = Request(query, client, tcp, self.clock.monotonic(), uid=self._uid,
+                      options=Options.from_settings(self.settings))
+        req.qsource = qsource or QSource(client[0] if client else None, client[1] if client else 0, tcp=tcp)
+        req.answer = make_answer(query, self.settings)
+        try:
+            state = self._begin(req)
+            if not state & (State.DONE | State.FAIL):
+                yield from self._resolve_request(req)
+            elif state & State.FAIL and req.answer.rcode() == dns.rcode.NOERROR:
+                req.answer.set_rcode(dns.rcode.SERVFAIL)
+            self._hook(req, "answer_finalize")
+        except Exception:  # a bug must cost one SERVFAIL, never the worker
+            log.exception("[%05d] request failed", req.uid)
+            req.answer = make_answer(query, self.settings)
+            req.answer.set_rcode(dns.rcode.SERVFAIL)
+        finally:
+            self._hook(req, "finish")
+        return None if req.drop else req.answer
+
+    def _hook(self, req: Request, name: str, *args) -> int:
+        """Call one hook on every layer, in order; DONE/FAIL from begin stops the walk."""
+        state = State.NOOP
+        for layer in self.layers:
+            try:
+                st = getattr(layer, name)(req, *args)
+            except Exception:
+                log.exception("[%05d] module %s failed in %s", req.uid, layer.name, name)
+                st = State.FAIL if name == "begin" else None
+            if st:
+                state = State(int(st))
+                req.state = state
+                if name == "begin" and state & (State.DONE | State.FAIL):
+                    break
+        return state
+
+    def _begin(self, req: Request) -> int:
+        return self._hook(req, "begin")
+
+    def _resolve_request(self, req: Request):
+        ans = req.answer
         try:
             res = yield from self._chain(req, req.qname, req.qtype)
+            for _ in range(4):  # layers asking for more (dns64's A query)
+                wanted = [(lay, w) for lay in self.layers for w in (lay.more(req, res) or [])]
+                if not wanted:
+                    break
+                for lay, (name, rdtype) in wanted:
+                    try:
+                        sub = yield from self._chain(req, name, rdtype)
+                    except ResolveFail as fail:
+                        sub = fail
+                    lay.subresult(req, name, rdtype, sub)
         except ResolveFail as fail:
             log.debug("[%05d] resolution failed: %s", req.uid, fail)
             ans.set_rcode(dns.rcode.SERVFAIL)
             set_ede(ans, fail.ede, str(fail)[:200])
-            return ans
+            return
         ans.answer = _dedupe(res.answer)
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
             ans.authority = _dedupe(res.authority)
-        return ans
+        req.result = res
 
     # -- stages -------------------------------------------------------------
 
@@ -93,20 +145,24 @@ class Resolver:
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False):
-        hit = None if no_cache else cache_layer.peek(self.cache, sname, stype, nonauth)
+        hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth)
         if hit is not None:
             log.debug("[%05d] cache hit %s %s: %s", req.uid, sname, T.to_text(stype), hit.outcome.value)
             return hit
         return (yield from self._iterate(req, sname, stype))
 
     def _find_cut(self, req: Request, sname: dns.name.Name, stype: int):
+        if req.forward is not None:
+            cut = ZoneCut(dns.name.root, from_hints=True)  # configured: no ALLOW_LOCAL filter
+            cut.ns[dns.name.from_text("forwarders.invalid.")] = [f"{a}#{p}" for a, p in req.forward.targets]
+            return cut
         start = sname.parent() if stype == T.DS and sname != dns.name.root else sname
-        s = self.settings
-        cut = cache_layer.closest_cut(self.cache, start, s.ipv4, s.ipv6)
+        o = req.options
+        cut = cache_layer.closest_cut(self._cache(req), start, not o.NO_IPV4, not o.NO_IPV6)
         if cut is None:
             cut = yield from self._prime(req)
-        elif cut.name == dns.name.root and not cut.addresses(s):
-            cut = root_cut_from_hints(s)  # root NS known but no address: the hints are the safety belt
+        elif cut.name == dns.name.root and not cut.addresses(o):
+            cut = root_cut_from_hints(self.settings)  # root NS without address: hints are the safety belt
         return cut
 
     def _minimized(self, sname: dns.name.Name, stype: int, cut: ZoneCut):
@@ -118,15 +174,18 @@ class Resolver:
     def _iterate(self, req: Request, sname: dns.name.Name, stype: int):
         """Ask servers from the closest cut down until the name is answered."""
         cut = yield from self._find_cut(req, sname, stype)
-        minimize = not self.settings.no_minimize
+        forward = req.forward is not None
+        minimize = not req.options.NO_MINIMIZE and not forward
         tried: set[str] = set()
         ns_tried: set = set()
         fell_back: set = set()
         while True:
             self._check_limits(req)
             qname, qtype = self._minimized(sname, stype, cut) if minimize else (sname, stype)
-            addr = self.selection.choose(cut.addresses(self.settings), tried)
+            addr = self.selection.choose(cut.addresses(req.options), tried)
             if addr is None:
+                if forward:
+                    raise ResolveFail("no forwarder answered", EDE.NO_REACHABLE_AUTHORITY)
                 found = yield from self._resolve_ns_addrs(req, cut, ns_tried, tried)
                 if found:
                     continue
@@ -143,10 +202,14 @@ class Resolver:
             if reply is None:
                 tried.add(addr)
                 continue
-            c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
+            req.cut_name = cut.name
+            if forward:
+                c = consume_forward(reply, sname, stype)
+            else:
+                c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
             log.debug("[%05d] %s %s @%s (cut %s): %s %s", req.uid, qname, T.to_text(qtype), addr,
                       cut.name, c.kind.value, c.why)
-            self._stash(c.stash)
+            self._stash(req, c.stash)
             if c.kind is Kind.REFERRAL:
                 if c.cut.ns is not cut.ns and c.cut.ns != cut.ns:
                     tried, ns_tried = set(), set()
@@ -163,17 +226,21 @@ class Resolver:
             else:
                 return c.result
 
-    def _stash(self, stash) -> None:
+    def _cache(self, req: Request):
+        return None if req.options.NO_CACHE else self.cache
+
+    def _stash(self, req: Request, stash) -> None:
         try:
-            stash.commit(self.cache)
+            stash.commit(self._cache(req))
         except Exception as exc:  # a cache failure never fails the request
             log.warning("[cache] stash failed: %s", exc)
 
     def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set, tried: set):
         """Resolve addresses of one more NS of the cut; True when some became usable."""
         s = self.settings
+        o = req.options
         for ns in list(cut.ns):
-            known = usable_addresses(cut.ns[ns], s)
+            known = usable_addresses(cut.ns[ns], o)
             if ns in ns_tried or any(a not in tried for a in known):
                 continue
             # Addresses known but all failed: look again past the cache, so that
@@ -183,8 +250,8 @@ class Resolver:
             if req.depth >= s.max_depth:
                 return False
             addrs: list[str] = []
-            for rtype, want in ((T.A, s.ipv4), (T.AAAA, s.ipv6)):
-                if not want or (ns, rtype) in req.resolving or usable_addresses(addrs, s):
+            for rtype, want in ((T.A, not o.NO_IPV4), (T.AAAA, not o.NO_IPV6)):
+                if not want or (ns, rtype) in req.resolving or usable_addresses(addrs, o):
                     continue
                 req.resolving.add((ns, rtype))
                 req.depth += 1
@@ -200,7 +267,7 @@ class Resolver:
                     req.resolving.discard((ns, rtype))
             req.learn_addrs(ns, addrs)
             cut.ns[ns] = list(req.ns_addrs[ns])
-            if any(a not in tried for a in usable_addresses(cut.ns[ns], s)):
+            if any(a not in tried for a in usable_addresses(cut.ns[ns], o)):
                 return True
         return False
 
@@ -213,7 +280,7 @@ class Resolver:
         tried: set[str] = set()
         try:
             for _ in range(3):
-                addr = self.selection.choose(hints.addresses(self.settings), tried)
+                addr = self.selection.choose(hints.addresses(req.options), tried)
                 if addr is None:
                     break
                 tried.add(addr)
@@ -232,8 +299,8 @@ class Resolver:
                         if grr.name == rd.target and grr.rdtype in (T.A, T.AAAA):
                             cut.ns[rd.target].extend(g.address for g in grr)
                             stash.add(grr, cache_layer.NONAUTH_RANK)
-                self._stash(stash)
-                if cut.addresses(self.settings):
+                self._stash(req, stash)
+                if cut.addresses(req.options):
                     return cut
         finally:
             req.resolving.discard(("prime", 0))
@@ -242,21 +309,27 @@ class Resolver:
     # -- one upstream exchange ---------------------------------------------------
 
     def _exchange(self, req: Request, addr: str, qname, qtype, cut: ZoneCut):
-        """Ask addr; returns a scrubbed reply Message, or None (the server failed)."""
+        """Ask addr ("ip" or "ip#port"); returns a scrubbed reply, or None (it failed)."""
         s = self.settings
+        host, _, port = addr.partition("#")
         st = self.selection.state(addr)
-        edns = not s.no_edns and not st.no_edns
+        edns = not req.options.NO_EDNS and not st.no_edns
+        forward = req.forward is not None
         tcp = False
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
             q = dns.message.make_query(qname, qtype, use_edns=0 if edns else False,
                                        payload=s.edns_bufsize, id=qid)
-            q.flags = 0
-            source = s.outgoing_v6 if ":" in addr else s.outgoing_v4
+            q.flags = dns.flags.RD if forward else 0
+            self._hook(req, "produce", q)
+            if self._hook(req, "checkout", q, host, tcp) & State.FAIL:
+                return None
+            source = s.outgoing_v6 if ":" in host else s.outgoing_v4
             req.upstream_queries += 1
             t0 = self.clock.monotonic()
-            raw = yield Send(addr, 53, q.to_wire(), tcp=tcp, timeout=s.upstream_timeout, source=source)
+            raw = yield Send(host, int(port or 53), q.to_wire(), tcp=tcp, timeout=s.upstream_timeout,
+                             source=source)
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT)
                 return None
@@ -281,6 +354,8 @@ class Resolver:
                 self.selection.set_no_edns(addr)
                 edns = False
                 continue
+            if self._hook(req, "consume", reply) & State.FAIL:
+                return None
             return scrub(reply, qname, cut.name, keep_all_glue=s.glue_mode == GlueMode.PERMISSIVE)
         return None
 

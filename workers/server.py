@@ -313,10 +313,14 @@ class Server:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def answer(self, query: dns.message.Message, client: tuple, tcp: bool) -> bytes:
-        """Resolve one valid query and render it; never raises (SERVFAIL instead)."""
+    async def answer(self, query: dns.message.Message, client: tuple, tcp: bool) -> Optional[bytes]:
+        """Resolve one valid query and render it; never raises (SERVFAIL instead).
+        None: send nothing (policy.DROP / NO_ANSWER)."""
         try:
             answer = await self.resolve(query, client, tcp)
+            if answer is None:
+                self.stats.dropped += 1
+                return None
             if not isinstance(answer, dns.message.Message):
                 raise TypeError(f"resolver returned {type(answer).__name__}")
         except asyncio.CancelledError:
@@ -368,7 +372,8 @@ class Server:
     async def _serve_udp(self, sock: socket.socket, query: dns.message.Message, addr: tuple) -> None:
         try:
             wire = await self.answer(query, addr[:2], False)
-            self._sendto(sock, wire, addr)
+            if wire is not None:
+                self._sendto(sock, wire, addr)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -493,7 +498,8 @@ class TCPConnection(asyncio.Protocol):
     async def _serve(self, query: dns.message.Message) -> None:
         try:
             wire = await self.server.answer(query, self.peer, True)
-            self._write(wire)
+            if wire is not None:
+                self._write(wire)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import dns.name
 
 from .selection.iterate import is_local_addr
-from .settings import Settings
+from .settings import Settings  # noqa: F401  (root hints come from Settings)
 
 
 @dataclass
@@ -22,12 +22,12 @@ class ZoneCut:
     from_hints: bool = False
     from_cache: bool = False  # built from cached NS (possibly stale), not a fresh referral
 
-    def addresses(self, settings: Settings) -> list[str]:
+    def addresses(self, opts) -> list[str]:
         out: list[str] = []
         for addrs in self.ns.values():
-            # Configured hints are trusted as given, as kresd does: the ALLOW_LOCAL
-            # filter is for addresses learnt from the network.
-            for a in usable_addresses(addrs, settings, local_ok=self.from_hints):
+            # Configured hints and forwarders are trusted as given, as kresd does:
+            # the ALLOW_LOCAL filter is for addresses learnt from the network.
+            for a in usable_addresses(addrs, opts, local_ok=self.from_hints):
                 if a not in out:
                     out.append(a)
         return out
@@ -36,13 +36,16 @@ class ZoneCut:
         return [n for n, a in self.ns.items() if not a]
 
 
-def usable_addresses(addrs, settings: Settings, local_ok: bool = False) -> list[str]:
+def usable_addresses(addrs, opts, local_ok: bool = False) -> list[str]:
+    """Addresses allowed by the request options (workers.request.Options):
+    address family (NO_IPV4/NO_IPV6) and loopback (ALLOW_LOCAL)."""
     out = []
     for a in addrs:
-        v6 = ":" in a
-        if v6 and not settings.ipv6 or not v6 and not settings.ipv4:
+        host = a.split("#", 1)[0]
+        v6 = ":" in host
+        if v6 and opts.NO_IPV6 or not v6 and opts.NO_IPV4:
             continue
-        if not (settings.allow_local or local_ok) and is_local_addr(a):
+        if not (opts.ALLOW_LOCAL or local_ok) and is_local_addr(host):
             continue
         out.append(a)
     return out

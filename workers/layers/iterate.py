@@ -213,3 +213,36 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     if soa is not None:
         stash.add_negative(last, stype, "NODATA", soa, others, ANSWER_RANK)
     return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)
+
+
+def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
+    """A reply from a forwarder (policy.FORWARD/STUB): no referrals, AA not needed.
+
+    As kresd in FORWARD mode, a CNAME is not followed inside the packet: its
+    target is asked from the forwarder again.
+    """
+    rcode = reply.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}")
+    stash = Stash()
+    data = _find(reply.answer, sname, stype)
+    if data is not None:
+        stash.add(data, ANSWER_RANK)
+        return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, [data]), stash=stash)
+    if stype != T.CNAME:
+        chain, last, _, no_cache = _follow_chain(reply, sname, stype)
+        if chain and last != sname:
+            head = chain[:2] if chain[0].rdtype == T.DNAME else chain[:1]
+            for rr in head:
+                if id(rr) not in no_cache:
+                    stash.add(rr, ANSWER_RANK)
+            target = head[-1][0].target
+            return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, head, target=target), stash=stash)
+    soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
+    authority = list(reply.authority)
+    others = [rr for rr in authority if rr is not soa]
+    kind = "NXDOMAIN" if rcode == dns.rcode.NXDOMAIN else "NODATA"
+    if soa is not None:
+        stash.add_negative(sname, stype, kind, soa, others, ANSWER_RANK)
+    outcome = Outcome.NXDOMAIN if kind == "NXDOMAIN" else Outcome.NODATA
+    return Consumed(Kind.FINAL, result=Result(outcome, [], authority), stash=stash)

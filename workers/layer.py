@@ -1,0 +1,67 @@
+"""Layer protocol: the hooks modules fill, and the states they return.
+
+Owns: `State` (kresd lib/layer.h KR_STATE_*) and `Layer`, the base class of
+every pipeline module (policy, hints, view, stats, dns64, renumber, Lua user
+modules...). A layer overrides only the hooks it needs; each hook gets the
+`Request` (workers/request.py) and returns a State or None (= unchanged).
+Must not: do I/O or block: hooks run inline in the worker's event loop.
+
+Where the driver (workers/resolve.py) calls them, in layer order:
+  begin(req)              once, before resolution; DONE = answered (req.answer
+                          is final), FAIL = SERVFAIL unless an rcode was set.
+                          A layer may also set req.forward (policy FORWARD/STUB)
+                          or req.options flags here.
+  produce(req, query)     before each upstream query is sent (dns.message.Message)
+  checkout(req, query, addr, tcp)  just before sending to addr; FAIL skips addr
+  consume(req, reply)     after each upstream reply (before the iterator reads it)
+  more(req, result)       after resolution of the client's name; returns a list of
+                          (name, rdtype) sub-queries to resolve (e.g. dns64's A),
+                          whose Results come back through subresult(req, name,
+                          rdtype, result); may be called again until it returns []
+  answer_finalize(req)    the answer is complete: rewrite it (renumber, dns64, AD)
+  finish(req)             always, last (stats, logging)
+"""
+from __future__ import annotations
+
+import enum
+
+
+class State(enum.IntFlag):
+    """kresd KR_STATE_* values, so Lua modules can compare them."""
+
+    NOOP = 0
+    CONSUME = 1 << 0
+    PRODUCE = 1 << 1
+    DONE = 1 << 2
+    FAIL = 1 << 3
+    YIELD = 1 << 4
+
+
+class Layer:
+    """Base class: every hook is a no-op. `name` is the module name."""
+
+    name = "layer"
+
+    def begin(self, req):
+        return None
+
+    def produce(self, req, query):
+        return None
+
+    def checkout(self, req, query, addr: str, tcp: bool):
+        return None
+
+    def consume(self, req, reply):
+        return None
+
+    def more(self, req, result):
+        return []
+
+    def subresult(self, req, name, rdtype, result) -> None:
+        return None
+
+    def answer_finalize(self, req):
+        return None
+
+    def finish(self, req):
+        return None
