@@ -16,6 +16,18 @@ import dns.rrset
 import dns.zone
 
 
+def _glue(z, ns_rdataset):
+    """Address RRsets, from zone z, of the targets of an NS rdataset."""
+    out = []
+    for rd in ns_rdataset:
+        node = z.get_node(rd.target) if rd.target.is_subdomain(z.origin) else None
+        for t in (T.A, T.AAAA):
+            rds = node.get_rdataset(dns.rdataclass.IN, t) if node else None
+            if rds is not None:
+                out.append(dns.rrset.from_rdata_list(rd.target, rds.ttl, list(rds)))
+    return out
+
+
 class AuthServer:
     def __init__(self, *zone_texts: tuple[str, str], behaviour: str = "ok"):
         self.zones = [dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
@@ -71,12 +83,7 @@ class AuthServer:
             ns = node.get_rdataset(dns.rdataclass.IN, T.NS) if node else None
             if ns is not None and not (cut == qname and qtype == T.DS):
                 r.authority.append(dns.rrset.from_rdata_list(cut, ns.ttl, list(ns)))
-                for rd in ns:
-                    g = z.get_node(rd.target) if rd.target.is_subdomain(z.origin) else None
-                    for t in (T.A, T.AAAA):
-                        rds = g.get_rdataset(dns.rdataclass.IN, t) if g else None
-                        if rds is not None:
-                            r.additional.append(dns.rrset.from_rdata_list(rd.target, rds.ttl, list(rds)))
+                r.additional.extend(_glue(z, ns))
                 return
         r.flags |= dns.flags.AA
         for owner in reversed(cuts):  # DNAME at an ancestor: DNAME + synthesised CNAME
@@ -98,12 +105,7 @@ class AuthServer:
         if rds is not None:
             r.answer.append(dns.rrset.from_rdata_list(qname, rds.ttl, list(rds)))
             if qtype == T.NS:
-                for rd in rds:
-                    g = z.get_node(rd.target) if rd.target.is_subdomain(z.origin) else None
-                    for t in (T.A, T.AAAA):
-                        ards = g.get_rdataset(dns.rdataclass.IN, t) if g else None
-                        if ards is not None:
-                            r.additional.append(dns.rrset.from_rdata_list(rd.target, ards.ttl, list(ards)))
+                r.additional.extend(_glue(z, rds))
             return
         cname = node.get_rdataset(dns.rdataclass.IN, T.CNAME)
         if cname is not None:
