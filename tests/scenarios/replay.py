@@ -20,7 +20,6 @@ define all necessary answers".
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import random
 import tempfile
 import traceback
@@ -32,9 +31,9 @@ import dns.message
 import dns.rdatatype
 
 from . import config, match
-from .rpl import Entry, Scenario, Step
+from .responder import MAX_SENDS_PER_QUERY, Exchange, Responder, describe_query  # noqa: F401 (re-exported)
+from .rpl import Scenario, Step
 
-MAX_SENDS_PER_QUERY = 2000  # hard cap per QUERY step: a looping resolver fails, not hangs
 ANSWER_DELAY = 0.001  # simulated RTT of an answered upstream query (seconds)
 CLIENT_PORT = 5353
 
@@ -73,111 +72,24 @@ class FakeClock:
 
 # ---------------------------------------------------------------- network
 
-def _ip(text: str):
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return text
-
-
-def describe_query(query: dns.message.Message) -> str:
-    if not query.question:
-        return "<no question>"
-    q = query.question[0]
-    return f"{q.name} {dns.rdatatype.to_text(q.rdtype)}"
-
-
-@dataclass
-class Exchange:
-    """One upstream query as the fake network saw it (for traces)."""
-
-    step: int
-    addr: str
-    tcp: bool
-    query: str
-    outcome: str
-
-
-class FakeNetwork:
-    """The scripted servers of one scenario run; `transport` is drive_sync's callback."""
+class FakeNetwork(Responder):
+    """The scripted servers behind the sans-I/O transport; `transport` is drive_sync's callback."""
 
     def __init__(self, scn: Scenario, clock: FakeClock):
-        self.scn, self.clock = scn, clock
-        self.step_id = 0
-        self.sends_in_step = 0
-        self.fired: dict[int, int] = {}  # id(entry) -> times used
-        self.used_replies: set[int] = set()  # id(step) of consumed REPLY steps
-        self.undefined: list[str] = []  # queries nobody answered
-        self.errors: list[str] = []  # resolver misbehaviour seen on the wire
-        self.trace: list[Exchange] = []
-        self.known = {_ip(a) for r in scn.ranges for a in r.addresses}
-
-    def begin_step(self, step: Step) -> None:
-        self.step_id, self.sends_in_step = step.id, 0
-
-    # -- answering --------------------------------------------------------
-
-    def eligible_ranges(self, addr: str) -> list:
-        ip = _ip(addr)
-        anywhere = ip not in self.known
-        return [r for r in self.scn.ranges if r.covers(self.step_id)
-                and (anywhere or not r.addresses or ip in {_ip(a) for a in r.addresses})]
-
-    def find_entry(self, query: dns.message.Message, addr: str) -> tuple:
-        """(entry, where) answering `query` sent to `addr`, or (None, None)."""
-        for rng in self.eligible_ranges(addr):
-            for entry in rng.entries:
-                if match.matches(entry, query):
-                    return entry, f"range {rng.first}-{rng.last} line {entry.line}"
-        for step in self.scn.steps:
-            if (step.type == "REPLY" and step.id >= self.step_id
-                    and id(step) not in self.used_replies and match.matches(step.entry, query)):
-                self.used_replies.add(id(step))
-                return step.entry, f"REPLY step {step.id}"
-        return None, None
+        super().__init__(scn)
+        self.clock = clock
 
     def transport(self, send) -> Optional[bytes]:
-        self.sends_in_step += 1
-        if self.sends_in_step > MAX_SENDS_PER_QUERY:
+        if not self.count_send():
             raise TransportLimit(f"more than {MAX_SENDS_PER_QUERY} upstream queries in one step")
-        proto = "tcp" if send.tcp else "udp"
         if send.port != 53:  # scripted servers listen on port 53 only: nothing answers
             self.trace.append(Exchange(self.step_id, f"{send.addr}#{send.port}", send.tcp,
                                        "?", "no server on this port (timeout)"))
             self.clock.advance(send.timeout)
             return None
-        try:
-            query = dns.message.from_wire(send.wire)
-        except dns.exception.DNSException as exc:
-            self.errors.append(f"step {self.step_id}: unparseable query to {send.addr} ({exc})")
-            self.clock.advance(send.timeout)
-            return None
-        entry, where = self.find_entry(query, send.addr)
-        return self._answer(send, query, entry, where, proto)
-
-    def _answer(self, send, query, entry: Optional[Entry], where, proto) -> Optional[bytes]:
-        text = describe_query(query)
-        if entry is None:
-            self.undefined.append(f"step {self.step_id}: {text} to {send.addr} over {proto}")
-            self._log(send, text, "SERVFAIL (undefined)")
-            self.clock.advance(ANSWER_DELAY)
-            return match.servfail_reply(query)
-        self.fired[id(entry)] = self.fired.get(id(entry), 0) + 1
-        wire = match.make_reply(entry, query)
-        if wire is None:
-            self._log(send, text, f"no answer ({where})")
-            self.clock.advance(send.timeout)
-            return None
-        self._log(send, text, f"answered by {where}")
-        self.clock.advance(ANSWER_DELAY)
-        return wire
-
-    def _log(self, send, text: str, outcome: str) -> None:
-        self.trace.append(Exchange(self.step_id, send.addr, send.tcp, text, outcome))
-
-    def unfired_mandatory(self) -> list:
-        return [e for r in self.scn.ranges for e in r.entries
-                if e.mandatory and not self.fired.get(id(e))]
+        reply = self.answer(send.wire, send.addr, send.tcp)
+        self.clock.advance(ANSWER_DELAY if reply.wire is not None else send.timeout)
+        return reply.wire
 
 
 # ---------------------------------------------------------------- the core
@@ -224,6 +136,10 @@ class Outcome:
     passed: bool
     reason: str = ""
     trace: list = field(default_factory=list)
+    # binary runner only: seconds from exec to TCP accept, wall time of the run, daemon stderr tail
+    startup: Optional[float] = None
+    elapsed: Optional[float] = None
+    log_tail: str = ""
 
     @property
     def mode(self) -> str:
@@ -260,16 +176,20 @@ class Player:
             msg.id = self.ids.randrange(65536)
             wire = msg.to_wire(max_size=65535)
         self.last_answer = self.last_raw = None
-        query = self._parse_query(wire)
-        if query is None:
-            return  # malformed client packet: the server layer answers FORMERR or drops it
-        raw_answer = self._resolve(step, query)
+        raw_answer = self.exchange(step, wire, entry.raw is None)
         if entry.raw is None and raw_answer is not None:  # Deckard reads no answer to RAW queries
             self.last_raw = raw_answer
             try:
                 self.last_answer = dns.message.from_wire(raw_answer, one_rr_per_rrset=True)
             except dns.exception.DNSException as exc:
                 raise StepFailed(f"step {step.id} QUERY: the answer does not parse: {exc}") from None
+
+    def exchange(self, step: Step, wire: bytes, want_answer: bool) -> Optional[bytes]:
+        """Send one client query; the answer's bytes or None. The binary runner overrides this."""
+        query = self._parse_query(wire)
+        if query is None:
+            return None  # malformed client packet: the server layer answers FORMERR or drops it
+        return self._resolve(step, query)
 
     def _parse_query(self, wire: bytes) -> Optional[dns.message.Message]:
         if self.core is not None and self.core.parse_query is not None:
@@ -331,21 +251,6 @@ def _exc_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _reasons(net: FakeNetwork, failure: Optional[str]) -> list:
-    reasons = []
-    if net.undefined:
-        more = f" (+{len(net.undefined) - 1} more)" if len(net.undefined) > 1 else ""
-        reasons.append("the scenario does not define all necessary answers: "
-                       f"{net.undefined[0]}{more}")
-    reasons.extend(net.errors[:1])
-    if failure:
-        reasons.append(failure)
-    if failure is None:
-        for entry in net.unfired_mandatory():
-            reasons.append(f"MANDATORY {entry.describe()} was never used")
-    return reasons
-
-
 def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
                  seed: int = 0) -> Outcome:
     """Play `scn` with QNAME minimisation `qmin`; never raises for scenario failures."""
@@ -372,7 +277,7 @@ def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
         finally:
             if cache is not None:
                 cache.close()
-    reasons = _reasons(net, failure)
+    reasons = net.reasons(failure)
     return Outcome(scn.name, qmin, not reasons, " | ".join(reasons), net.trace)
 
 

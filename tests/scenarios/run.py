@@ -1,6 +1,12 @@
-"""CLI: replay .rpl scenarios in-process against the resolution core.
+"""CLI: replay .rpl scenarios in-process against the resolution core, or through the binary.
 
     cd /work/main && .venv/bin/python -m tests.scenarios.run [glob] [--qmin on|off|both] [-v]
+    cd /work/main && .venv/bin/python -m tests.scenarios.run --binary [glob] [-j N] [--kresd PATH]
+
+`--binary` runs the real executable (default .venv/bin/kresd, by full path)
+in one network namespace per scenario and mode (binary.py), N at a time;
+`--only-passing` restricts it to runs that pass in-process (the acceptance
+set: every scenario passing in-process also passes through the binary).
 
 Owns: choosing scenario files, printing one line per scenario and QMIN mode
 (`PASS name [qmin=on]`, `FAIL name [qmin=off]: reason`, `XFAIL ...`,
@@ -15,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import expected, replay, rpl
+from . import binary, expected, replay, rpl
 
 SCENARIO_DIR = Path("/work/shared/scenarios/resolver")
 
@@ -29,7 +35,12 @@ def _args(argv):
     parser.add_argument("--expected", type=Path, default=expected.LIST_PATH,
                         help="expected-failures list")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="print the upstream query trace of failing runs")
+                        help="print the upstream query trace (and, binary mode, the daemon log tail) of failing runs")
+    parser.add_argument("--binary", action="store_true", help="run the real kresd binary in network namespaces")
+    parser.add_argument("--kresd", type=Path, default=binary.DEFAULT_KRESD, help="binary mode: kresd path")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="binary mode: parallel runs")
+    parser.add_argument("--only-passing", action="store_true",
+                        help="binary mode: only runs that pass in-process")
     return parser.parse_args(argv)
 
 
@@ -52,6 +63,8 @@ def main(argv=None) -> int:
     if not files:
         print(f"no scenarios match {args.glob!r} in {args.dir}")
         return 2
+    if args.binary:
+        return _main_binary(args, table, files)
     try:
         core = replay.real_core()
     except replay.CoreUnavailable as exc:
@@ -67,18 +80,75 @@ def main(argv=None) -> int:
             counts["FAIL"] += 1
             continue
         for outcome in replay.run_modes(scn, args.qmin, core):
-            listed = expected.reason_for(table, outcome.name, outcome.qmin)
-            status = expected.classify(outcome.passed, listed)
-            counts[status] += 1
-            reason = outcome.reason if not outcome.passed else (
-                f"on the expected-failures list ({listed}): take it off" if listed else "")
-            print(_line(status, outcome, reason), flush=True)
-            if args.verbose and not outcome.passed:
-                _print_trace(outcome)
+            _report(args, table, counts, outcome)
+    return _total(counts, started)
+
+
+def _report(args, table, counts, outcome: replay.Outcome) -> None:
+    listed = expected.reason_for(table, outcome.name, outcome.qmin)
+    status = expected.classify(outcome.passed, listed)
+    counts[status] += 1
+    reason = outcome.reason if not outcome.passed else (
+        f"on the expected-failures list ({listed}): take it off" if listed else "")
+    if outcome.startup is not None or outcome.elapsed is not None:
+        reason += f" ({_timing(outcome)})" if reason else ""
+    line = _line(status, outcome, reason)
+    if outcome.passed and outcome.elapsed is not None:
+        line += f" ({_timing(outcome)})"
+    print(line, flush=True)
+    if args.verbose and not outcome.passed:
+        _print_trace(outcome)
+        if outcome.log_tail:
+            print("    daemon log tail:")
+            for text in outcome.log_tail.splitlines()[-20:]:
+                print("      " + text)
+
+
+def _timing(outcome: replay.Outcome) -> str:
+    startup = f"start-up {outcome.startup:.2f}s, " if outcome.startup is not None else ""
+    return f"{startup}{outcome.elapsed or 0:.1f}s"
+
+
+def _total(counts: dict, started: float, extra: str = "") -> int:
     print(f"scenarios: {counts['PASS']} passed, {counts['FAIL']} failed, "
           f"{counts['XFAIL']} expected failures, {counts['XPASS']} unexpectedly passed "
-          f"({time.monotonic() - started:.1f}s)")
+          f"({time.monotonic() - started:.1f}s){extra}")
     return 1 if counts["FAIL"] else 0
+
+
+def binary_jobs(files, wanted: str, only_passing: bool) -> list:
+    """(path, qmin) runs for binary mode; with only_passing, those passing in-process."""
+    jobs = []
+    core = replay.real_core() if only_passing else None
+    for path in files:
+        scn = rpl.parse_file(path)
+        for qmin in replay.modes_for(scn, wanted):
+            if only_passing and not replay.run_scenario(scn, qmin, core).passed:
+                continue
+            jobs.append((path, qmin))
+    return jobs
+
+
+def _main_binary(args, table, files) -> int:
+    try:
+        binary.check_available(args.kresd)
+        jobs = binary_jobs(files, args.qmin, args.only_passing)
+    except (binary.Unavailable, replay.CoreUnavailable, rpl.RplError) as exc:
+        print(f"cannot run: {exc}")
+        return 2
+    counts = dict.fromkeys(("PASS", "FAIL", "XFAIL", "XPASS"), 0)
+    started = time.monotonic()
+    startups = []
+    for outcome in binary.run_many(jobs, args.kresd, args.jobs):
+        _report(args, table, counts, outcome)
+        if outcome.startup is not None:
+            startups.append(outcome.startup)
+    extra = ""
+    if startups:
+        startups.sort()
+        extra = (f"; time to TCP accept: median {startups[len(startups) // 2]:.2f}s, "
+                 f"max {startups[-1]:.2f}s over {len(startups)} starts")
+    return _total(counts, started, extra)
 
 
 if __name__ == "__main__":

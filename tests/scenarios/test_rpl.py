@@ -18,7 +18,7 @@ import pytest
 from workers.settings import GlueMode, Settings
 from workers.transport import Send
 
-from . import config, expected, match, replay, rpl
+from . import config, expected, match, replay, responder, rpl
 
 SCENARIO_DIR = Path("/work/shared/scenarios/resolver")
 
@@ -374,7 +374,7 @@ def test_other_ports_time_out():
 
 
 def test_send_cap(monkeypatch):
-    monkeypatch.setattr(replay, "MAX_SENDS_PER_QUERY", 3)
+    monkeypatch.setattr(responder, "MAX_SENDS_PER_QUERY", 3)
     net, _ = make_net()
     for _ in range(3):
         ask(net, "a.", "1.1.1.1")
