@@ -1,0 +1,65 @@
+"""refuse_nord, workarounds and priming modules."""
+import dns.flags
+import dns.rcode
+
+from kresd.modules.workarounds import NO_0X20_ZONES
+
+from .helpers import Env
+
+
+def test_refuse_nord_refuses_rd0():
+    env = Env("refuse_nord")
+    env.settings.refuse_nord = False  # the core's precheck off: the module owns it
+    a = env.ask("www.example.cz.", flags=0, use_edns=0)
+    assert a.rcode() == dns.rcode.REFUSED and not a.flags & dns.flags.AD and not a.answer
+    assert [o.code for o in a.options if o.otype == 15] == [20]
+    assert env.upstream_count == 0
+    assert env.ask("www.example.cz.").rcode() == dns.rcode.NOERROR
+
+
+def test_refuse_nord_unloaded_lets_rd0_through():
+    env = Env()
+    env.settings.refuse_nord = False
+    a = env.ask("www.example.cz.", flags=0)
+    assert a.rcode() == dns.rcode.NOERROR
+
+
+def test_workarounds_adds_no_0x20_rule_once():
+    env = Env("workarounds")
+    p = env.mod("policy")
+    assert p is not None  # loaded as a dependency
+    assert len(p.rules.rules) == 1
+    env.mod("workarounds").config()
+    assert len(p.rules.rules) == 1
+    seen = []
+
+    class Spy:
+        name = "spy"
+
+        def begin(self, req):
+            req.options.NO_0X20 = False
+            return None
+
+        def produce(self, req, q):
+            seen.append(req.options.NO_0X20)
+
+        def __getattr__(self, n):
+            return lambda *a: [] if n == "more" else None
+    env.resolver.layers.insert(0, Spy())
+    env.ask("b.avqs.mcafee.com.")
+    assert seen and all(seen)
+    seen.clear()
+    env.ask("www.example.cz.")
+    assert seen and not any(seen)
+    assert "avqs.mcafee.com." in NO_0X20_ZONES
+    env.registry.unload("workarounds")
+    assert p.rules.rules == []
+
+
+def test_priming_toggles_setting():
+    env = Env()
+    env.settings.priming = False
+    env.registry.load("priming")
+    assert env.settings.priming is True
+    env.registry.unload("priming")
+    assert env.settings.priming is False
