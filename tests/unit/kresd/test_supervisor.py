@@ -1,0 +1,224 @@
+"""kresd/supervisor.py: cpu-map, rate limiter, and real process groups (procmodel_helper.py)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kresd import supervisor
+from kresd.sockets import ListenSocket
+from kresd.supervisor import (EXIT_RESPAWN_LIMIT, RestartLimiter, cpus_for, describe_exit,
+                              parse_cpu_map)
+
+HELPER = Path(__file__).with_name("procmodel_helper.py")
+ROOT = Path(__file__).resolve().parents[3]
+ALLOWED = sorted(psutil.Process().cpu_affinity())
+
+
+# --- pure parts ---------------------------------------------------------------------
+
+
+def test_parse_cpu_map():
+    assert parse_cpu_map("0=0 1=1 2=2 3=3") == {0: (0,), 1: (1,), 2: (2,), 3: (3,)}
+    assert parse_cpu_map("0=0,1 1=2") == {0: (0, 1), 1: (2,)}
+    assert parse_cpu_map("") == {}
+    for bad in ("0", "x=1", "0=", "0=a", "-1=0", "0=-2"):
+        with pytest.raises(ValueError):
+            parse_cpu_map(bad)
+
+
+def test_cpus_for_wraps_and_map_overrides():
+    assert [cpus_for(i, [0, 1]) for i in range(4)] == [[0], [1], [0], [1]]
+    assert cpus_for(3, [4, 6, 8]) == [4]
+    assert cpus_for(1, [0, 1], {1: (0,)}) == [0]
+    assert cpus_for(2, [0, 1], {1: (0,)}) == [0]
+
+
+def test_restart_limiter_fake_clock():
+    now = [0.0]
+    lim = RestartLimiter(3, 10.0, clock=lambda: now[0])
+    assert all(lim.record() for _ in range(3))
+    assert not lim.record()  # 4th within 10 s
+    now[0] = 100.0
+    assert lim.record()  # old deaths left the window
+
+
+def test_describe_exit():
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-9) == "killed by signal SIGKILL"
+
+
+def test_exec_command_passes_fds_and_worker_id():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        socks = [ListenSocket(u, "dns"), ListenSocket(t, "tls")]
+        arb = supervisor.Arbiter(socks, 4, lambda w, s: 0, exec_prefix=["kresd"],
+                                 exec_args=["-c", "config", "/rundir"], pin_cpus=False)
+        assert arb.exec_command(2) == ["kresd", "-c", "config", "/rundir", "-S", str(u.fileno()),
+                                       "-S", f"{t.fileno()}:tls", "-f", "4", "--worker-id", "2"]
+
+
+# --- real process groups ------------------------------------------------------------
+
+
+def start_helper(*args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, str(HELPER), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def ask(addr, wait=2.0) -> tuple[int, int]:
+    """One UDP echo -> (worker_id, pid)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(wait)
+        s.sendto(b"ping", addr)
+        wid, pid, _ = s.recv(200).split(b" ", 2)
+        return int(wid), int(pid)
+
+
+def workers_seen(addr, want: int, deadline: float = 10.0) -> dict[int, int]:
+    """Query (many source ports) until `want` worker ids answered: {wid: pid}."""
+    seen: dict[int, int] = {}
+    end = time.monotonic() + deadline
+    while len(seen) < want and time.monotonic() < end:
+        try:
+            wid, pid = ask(addr, 0.5)
+            seen[wid] = pid
+        except OSError:
+            time.sleep(0.02)
+    return seen
+
+
+def stop(p: subprocess.Popen, sig=signal.SIGTERM, timeout=15.0) -> int:
+    if p.poll() is None:
+        os.kill(p.pid, sig)
+    try:
+        return p.wait(timeout)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # never leave anything behind
+        except ProcessLookupError:
+            pass
+        p.communicate()
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return out
+
+
+@pytest.fixture
+def group(listen_addr):
+    started = []
+
+    def start(*args):
+        addr, port = listen_addr
+        p = start_helper("arbiter", "--addr", f"{addr}:{port}", *args)
+        started.append(p)
+        return p, (addr, port)
+
+    yield start
+    for p in started:
+        stop(p, signal.SIGKILL, 5.0)
+
+
+def test_four_workers_one_group_pinned_and_serving(group):
+    p, addr = group("--count", "4", "--loop")
+    seen = workers_seen(addr, 4)
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert seen[0] == p.pid  # the leader serves as worker 0
+    members = group_members(p.pid)
+    assert sorted(m.pid for m in members) == sorted(seen.values())
+    for wid, pid in seen.items():  # pinning wraps around the allowed CPUs
+        assert psutil.Process(pid).cpu_affinity() == [ALLOWED[wid % len(ALLOWED)]]
+    assert stop(p) == 0
+    assert group_members(p.pid) == []
+
+
+def test_cpu_map_overrides_and_pinning_off(group, listen_addr):
+    if len(ALLOWED) < 2:
+        pytest.skip("needs 2 CPUs")
+    a, b = ALLOWED[0], ALLOWED[1]
+    p, addr = group("--count", "2", "--loop", "--cpu-map", f"0={b} 1={a}")
+    seen = workers_seen(addr, 2)
+    assert psutil.Process(seen[0]).cpu_affinity() == [b]
+    assert psutil.Process(seen[1]).cpu_affinity() == [a]
+    assert stop(p) == 0
+
+
+def test_pinning_can_be_disabled(group):
+    p, addr = group("--count", "2", "--no-pin")
+    seen = workers_seen(addr, 2)
+    for pid in seen.values():
+        assert psutil.Process(pid).cpu_affinity() == ALLOWED
+    assert stop(p) == 0  # loop-less leader: SIGTERM -> 0
+
+
+def test_kill9_fork_is_replaced_within_2s(group):
+    p, addr = group("--count", "3", "--loop")
+    seen = workers_seen(addr, 3)
+    victim = seen[2]
+    os.kill(victim, signal.SIGKILL)
+    t0 = time.monotonic()
+    new = None
+    while time.monotonic() - t0 < 2.0:
+        fresh = [c for c in psutil.Process(p.pid).children() if c.pid not in seen.values()]
+        if fresh:
+            try:
+                if wid_of(fresh[0]) == 2:
+                    new = fresh[0]
+                    break
+            except psutil.Error:
+                pass
+        time.sleep(0.02)
+    assert new is not None, "no replacement within 2 s"
+    assert os.getpgid(new.pid) == p.pid
+    assert new.cpu_affinity() == [ALLOWED[2 % len(ALLOWED)]]
+    # and it serves (the exec'd entry point adopted the inherited sockets)
+    again = workers_seen(addr, 3)
+    assert again[2] == new.pid and again[0] == p.pid and again[1] == seen[1]
+    assert stop(p) == 0
+
+
+def wid_of(proc: psutil.Process) -> int:
+    cmd = proc.cmdline()
+    return int(cmd[cmd.index("--worker-id") + 1])
+
+
+def test_kill_process_group_stops_all(group):
+    p, addr = group("--count", "3", "--loop")
+    workers_seen(addr, 3)
+    os.killpg(p.pid, signal.SIGTERM)
+    assert p.wait(15) == 0
+    end = time.monotonic() + 5
+    while group_members(p.pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert group_members(p.pid) == []
+
+
+def test_crash_loop_halts_with_distinct_code(group):
+    p, _ = group("--count", "2", "--loop", "--crash", "1", "--max-restarts", "3", "--window", "60")
+    assert p.wait(30) == EXIT_RESPAWN_LIMIT
+    _, err = p.communicate()
+    assert "crash loop" in err and "started worker 1 again" in err
+    assert group_members(p.pid) == []
+
+
+def test_boot_error_is_not_respawned(group):
+    p, _ = group("--count", "3", "--crash", "2", "--crash-code", "3")
+    assert p.wait(15) == 3  # EXIT_CONFIG, as the failing fork reported
+    _, err = p.communicate()
+    assert "failed to start" in err and "again" not in err
