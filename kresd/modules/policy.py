@@ -80,7 +80,12 @@ def lua_get(t: Any, key: Any, default: Any = None) -> Any:
     if t is None:
         return default
     if isinstance(t, dict):
-        return t.get(key, default)
+        v = t.get(key, default)
+        return default if v is None else v
+    if isinstance(t, (list, tuple)):  # the bridge turns tables keyed 1..n into lists
+        if isinstance(key, (int, float)) and 1 <= key <= len(t) and key == int(key):
+            return t[int(key) - 1]
+        return default
     try:
         v = t[key]
     except (KeyError, IndexError, TypeError):
@@ -752,11 +757,17 @@ class Policy(Module):
             "DEBUG_ALWAYS": _Fn("DEBUG_ALWAYS", _qtrace, chain=True),
             "DEBUG_CACHE_MISS": _Fn("DEBUG_CACHE_MISS", _qtrace, chain=True),
             "DEBUG_IF": self.DEBUG_IF,
-            "rules": self.rules.rules, "postrules": self.rules.postrules,
-            "special_names": self.rules.special,
         }
         self.actions = api
         return api
+
+    def lua_get(self, key: Any) -> Any:
+        """policy.rules / policy.postrules / policy.special_names, read live."""
+        lists = {"rules": self.rules.rules, "postrules": self.rules.postrules,
+                 "special_names": self.rules.special}
+        if key in lists:
+            return list(lists[key])
+        raise KeyError(key)
 
     def _lua_evaluate(self, rules, req, query=None, state=None):
         lst = [r if isinstance(r, Rule) else Rule(-1, lua_get(r, "cb")) for r in lua_seq(rules)]
