@@ -90,3 +90,8 @@ class Settings:
     cache_neg_max_ttl: int = 3 * 3600  # RFC 2308 cap on negative TTL (as kresd: 3h... via SOA min)
 
     verbose: bool = False
+
+    # DNSSEC trust anchors (filled by the Lua `trust_anchors` bindings,
+    # kresd/bindings/trust_anchors.py; enforced by the validator).
+    trust_anchors: dict = field(default_factory=dict)  # dns.name.Name -> [DS/DNSKEY rdata]
+    negative_trust_anchors: list = field(default_factory=list)  # [dns.name.Name]: insecure subtrees
