@@ -216,8 +216,12 @@ class Hints(Module):
             for name, addrs in lua_items(hints):
                 key = dns.name.from_text(to_text(name))
                 for a in lua_seq(addrs):
+                    try:  # kresd skips what does not parse as an address
+                        addr = _addr(to_text(a))
+                    except ValueError:
+                        log.warning("[hint] root hint %s: invalid address %r ignored", key, a)
+                        continue
                     lst = new.setdefault(key, [])
-                    addr = _addr(to_text(a))
                     if addr not in lst:
                         lst.append(addr)
             s.root_hints = new

@@ -116,3 +116,8 @@ def test_lua_api(env):
         env.mod("hints").lua_set("bad.example", "not-an-address")
     with pytest.raises(KeyError):
         env.mod("hints").lua_get("nothing.example")
+
+
+def test_root_skips_unparsable_addresses(env):
+    cur = env.mod("hints").root({"k.root-servers.net": "", "a.root": "192.0.2.1"})
+    assert cur == {"a.root.": ["192.0.2.1"]}
