@@ -8,8 +8,11 @@ header key or feature the template would turn into configuration: anything
 Settings cannot express yet is reported as "unsupported: <feature>" so the
 runner fails the scenario instead of testing something else.
 
-Adding support for a feature later is one line: replace its `None` in
-`APPLIERS` with a function `(settings, value) -> None`.
+Since the Lua engine exists, replay.py renders kresd.j2 (template.py) and
+loads it through kresd.engine.Engine, exactly as `kresd -n` does; `apply()`
+and `APPLIERS` are only the fallback used when the engine cannot be imported
+(and by harness unit tests with fake cores). In that fallback a feature is
+supported by replacing its `None` in `APPLIERS` with `(settings, value) -> None`.
 """
 from __future__ import annotations
 

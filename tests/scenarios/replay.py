@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import random
 import tempfile
+from pathlib import Path
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -104,6 +105,9 @@ class Core:
     # the server layer's client-side edges, when importable (workers/server.py):
     parse_query: Optional[Callable] = None  # wire -> (Message | None, action)
     render: Optional[Callable] = None  # (answer, query, settings, tcp) -> (wire, truncated)
+    # kresd.engine.Engine when importable: the rendered kresd.j2 configures the run
+    engine_cls: Optional[object] = None
+    scheduler_cls: Optional[object] = None
 
 
 def real_core() -> Core:
@@ -117,7 +121,12 @@ def real_core() -> Core:
         from workers.server import parse_client_query, render_answer
     except ImportError:
         parse_client_query = render_answer = None
-    return Core(Resolver, Cache, Settings, parse_client_query, render_answer)
+    try:  # the Lua engine: the template is applied exactly (else config.apply, a subset)
+        from kresd.bindings.event import FakeScheduler
+        from kresd.engine import Engine
+    except ImportError:
+        Engine = FakeScheduler = None  # noqa: N806
+    return Core(Resolver, Cache, Settings, parse_client_query, render_answer, Engine, FakeScheduler)
 
 
 def _make_resolver(core: Core, settings, cache, clock, seed: int):
@@ -160,6 +169,7 @@ class Player:
         self.ids = random.Random(seed)
         self.last_answer: Optional[dns.message.Message] = None
         self.last_raw: Optional[bytes] = None
+        self.scheduler = None  # FakeScheduler of the engine, when there is one
 
     def play(self) -> None:
         for step in self.scn.steps:
@@ -237,6 +247,8 @@ class Player:
 
     def step_time_passes(self, step: Step) -> None:
         self.clock.jump(step.elapse)
+        if self.scheduler is not None:  # the engine's timers (event.after/recurrent)
+            self.scheduler.advance(step.elapse)
 
     def step_reply(self, step: Step) -> None:
         """One-shot answers are used by FakeNetwork; the step itself does nothing."""
@@ -255,30 +267,81 @@ def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
                  seed: int = 0) -> Outcome:
     """Play `scn` with QNAME minimisation `qmin`; never raises for scenario failures."""
     ctx = config.context(scn)
-    missing = config.unsupported(ctx)
-    if missing:
-        return Outcome(scn.name, qmin, False, "unsupported: " + ", ".join(missing))
     core = core or real_core()
-    settings = core.settings_cls()
-    config.apply(settings, ctx, qmin)
+    if core.engine_cls is None:
+        missing = config.unsupported(ctx)
+        if missing:
+            return Outcome(scn.name, qmin, False, "unsupported: " + ", ".join(missing))
     clock = FakeClock(ctx.start_time)
     net = FakeNetwork(scn, clock)
     with tempfile.TemporaryDirectory(prefix="kresd-rpl-") as tmp:
-        cache = None
+        setup = _EngineSetup(core, ctx, qmin, tmp, clock, seed) if core.engine_cls is not None \
+            else _DirectSetup(core, ctx, qmin, tmp, clock, seed)
         try:
-            cache = _open_cache(core, tmp, settings, clock)
-            resolver = _make_resolver(core, settings, cache, clock, seed)
-        except Exception as exc:  # noqa: BLE001 - a broken core is reported, not raised
-            if cache is not None:
-                cache.close()
+            resolver = setup.open()
+        except Exception as exc:  # noqa: BLE001 - a broken core or config is reported, not raised
+            setup.close()
             return Outcome(scn.name, qmin, False, f"setup failed: {_exc_text(exc)}")
         try:
-            failure = _play(Player(scn, ctx, resolver, net, clock, seed, core, settings))
+            player = Player(scn, ctx, resolver, net, clock, seed, core, setup.settings)
+            player.scheduler = setup.scheduler
+            failure = _play(player)
         finally:
-            if cache is not None:
-                cache.close()
+            setup.close()
     reasons = net.reasons(failure)
     return Outcome(scn.name, qmin, not reasons, " | ".join(reasons), net.trace)
+
+
+class _DirectSetup:
+    """Fallback without the Lua engine: config.apply fills Settings (a subset of the template)."""
+
+    def __init__(self, core: Core, ctx, qmin: bool, tmp: str, clock: FakeClock, seed: int):
+        self.core, self.tmp, self.clock, self.seed = core, tmp, clock, seed
+        self.settings = core.settings_cls()
+        config.apply(self.settings, ctx, qmin)
+        self.cache = self.scheduler = None
+
+    def open(self):
+        self.cache = _open_cache(self.core, self.tmp, self.settings, self.clock)
+        return _make_resolver(self.core, self.settings, self.cache, self.clock, self.seed)
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
+
+
+class _EngineSetup:
+    """The rendered kresd.j2 loaded through kresd.engine.Engine, as `kresd -n` would."""
+
+    def __init__(self, core: Core, ctx, qmin: bool, tmp: str, clock: FakeClock, seed: int):
+        self.core, self.ctx, self.qmin, self.tmp, self.clock, self.seed = core, ctx, qmin, tmp, clock, seed
+        self.settings = core.settings_cls()
+        self.scheduler = core.scheduler_cls() if core.scheduler_cls is not None else None
+        self.engine = None
+
+    def open(self):
+        from . import template
+        from kresd.errors import ConfigError
+        text = template.render(self.ctx, self.qmin, Path(self.tmp))
+        self.engine = self.core.engine_cls(self.settings, rundir=self.tmp, clock=self.clock,
+                                           scheduler=self.scheduler)
+        try:
+            self.engine.load_config_text(text, "config")
+            self.engine.post_config()
+        except ConfigError as exc:
+            raise ConfigError(f"rendered kresd.j2 rejected: {exc}") from None
+        resolver = self.engine.resolver
+        rng = random.Random(self.seed)  # deterministic runs: the engine's resolver uses SystemRandom
+        resolver.rng = rng
+        if hasattr(resolver, "selection") and hasattr(resolver.selection, "_rng"):
+            resolver.selection._rng = rng
+        return resolver
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
 
 
 def _play(player: Player) -> Optional[str]:
