@@ -147,3 +147,19 @@ def query(addr, port, datagram) -> bytes:
     with socket.create_connection((addr, port), timeout=2) as s:
         s.sendall(b"hello\n")
         return s.recv(200)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_example_units_verify(tmp_path):
+    """etc/kresd@.service, kresd.socket, kresd.target: `systemd-analyze verify` prints nothing.
+
+    (systemd 252 reports unknown keys/values as warnings with exit code 0, so
+    any output is a failure here.)
+    """
+    for name in ("kresd@.service", "kresd.socket", "kresd.target"):
+        shutil.copy(ROOT / "etc" / name, tmp_path / name)
+    (tmp_path / "kresd@1.service").symlink_to("kresd@.service")
+    units = [str(tmp_path / n) for n in ("kresd@1.service", "kresd.socket", "kresd.target")]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True,
+                       env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:"), timeout=60)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
