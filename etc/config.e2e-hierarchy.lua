@@ -6,12 +6,11 @@
 --   sudo .venv/bin/kresd -n -c "$PWD/etc/config.e2e-hierarchy.lua" /tmp/kresd-e2e
 --   kdig @127.0.10.1 www.glue.test A                     # terminal 3
 --
--- Only the subset of kresd's Lua config that kresd-py reads today (see
--- config.personal.lua); the file is valid for real kresd 5.6 as well.
+-- The file is valid for real kresd 5.6 as well.
 
 net.listen('127.0.10.1', 53, { kind = 'dns' })
 modules.load('hints > iterate')
--- The hierarchy is unsigned: no DNSSEC validation (a no-op in kresd-py so far).
+-- The hierarchy is unsigned: no DNSSEC validation.
 trust_anchors.remove('.')
 -- The authoritative servers live on loopback, which a resolver refuses by default.
 option('ALLOW_LOCAL', true)

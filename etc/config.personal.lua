@@ -5,14 +5,10 @@
 --   .venv/bin/kresd -n -c "$PWD/etc/config.personal.lua" rundir
 --   (-c is relative to the rundir, as in kresd, so give an absolute path)
 --
--- This file uses ONLY the statements kresd-py reads before its Lua engine
--- exists (kresd/miniconf.py): net.listen with kind 'dns', net.ipv4/ipv6,
--- net.bufsize, modules.load / modules = {...} for built-ins, cache.size,
--- cache.min_ttl/max_ttl, option(...), hints.root(...), mode(...),
--- log_level(...), verbose(...), trust_anchors.remove('.').
--- Anything else stops kresd with "<file>:<line>: not supported until the Lua
--- engine lands" (exit code 3). A full Lua config (tls/doh2 listeners,
--- 'predict', policy rules, event callbacks ...) comes with the Lua engine issue.
+-- The file is read by kresd-py's Lua engine (kresd/engine.py), with Knot
+-- Resolver 5.x's Lua API; a config error stops kresd with
+-- "<file>:<line>: message" (exit code 3). Listener kinds other than 'dns'
+-- (tls, doh2) and modules kresd-py lacks ('predict') are errors.
 
 -- Network interface configuration: plain DNS over UDP and TCP.
 -- (kresd's personal config also listens with kind = 'tls' on 853 and
@@ -20,8 +16,7 @@
 net.listen('127.0.0.1', 53, { kind = 'dns' })
 net.listen('::1', 53, { kind = 'dns' })
 
--- Modules: both are built into kresd-py and always active, so this line only
--- keeps the file compatible with real kresd. ('predict' is not available yet.)
+-- Modules (Python built-ins in kresd-py; 'predict' is not available yet).
 modules = {
 	'hints > iterate',  -- Allow loading custom root hints
 	'stats',            -- Track internal statistics

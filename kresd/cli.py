@@ -13,10 +13,12 @@ Must not: resolve, serve or hold state (workers/main.py runs the worker).
 Differences from kresd 5.6, on purpose or for now:
 - `-t/--tls`, `-S/--fd` and `-f N` with N > 1 parse, then exit with
   EXIT_NOT_IMPLEMENTED; `-f 1` is accepted (kresd: same as `-n`).
-- Config files are read by kresd/miniconf.py, a small subset of kresd's Lua
-  until the Lua engine lands; anything else is a ConfigError (EXIT_CONFIG).
+- Config files run in the Lua engine (kresd/engine.py); a config error exits
+  with EXIT_CONFIG and `file:line: message`. `quit()` in a config exits 0.
 - A missing rundir is created (kresd refuses to start).
-- No interactive console on stdin yet; `-n`/`-q` are accepted.
+- Without `-n`, the console (kresd/console.py) reads commands from stdin;
+  `-q` hides the `> ` prompt. EOF on stdin detaches the console and the
+  daemon keeps serving (stop it with SIGTERM or quit()).
 - `-v` wins over a config's `log_level()` (kresd applies the config last).
 - Without any listen address (flags or config): 127.0.0.1@53 and ::1@53, as
   kresd's postconfig; ::1 is skipped with a warning where IPv6 is unavailable
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 import click
 
-from kresd import log, miniconf
+from kresd import log
 from kresd.errors import (EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, BootError, ConfigError,
                           KresdError, NotImplementedYet)
 from workers.settings import Endpoint, Settings
@@ -145,15 +147,26 @@ def enter_rundir(rundir: str) -> None:
     os.chdir(rundir)
 
 
-def load_config(args: Args, settings: Settings) -> miniconf.MiniConfig:
-    """Apply the chosen config files (cwd is the rundir already)."""
-    conf = miniconf.MiniConfig()
+def config_files(args: Args) -> list[str]:
+    """`-c` files in order (`-c -` loads none); without -c, ./config if readable."""
     files = [c for c in args.configs if c != "-"]
     if not args.configs and os.access("config", os.R_OK):
         files = ["config"]
-    for path in files:
-        miniconf.load(path, settings, conf)
-    return conf
+    return files
+
+
+def load_config(args: Args, settings: Settings):
+    """A configured Engine: the chosen config files, then kresd's post-config
+    (cwd is the rundir already)."""
+    from kresd.engine import Engine
+
+    engine = Engine(settings, rundir=".")
+    for path in config_files(args):
+        engine.load_config(path)
+        if engine.quit_requested is not None:
+            return engine
+    engine.post_config()
+    return engine
 
 
 def bind(settings: Settings, defaults: bool):
@@ -188,23 +201,40 @@ def run(args: Args) -> int:
         return _fail(f"rundir '{args.rundir}': {e.strerror or e}", EXIT_FAILURE)
     settings = Settings(listen=list(args.addrs), verbose=args.verbose)
     try:
-        conf = load_config(args, settings)
+        engine = load_config(args, settings)
     except ConfigError as e:
         return _fail(str(e), EXIT_CONFIG)
-    if conf.log_level and not args.verbose:
-        log.set_level(conf.log_level)
-    defaults = not settings.listen
-    if defaults:
-        settings.listen = list(DEFAULT_LISTEN)
+    except KresdError as e:  # e.g. CacheError at open
+        return _fail(str(e), EXIT_FAILURE)
+    if engine.quit_requested is not None:
+        engine.stop()
+        return engine.quit_requested
+    if args.verbose:
+        log.set_level("debug")
+    defaults = engine.default_listen
     try:
         socks = bind(settings, defaults)
         from workers.main import run_worker
 
-        return run_worker(settings, ".", sockets=socks)
+        return run_worker(settings, ".", sockets=socks, engine=engine,
+                          console=None if args.noninteractive else _console(engine, args.quiet))
     except BootError as e:
+        engine.stop()
         return _fail(str(e), e.exit_code)
-    except KresdError as e:  # e.g. CacheError at open
+    except KresdError as e:
+        engine.stop()
         return _fail(str(e), EXIT_FAILURE)
+
+
+def _console(engine, quiet: bool):
+    def attach(loop):
+        from kresd.console import Console
+
+        try:
+            Console(engine, prompt=not quiet).start(loop)
+        except (OSError, ValueError) as e:  # no usable stdin: serve without a console
+            log.warning(G, "console unavailable: %s", e)
+    return attach
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,18 @@
-"""`kresd-query NAME [TYPE]`: resolve one name in-process and print the answer.
+"""`kresd-query [-C 'lua config'] [-c file] [-t TYPE] NAME [TYPE] [SCRIPT]`.
 
-Owns: a one-shot run of the daemon's own resolution path (Settings from an
-optional kresd config via kresd/miniconf.py, Cache, Resolver driven by
-`drive_async` with workers.outbound.query), printed like dig.
-Must not: bind listening sockets or keep state between runs (the cache lives
-in a temporary directory unless --cachedir is given).
+Owns: a one-shot run of the daemon's own engine and resolution path (Engine
+configured from `-c` files then `-C` text, cache in a temporary rundir unless
+--cachedir, the Resolver driven by `drive_async` with workers.outbound.query)
+and, as kresd 3's scripts/kresd-query.lua, running SCRIPT (a Lua chunk) with
+the globals `pkt` (the answer) and `req` (the request: `req:resolved()
+.zone_cut.name` is the zone cut of the last upstream query) set.
+Must not: bind listening sockets or keep state between runs.
 
-Exit code: 0 when the answer's RCODE is NOERROR, 1 otherwise (3 for a config
-error, as kresd). `-C` (a Lua script run on the answer, kresd 3's
-kresd-query) comes with the Lua engine.
+Exit code: with SCRIPT, 0 when it runs without error (e.g. its assert()
+holds), 1 otherwise (the error is printed); without SCRIPT the answer is
+printed like dig and the exit code is 0 for NOERROR, 1 otherwise; 3 for a
+config error, as kresd. A second positional argument that is not a DNS type
+is the SCRIPT.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from kresd import log, miniconf
+from kresd import log
 from kresd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, KresdError
 from workers.settings import Settings
 
@@ -32,63 +36,113 @@ def build_query(name: str, rdtype: str, dnssec: bool) -> dns.message.Message:
     return dns.message.make_query(name, dns.rdatatype.from_text(rdtype), use_edns=0, want_dnssec=dnssec)
 
 
-def resolve_once(settings: Settings, query: dns.message.Message, cachedir: str) -> dns.message.Message:
-    """One resolution through the worker's core, cache and outbound I/O."""
-    from cache.api import Cache
-    from workers import outbound
-    from workers.resolve import Resolver
-    from workers.transport import Clock, drive_async
+def make_engine(settings: Settings, rundir: str, configs=(), config_text=None):
+    """An Engine configured as the daemon would be (ConfigError on bad config)."""
+    from kresd.engine import Engine
 
-    clock = Clock()
-    cache = Cache(cachedir, settings.cache_size, min_ttl=settings.cache_min_ttl,
-                  max_ttl=settings.cache_max_ttl, clock=clock.time)
-    cache.open()
+    eng = Engine(settings, rundir=rundir)
     try:
-        resolver = Resolver(settings, cache, clock)
-        gen = resolver.resolve(query, client=("127.0.0.1", 0), tcp=False)
-        return asyncio.run(drive_async(gen, outbound.query))
-    finally:
-        cache.close()
+        for path in configs:
+            eng.load_config(path)
+        if config_text:
+            eng.load_config_text(config_text, name="-C")
+        if eng.cache is None:
+            from kresd.bindings.cache import open_cache
+
+            open_cache(eng, settings.cache_size, None)
+    except Exception:
+        eng.stop()
+        raise
+    return eng
+
+
+def resolve_with(eng, query: dns.message.Message, transport=None):
+    """(answer, Request or None): one resolution on a fresh loop."""
+    from kresd.bindings.kres import resolve_async
+    from workers import outbound
+
+    async def run():
+        eng.start(asyncio.get_running_loop(), transport or outbound.query)
+        return await resolve_async(eng, query)
+
+    return asyncio.run(run())
+
+
+def run_script(eng, script: str, answer, req) -> str | None:
+    """Run SCRIPT with `pkt` and `req` set; the error text or None."""
+    g = eng.lua.globals()
+    g[b"pkt"] = eng.lua_bridge.wrap_packet(answer)
+    g[b"req"] = eng.lua_bridge.wrap_request(req)
+    try:
+        eng.load_config_text(script, name="script")
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def _split_args(rdtype, script, type_opt):
+    if rdtype is not None and script is None:
+        try:
+            dns.rdatatype.from_text(rdtype)
+        except dns.exception.DNSException:
+            rdtype, script = None, rdtype
+    return type_opt or rdtype or "A", script
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("name")
-@click.argument("rdtype", metavar="[TYPE]", required=False, default="A")
-@click.option("-c", "--config", "configs", multiple=True, metavar="FILE",
-              help="kresd config file (the subset kresd/miniconf.py understands).")
+@click.argument("rdtype", metavar="[TYPE]", required=False)
+@click.argument("script", metavar="[SCRIPT]", required=False)
+@click.option("-t", "--type", "type_opt", metavar="TYPE", help="Query type (default A).")
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="kresd config file (Lua).")
+@click.option("-C", "config_text", metavar="LUA", help="kresd config as text, run after -c files.")
 @click.option("--cachedir", metavar="DIR", help="Cache directory (default: a temporary one).")
 @click.option("--dnssec", is_flag=True, help="Set the DO bit in the query.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr.")
-def main(name, rdtype, configs, cachedir, dnssec, verbose):
-    """Resolve NAME (TYPE, default A) once, as kresd would, and print the answer."""
+def main(name, rdtype, script, type_opt, configs, config_text, cachedir, dnssec, verbose):
+    """Resolve NAME (TYPE, default A) once, as kresd would; run SCRIPT on the result."""
     log.setup("debug" if verbose else log.DEFAULT_LEVEL)
-    settings = Settings(verbose=verbose)
+    rdtype, script = _split_args(rdtype, script, type_opt)
     try:
-        conf = miniconf.MiniConfig()
-        for path in configs:
-            miniconf.load(path, settings, conf)
-        if conf.log_level and not verbose:
-            log.set_level(conf.log_level)
         query = build_query(name, rdtype, dnssec)
-    except ConfigError as e:
-        click.echo(f"[system] error: {e}", err=True)
-        sys.exit(EXIT_CONFIG)
     except (dns.exception.DNSException, ValueError) as e:
         raise click.BadParameter(str(e)) from None
-    started = time.monotonic()
+    if cachedir:
+        sys.exit(_run(Settings(verbose=verbose), cachedir, configs, config_text, query, script))
+    with tempfile.TemporaryDirectory(prefix="kresd-query-") as tmp:
+        code = _run(Settings(verbose=verbose), tmp, configs, config_text, query, script)
+    sys.exit(code)
+
+
+def _run(settings, rundir, configs, config_text, query, script, transport=None) -> int:
     try:
-        if cachedir:
-            answer = resolve_once(settings, query, cachedir)
-        else:
-            with tempfile.TemporaryDirectory(prefix="kresd-query-") as tmp:
-                answer = resolve_once(settings, query, tmp)
+        eng = make_engine(settings, rundir, configs, config_text)
+    except ConfigError as e:
+        click.echo(f"[system] error: {e}", err=True)
+        return EXIT_CONFIG
     except KresdError as e:
         click.echo(f"[system] error: {e}", err=True)
-        sys.exit(EXIT_FAILURE)
-    elapsed = (time.monotonic() - started) * 1000
-    click.echo(f";; kresd-query {name} {rdtype.upper()}: {dns.rcode.to_text(answer.rcode())}, {elapsed:.0f} ms")
-    click.echo(answer.to_text())
-    sys.exit(0 if answer.rcode() == dns.rcode.NOERROR else EXIT_FAILURE)
+        return EXIT_FAILURE
+    try:
+        started = time.monotonic()
+        answer, req = resolve_with(eng, query, transport)
+        elapsed = (time.monotonic() - started) * 1000
+        if script:
+            err = run_script(eng, script, answer, req)
+            if err:
+                click.echo(err, err=True)
+                return EXIT_FAILURE
+            return 0
+        q = query.question[0]
+        if answer is None:
+            click.echo(f";; kresd-query {q.name} {dns.rdatatype.to_text(q.rdtype)}: no answer (dropped)")
+            return EXIT_FAILURE
+        click.echo(f";; kresd-query {q.name} {dns.rdatatype.to_text(q.rdtype)}: "
+                   f"{dns.rcode.to_text(answer.rcode())}, {elapsed:.0f} ms")
+        click.echo(answer.to_text())
+        return 0 if answer.rcode() == dns.rcode.NOERROR else EXIT_FAILURE
+    finally:
+        eng.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

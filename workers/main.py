@@ -52,13 +52,20 @@ def run_worker(
     resolver_factory: Optional[ResolverFactory] = None,
     stats: Optional[ServerStats] = None,
     ready: Optional[Callable[[Server], None]] = None,
+    engine=None,
+    console: Optional[Callable] = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0).
 
     `sockets`: already bound listening sockets (the CLI/supervisor binds before
     fork); when None, `settings.listen` is bound here (BootError(EXIT_BIND) on
     failure). `ready(server)` is called once listening (tests, sd_notify later).
+    `engine` (kresd.engine.Engine, configured): its resolver and cache serve,
+    it is started on the loop with the outbound transport and stopped at the
+    end; `console(loop)` (optional) attaches the stdin console.
     """
+    if engine is not None:
+        return _run_with_engine(engine, settings, sockets, stats, ready, console)
     if cache_factory is None or resolver_factory is None:
         default_cache, default_resolver = _default_factories()
         cache_factory = cache_factory or default_cache
@@ -89,11 +96,39 @@ def run_worker(
     return EXIT_OK
 
 
-async def _serve(server: Server, socks: list[socket.socket], ready) -> None:
+def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console) -> int:
+    socks = sockets if sockets is not None else bind_endpoints(settings.listen)
+    server = Server(settings, make_resolve(engine.resolver), stats)
+    engine.worker.stats_provider = lambda: _stats_dict(server.stats)
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        engine.start(loop, outbound.query)
+        if console is not None:
+            console(loop)
+        loop.run_until_complete(_serve(server, socks, ready, engine))
+    finally:
+        try:
+            engine.stop()
+        finally:
+            _close_loop(loop)
+            for s in socks:
+                s.close()
+    return engine.quit_requested or EXIT_OK
+
+
+def _stats_dict(st: ServerStats) -> dict:
+    return {"queries": st.queries, "udp": st.udp, "tcp": st.tcp, "dropped": st.dropped,
+            "err_udp": 0, "err_tcp": 0}
+
+
+async def _serve(server: Server, socks: list[socket.socket], ready, engine=None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if engine is not None:
+        engine.on_quit = lambda code: stop.set()
     try:
         await server.start(socks)
         log.info(G, "listening on %d socket(s)", len(socks))

@@ -5,12 +5,10 @@ Owns: writing a kresd-style config, running
 answers (bounded), killing (SIGKILL) or stopping (SIGTERM) it, and its log.
 Must not: import the project packages (the e2e tests only see the installed binary).
 
-The config is valid for real kresd 5.6 too and uses only the subset that
-kresd-py reads before its Lua engine exists (kresd/miniconf.py):
+The config is valid for real kresd 5.6 too:
 ``option('ALLOW_LOCAL', true)`` (loopback upstreams), ``hints.root({...})``
 (root hint -> our knotd root), ``modules.load('hints > iterate')`` and
-``trust_anchors.remove('.')`` (the hierarchy is unsigned; both are no-ops in
-kresd-py today, needed by real kresd). One statement per line.
+``trust_anchors.remove('.')`` (the hierarchy is unsigned). One statement per line.
 """
 from __future__ import annotations
 

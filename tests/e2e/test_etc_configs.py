@@ -2,7 +2,7 @@
 
 config.personal.lua listens on 127.0.0.1@53 and ::1@53, which the tests must
 not touch (127.0.0.1 belongs to the benchmark), so it is only parsed, by the
-same reader the daemon uses. config.e2e-hierarchy.lua is run for real against
+same engine the daemon uses (kresd/engine.py). config.e2e-hierarchy.lua is run for real against
 the knotd hierarchy.
 """
 from __future__ import annotations
@@ -18,14 +18,17 @@ ETC = Path(__file__).resolve().parents[2] / "etc"
 
 
 @pytest.mark.parametrize("name", ["config.personal.lua", "config.e2e-hierarchy.lua"])
-def test_config_is_accepted(name):
-    # kresd/miniconf.py is the config reader until the Lua engine replaces it;
-    # then this test must load the file through the engine instead.
-    from kresd import miniconf
+def test_config_is_accepted(name, tmp_path):
+    from kresd.engine import Engine
     from workers.settings import Settings
 
     settings = Settings()
-    miniconf.load(str(ETC / name), settings)
+    eng = Engine(settings, rundir=str(tmp_path))
+    try:
+        eng.load_config(str(ETC / name))
+        eng.post_config()
+    finally:
+        eng.stop()
     assert settings.listen, f"{name} configures no listener"
 
 

@@ -102,7 +102,8 @@ def test_daemon_serves_and_stops_on_sigterm(listen_addr, tmp_path):
     """The real entry point: bind, answer (RD=0 -> REFUSED from the core, no network), SIGTERM -> 0."""
     addr, port = listen_addr
     conf = tmp_path / "kresd.conf"
-    conf.write_text("option('ALLOW_LOCAL', true)\nhints.root({['a.root-servers.net.'] = '127.0.10.250'})\n")
+    conf.write_text("option('ALLOW_LOCAL', true)\nmodules.load('hints > iterate')\n"
+                    "hints.root({['a.root-servers.net.'] = '127.0.10.250'})\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "kresd", "-n", "-a", f"{addr}@{port}", "-c", str(conf),
                              str(tmp_path / "rundir")], cwd=ROOT, env=env,
