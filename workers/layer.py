@@ -7,6 +7,9 @@ modules...). A layer overrides only the hooks it needs; each hook gets the
 Must not: do I/O or block: hooks run inline in the worker's event loop.
 
 Where the driver (workers/resolve.py) calls them, in layer order:
+  lookup(req, name, type) before the cache, for every (sub-)query of the request
+                          (the client's name, CNAME targets, NS addresses):
+                          a workers.request.Result answers it (hints), None passes
   begin(req)              once, before resolution; DONE = answered (req.answer
                           is final), FAIL = SERVFAIL unless an rcode was set.
                           A layer may also set req.forward (policy FORWARD/STUB)
@@ -43,6 +46,9 @@ class Layer:
     name = "layer"
 
     def begin(self, req):
+        return None
+
+    def lookup(self, req, sname, stype):
         return None
 
     def produce(self, req, query):

@@ -63,6 +63,7 @@ class Result:
     answer: list[dns.rrset.RRset] = field(default_factory=list)  # chain + data, in order
     authority: list[dns.rrset.RRset] = field(default_factory=list)  # SOA for negative answers
     target: dns.name.Name | None = None  # next name of the CNAME chain
+    aa: bool = False  # answer authoritatively (local data: hints NODATA)
 
 
 class ResolveFail(Exception):
@@ -128,6 +129,7 @@ class Request:
     vars: dict = field(default_factory=dict)  # per-request scratch space for modules
     drop: bool = False  # send no answer at all (policy.DROP / NO_ANSWER)
     state: int = 0  # last layer State
+    cache_hits: int = 0  # (sub-)queries answered from the cache or local data
     cut_name: dns.name.Name | None = None  # zone cut of the last upstream query (req:resolved())
     upstream_queries: int = 0
     resolving: set = field(default_factory=set)  # (name, type) being resolved: cycle detection
@@ -199,11 +201,6 @@ def precheck(query: dns.message.Message, settings: Settings) -> dns.message.Mess
         ans.set_rcode(dns.rcode.FORMERR)
         return ans
     q = query.question[0]
-    if settings.refuse_nord and not query.flags & dns.flags.RD:
-        ans = make_answer(query, settings)
-        ans.set_rcode(dns.rcode.REFUSED)
-        set_ede(ans, EDE.PROHIBITED, "RD bit not set")
-        return ans
     if q.rdclass != dns.rdataclass.IN:
         ans = make_answer(query, settings)
         ans.set_rcode(dns.rcode.NOTIMP)

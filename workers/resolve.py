@@ -112,6 +112,8 @@ class Resolver:
             set_ede(ans, fail.ede, str(fail)[:200])
             return
         ans.answer = _dedupe(res.answer)
+        if res.aa:
+            ans.flags |= dns.flags.AA
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
@@ -136,7 +138,7 @@ class Resolver:
             res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname)
             answer.extend(res.answer)
             if res.outcome is not Outcome.CNAME:
-                return Result(res.outcome, answer, res.authority)
+                return Result(res.outcome, answer, res.authority, aa=res.aa)
             if res.target in seen:
                 raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
             seen.add(res.target)
@@ -145,8 +147,14 @@ class Resolver:
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False):
+        for layer in self.layers:  # local data first (hints), as kresd
+            hit = layer.lookup(req, sname, stype)
+            if hit is not None:
+                req.cache_hits += 1
+                return hit
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth)
         if hit is not None:
+            req.cache_hits += 1
             log.debug("[%05d] cache hit %s %s: %s", req.uid, sname, T.to_text(stype), hit.outcome.value)
             return hit
         return (yield from self._iterate(req, sname, stype))
@@ -244,8 +252,12 @@ class Resolver:
             if ns in ns_tried or any(a not in tried for a in known):
                 continue
             # Addresses known but all failed: look again past the cache, so that
-            # iteration meets the parent side's glue (kept in req.ns_addrs).
+            # iteration meets the parent side's glue (kept in req.ns_addrs). Not
+            # for a name inside the cut: only the servers that failed know it
+            # (the parent fallback in _iterate re-fetches its glue instead).
             no_cache = bool(known)
+            if no_cache and ns.is_subdomain(cut.name):
+                continue
             ns_tried.add(ns)
             if req.depth >= s.max_depth:
                 return False
@@ -319,7 +331,7 @@ class Resolver:
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
-            q = dns.message.make_query(qname, qtype, use_edns=0 if edns else False,
+            q = dns.message.make_query(qname.canonicalize(), qtype, use_edns=0 if edns else False,
                                        payload=s.edns_bufsize, id=qid)
             q.flags = dns.flags.RD if forward else 0
             self._hook(req, "produce", q)

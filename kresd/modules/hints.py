@@ -51,18 +51,17 @@ class HintsLayer(Layer):
     def __init__(self, module: "Hints"):
         self.module = module
 
-    def begin(self, req):
-        q = req.query.question[0]
-        res = self.module.lookup(req, q.name, q.rdtype)
+    def lookup(self, req, sname, stype):
+        """Hinted data for any (sub-)query of the request; the driver asks layers
+        before the cache, after every module's begin (so policy can block first)."""
+        res = self.module.lookup(req, sname, stype)
         if res is None:
             return None
-        ans = req.answer
-        ans.answer = list(res.answer)
         if not res.answer:
-            ans.flags |= dns.flags.AA  # kresd marks hint NODATA authoritative
+            res.aa = True  # kresd marks hint NODATA authoritative
         req.vars["cached"] = True  # stats: answered without asking upstream
         log.debug("[%05d] <= answered from hints", req.uid)
-        return State.DONE
+        return res
 
 
 @builtin

@@ -9,7 +9,6 @@ from .helpers import Env
 
 def test_refuse_nord_refuses_rd0():
     env = Env("refuse_nord")
-    env.settings.refuse_nord = False  # the core's precheck off: the module owns it
     a = env.ask("www.example.cz.", flags=0, use_edns=0)
     assert a.rcode() == dns.rcode.REFUSED and not a.flags & dns.flags.AD and not a.answer
     assert [o.code for o in a.options if o.otype == 15] == [20]
@@ -19,7 +18,6 @@ def test_refuse_nord_refuses_rd0():
 
 def test_refuse_nord_unloaded_lets_rd0_through():
     env = Env()
-    env.settings.refuse_nord = False
     a = env.ask("www.example.cz.", flags=0)
     assert a.rcode() == dns.rcode.NOERROR
 
