@@ -164,11 +164,9 @@ class SignalQueue:
         return out
 
     def close(self, reset: bool = False) -> None:
-        """Close the pipe; with reset, put the default handlers back (in a fork child)."""
+        """Close the pipe; with reset, put the handlers from before install() back (fork child)."""
         if reset:
-            for sig in self.signals:
-                signal.signal(sig, signal.SIG_DFL)
-            self._old.clear()
+            self.uninstall()
         for fd in (self._r, self._w):
             try:
                 os.close(fd)
