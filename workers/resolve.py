@@ -31,7 +31,7 @@ from .settings import GlueMode, Settings
 from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
 
-log = logging.getLogger("kresd.resolve")
+log = logging.getLogger("kresd.resolv")  # kresd log group "resolv"
 
 
 class Resolver:
@@ -66,7 +66,7 @@ class Resolver:
                 req.answer.set_rcode(dns.rcode.SERVFAIL)
             self._hook(req, "answer_finalize")
         except Exception:  # a bug must cost one SERVFAIL, never the worker
-            log.exception("[%05d] request failed", req.uid)
+            log.exception("[%05d] request failed")
             req.answer = make_answer(query, self.settings)
             req.answer.set_rcode(dns.rcode.SERVFAIL)
         finally:
@@ -80,7 +80,7 @@ class Resolver:
             try:
                 st = getattr(layer, name)(req, *args)
             except Exception:
-                log.exception("[%05d] module %s failed in %s", req.uid, layer.name, name)
+                log.exception("[%05d] module %s failed in %s", layer.name, name)
                 st = State.FAIL if name == "begin" else None
             if st:
                 state = State(int(st))
@@ -107,7 +107,7 @@ class Resolver:
                         sub = fail
                     lay.subresult(req, name, rdtype, sub)
         except ResolveFail as fail:
-            log.debug("[%05d] resolution failed: %s", req.uid, fail)
+            _trace(req, "resolution failed: %s", fail)
             ans.set_rcode(dns.rcode.SERVFAIL)
             set_ede(ans, fail.ede, str(fail)[:200])
             return
@@ -155,7 +155,7 @@ class Resolver:
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth)
         if hit is not None:
             req.cache_hits += 1
-            log.debug("[%05d] cache hit %s %s: %s", req.uid, sname, T.to_text(stype), hit.outcome.value)
+            _trace(req, "cache hit %s %s: %s", sname, T.to_text(stype), hit.outcome.value)
             return hit
         return (yield from self._iterate(req, sname, stype))
 
@@ -201,7 +201,7 @@ class Resolver:
                     # Every server of a cached cut failed: its NS set or glue may be
                     # stale, so ask the parent side for a fresh delegation (once).
                     fell_back.add(cut.name)
-                    log.debug("[%05d] cut %s exhausted, falling back to its parent", req.uid, cut.name)
+                    _trace(req, "cut %s exhausted, falling back to its parent", cut.name)
                     cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
                     tried, ns_tried = set(), set()
                     continue
@@ -215,7 +215,7 @@ class Resolver:
                 c = consume_forward(reply, sname, stype)
             else:
                 c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
-            log.debug("[%05d] %s %s @%s (cut %s): %s %s", req.uid, qname, T.to_text(qtype), addr,
+            _trace(req, "%s %s @%s (cut %s): %s %s", qname, T.to_text(qtype), addr,
                       cut.name, c.kind.value, c.why)
             self._stash(req, c.stash)
             if c.kind is Kind.REFERRAL:
@@ -273,7 +273,7 @@ class Resolver:
                         if rr.rdtype == rtype:
                             addrs.extend(rd.address for rd in rr)
                 except ResolveFail as fail:
-                    log.debug("[%05d] NS %s %s unresolvable: %s", req.uid, ns, T.to_text(rtype), fail)
+                    _trace(req, "NS %s %s unresolvable: %s", ns, T.to_text(rtype), fail)
                 finally:
                     req.depth -= 1
                     req.resolving.discard((ns, rtype))
@@ -370,6 +370,16 @@ class Resolver:
                 return None
             return scrub(reply, qname, cut.name, keep_all_glue=s.glue_mode == GlueMode.PERMISSIVE)
         return None
+
+
+def _trace(req: Request, fmt: str, *args) -> None:
+    """Per-request debug log; requests marked TRACE (policy DEBUG_ALWAYS, QTRACE)
+    are logged whatever the log level, as kresd does."""
+    if req.options.TRACE:
+        log.handle(log.makeRecord(log.name, logging.DEBUG, __file__, 0, "[%05d] " + fmt,
+                                  (req.uid, *args), None))
+    elif log.isEnabledFor(logging.DEBUG):
+        log.debug("[%05d] " + fmt, req.uid, *args)
 
 
 def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:

@@ -218,3 +218,26 @@ def test_dname_is_followed(resolver):
 def test_cname_loop_servfail(resolver):
     net, _ = make_net()
     assert ask(resolver, net, "loop1.example.com.").rcode() == dns.rcode.SERVFAIL
+
+
+def test_trace_requests_log_whatever_the_level(resolver, caplog):
+    import logging
+
+    from workers.layer import Layer
+
+    class Trace(Layer):
+        def begin(self, req):
+            req.options.TRACE = True
+
+    net, _ = make_net()
+    logging.getLogger("kresd").setLevel(logging.WARNING)  # kresd's level: debug is off
+    caplog.handler.setLevel(logging.NOTSET)
+    try:
+        ask(resolver, net, "www.example.com.")
+        assert not any("www.example.com" in r.getMessage() for r in caplog.records)
+        resolver.layers.append(Trace())
+        resolver.cache.clear()
+        ask(resolver, net, "www.example.com.")
+        assert any("www.example.com" in r.getMessage() for r in caplog.records)
+    finally:
+        logging.getLogger("kresd").setLevel(logging.NOTSET)
