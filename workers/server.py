@@ -282,8 +282,10 @@ class Server:
                 srv = await self._loop.create_server(lambda: TCPConnection(self), sock=sock)
                 self._tcp_servers.append(srv)
 
-    async def close(self) -> None:
-        """Stop listening, close client connections, cancel in-flight resolutions."""
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop listening, then let in-flight requests finish for up to `grace`
+        seconds (a restart drops nothing already received), then close client
+        connections (flushing what was written) and cancel what is left."""
         for sock in self._udp:
             try:
                 self._loop.remove_reader(sock.fileno())
@@ -291,8 +293,13 @@ class Server:
                 pass
         for srv in self._tcp_servers:
             srv.close()
+        if grace > 0 and self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for conn in list(self._conns):
-            conn.abort()
+            if grace > 0:
+                conn.close()
+            else:
+                conn.abort()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -432,6 +439,12 @@ class TCPConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def close(self) -> None:
+        """Close after the answers already written are flushed."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _arm_idle(self) -> None:
         if self.idle_handle:

@@ -421,3 +421,25 @@ def test_run_worker_serves_and_stops_on_sigterm(test_addr, tmp_path):
     assert rc == 0 and replies and replies[0].answer
     assert caches[0].state == "closed" and caches[0].path == str(tmp_path)
     assert sock.fileno() == -1  # closed
+
+
+def test_close_with_grace_answers_in_flight_queries(test_addr):
+    async def main():
+        h = Harness(test_addr)
+        await h.server.start([h.udp_sock, h.tcp_sock])
+        reader, writer = await h.tcp_connect()
+        await tcp_send(writer, q("slow-tcp.example.").to_wire())
+        udp = asyncio.ensure_future(h.udp(q("slow-udp.example.").to_wire()))
+        for _ in range(200):  # both queries reached the resolver
+            if len(h.resolver.calls) == 2:
+                break
+            await asyncio.sleep(0.01)
+        closing = asyncio.ensure_future(h.server.close(grace=T))
+        await asyncio.sleep(0.05)
+        h.resolver.gate("slow-tcp").set()
+        h.resolver.gate("slow-udp").set()
+        await closing
+        assert (await tcp_recv(reader)).answer
+        assert dns.message.from_wire(await udp).answer
+        writer.close()
+    run(main())
