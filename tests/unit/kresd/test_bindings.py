@@ -251,3 +251,55 @@ def test_modules_load_list_unload_and_errors(eng):
     assert eng.eval("#modules.list() > 0") == "true"
     assert eng.eval("modules.list()[1]") == '"iterate"'
     assert eng.eval("modules.unload('nothing')") == "false"
+
+
+# -- resolve() and the asyncio scheduler ----------------------------------------------------
+
+def test_resolve_with_sync_transport(tmp_path):
+    from tests.unit.workers.test_resolve import make_net
+
+    net, _ = make_net()
+    eng = Engine(Settings(), rundir=str(tmp_path), scheduler=FakeScheduler(), transport=net)
+    try:
+        eng.settings.priming = False
+        eng.load_config_text(
+            "resolve('www.example.com', kres.type.A, kres.class.IN, {}, function(pkt, req)\n"
+            "  got = { rcode = pkt:rcode(), qname = kres.dname2str(pkt:qname()),\n"
+            "          n = #pkt:section(kres.section.ANSWER),\n"
+            "          cut = kres.dname2str(req:resolved().zone_cut.name) }\n"
+            "end)\n")
+        assert eng.eval("got.rcode, got.qname, got.n, got.cut") == '0\n"www.example.com."\n1\n"example.com."'
+    finally:
+        eng.stop()
+
+
+def test_timers_and_resolve_wait_for_the_loop(tmp_path):
+    import asyncio
+
+    from tests.unit.workers.test_resolve import make_net
+
+    net, _ = make_net()
+
+    async def transport(send):
+        return net(send)
+
+    eng = Engine(Settings(), rundir=str(tmp_path))  # default AsyncioScheduler, no loop yet
+    eng.settings.priming = False
+    eng.load_config_text("event.after(0, function(ev) fired = ev end)\n"
+                         "resolve{name = 'www.example.com', type = kres.type.A,"
+                         " finish = function(pkt) rc = pkt:rcode() end}\n")
+    assert eng.eval("fired") == "nil"
+
+    async def main():
+        eng.start(asyncio.get_running_loop(), transport)
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if eng.eval("rc") != "nil":
+                break
+
+    try:
+        asyncio.run(main())
+        assert eng.eval("fired") == "1"
+        assert eng.eval("rc") == "0"
+    finally:
+        eng.stop()
