@@ -208,6 +208,10 @@ def run(scn_path: Path, qmin: bool, kresd: str, workdir: Path, seed: int = 0,
             reasons.append(servers.crash)
         if stop_problem:
             reasons.append(stop_problem)
+        drops = udp_drops()
+        if reasons and drops:
+            reasons.append(f"the kernel dropped {drops} UDP datagrams in this namespace (a receive buffer "
+                           "was full: the daemon drained its socket too slowly)")
         out.update(passed=not reasons, reason=" | ".join(reasons))
         if reasons:
             out["log_tail"] = daemon.log_tail()
@@ -218,6 +222,15 @@ def run(scn_path: Path, qmin: bool, kresd: str, workdir: Path, seed: int = 0,
         servers.stop()
         out["trace"] = [ex.to_dict() for ex in responder.trace]
         out["elapsed"] = round(time.monotonic() - t0, 3)
+
+
+def udp_drops() -> int:
+    """RcvbufErrors of this namespace's UDP stack: datagrams the kernel dropped (buffer full)."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines() if ln.startswith("Udp:")]
+        return int(dict(zip(lines[0][1:], lines[1][1:])).get("RcvbufErrors", 0))
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _play(player: BinaryPlayer) -> Optional[str]:
