@@ -233,7 +233,7 @@ def _console(engine, quiet: bool):
         try:
             Console(engine, prompt=not quiet).start(loop)
         except (OSError, ValueError) as e:  # no usable stdin: serve without a console
-            log.warning(G, "console unavailable: %s", e)
+            log.debug(G, "console unavailable: %s", e)
     return attach
 
 
