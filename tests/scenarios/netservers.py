@@ -68,8 +68,8 @@ def scenario_addresses(scn: Scenario, ctx: Context) -> list:
             ip = ipaddress.ip_address(text.strip())
         except ValueError:
             return
-        if ip.is_multicast or ip.is_unspecified:
-            return
+        if ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+            return  # link-local would need a scope id; nothing routes to it anyway
         if str(ip) not in found:
             found.append(str(ip))
 

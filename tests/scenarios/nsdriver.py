@@ -181,8 +181,10 @@ def run(scn_path: Path, qmin: bool, kresd: str, workdir: Path, seed: int = 0,
     servers.bind()  # the thread starts after the daemon is forked (preexec_fn and threads)
     daemon = None
     try:
-        if servers.failed:
-            out["reason"] = f"harness: cannot serve on {servers.failed[0][0]}: {servers.failed[0][1]}"
+        named = set(responder.addresses())  # a range ADDRESS must be served; other mentions may not
+        fatal = [(a, e) for a, e in servers.failed if a in named]
+        if fatal:
+            out["reason"] = f"harness: cannot serve on {fatal[0][0]}: {fatal[0][1]}"
             return out
         template.render(ctx, qmin, workdir)
         timefile = FakeTimeFile(workdir / ".time", ctx.start_time)
