@@ -41,7 +41,12 @@ class LuaLayer(Layer):
         args = [int(req.state or 0), b.wrap_request(req)]
         if pkt is not None:
             args.append(b.wrap_packet(pkt))
-        res = fn(*args)
+        try:
+            res = fn(*args)
+        except Exception as e:  # noqa: BLE001 - a Lua bug costs this hook, never the request
+            log.error("[%05d] module %s failed in %s: %s", getattr(req, "uid", 0), self.name, hook,
+                      str(e).split("\nstack traceback:", 1)[0])
+            return State.FAIL if hook == "begin" else None
         if isinstance(res, tuple):
             res = res[0] if res else None
         if isinstance(res, (int, float)) and not isinstance(res, bool):
