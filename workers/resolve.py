@@ -66,7 +66,7 @@ class Resolver:
                 req.answer.set_rcode(dns.rcode.SERVFAIL)
             self._hook(req, "answer_finalize")
         except Exception:  # a bug must cost one SERVFAIL, never the worker
-            log.exception("[%05d] request failed")
+            log.exception("[%05d] request failed", req.uid)
             req.answer = make_answer(query, self.settings)
             req.answer.set_rcode(dns.rcode.SERVFAIL)
         finally:
@@ -80,7 +80,7 @@ class Resolver:
             try:
                 st = getattr(layer, name)(req, *args)
             except Exception:
-                log.exception("[%05d] module %s failed in %s", layer.name, name)
+                log.exception("[%05d] module %s failed in %s", req.uid, layer.name, name)
                 st = State.FAIL if name == "begin" else None
             if st:
                 state = State(int(st))

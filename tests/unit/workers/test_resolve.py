@@ -241,3 +241,21 @@ def test_trace_requests_log_whatever_the_level(resolver, caplog):
         assert any("www.example.com" in r.getMessage() for r in caplog.records)
     finally:
         logging.getLogger("kresd").setLevel(logging.NOTSET)
+
+
+def test_failing_module_hook_costs_nothing(resolver):
+    from workers.layer import Layer
+
+    class Broken(Layer):
+        name = "broken"
+
+        def begin(self, req):
+            raise RuntimeError("module bug")
+
+        def finish(self, req):
+            raise RuntimeError("module bug")
+
+    net, _ = make_net()
+    resolver.layers.append(Broken())
+    a = ask(resolver, net, "www.example.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL  # begin FAIL -> SERVFAIL, no exception escapes
