@@ -63,21 +63,6 @@ end
 """
 
 
-class EngineResolver(Resolver):
-    """The engine's resolver: remembers the Request of queries that `resolve()`
-    (Lua) and kresd-query wait for, so callbacks get `req` as in kresd."""
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self.watched: dict[int, object] = {}
-
-    def _begin(self, req):
-        key = id(req.query)
-        if key in self.watched:
-            self.watched[key] = req
-        return super()._begin(req)
-
-
 class Engine:
     def __init__(self, settings: Settings, *, rundir: str = ".", clock: Clock | None = None,
                  scheduler=None, worker_id: int = 0, worker_count: int = 1, transport=None):
@@ -98,7 +83,7 @@ class Engine:
                                      register_builtins=False, encoding=None)
         self.lua.globals()[b"python"] = None
         self.lua_bridge = LuaBridge(self.lua)
-        self.resolver = EngineResolver(settings, None, self.clock)
+        self.resolver = Resolver(settings, None, self.clock)
         self.worker = _WorkerInfo(worker_id, worker_count)
         ctx = ModuleContext(settings, resolver=self.resolver, lua=self.lua_bridge,
                             worker={"id": worker_id, "count": worker_count, "pid": os.getpid()})

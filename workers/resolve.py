@@ -47,9 +47,11 @@ class Resolver:
 
     # -- the request --------------------------------------------------------
 
-    def resolve(self, query: dns.message.Message, client=None, tcp: bool = False, qsource=None):
+    def resolve(self, query: dns.message.Message, client=None, tcp: bool = False, qsource=None,
+                on_request=None):
         """Generator: yields Send, receives bytes|None, returns the answer Message
-        (or None: send nothing, e.g. policy.DROP)."""
+        (or None: send nothing, e.g. policy.DROP). `on_request(req)` is called with
+        the Request once it exists (Lua resolve() callbacks and kresd-query use it)."""
         early = precheck(query, self.settings)
         if early is not None:
             return early
@@ -58,8 +60,10 @@ class Resolver:
                       options=Options.from_settings(self.settings))
         req.qsource = qsource or QSource(client[0] if client else None, client[1] if client else 0, tcp=tcp)
         req.answer = make_answer(query, self.settings)
+        if on_request is not None:
+            on_request(req)
         try:
-            state = self._begin(req)
+            state = self._hook(req, "begin")
             if not state & (State.DONE | State.FAIL):
                 yield from self._resolve_request(req)
             elif state & State.FAIL and req.answer.rcode() == dns.rcode.NOERROR:
@@ -88,9 +92,6 @@ class Resolver:
                 if name == "begin" and state & (State.DONE | State.FAIL):
                     break
         return state
-
-    def _begin(self, req: Request) -> int:
-        return self._hook(req, "begin")
 
     def _resolve_request(self, req: Request):
         ans = req.answer

@@ -220,23 +220,17 @@ def build_query(name, qtype=None, qclass=None, options=None) -> dns.message.Mess
 
 async def resolve_async(engine, query: dns.message.Message):
     """(answer Message, Request or None) through the engine's resolver and transport."""
-    res = engine.resolver
-    res.watched[id(query)] = None
-    try:
-        ans = await drive_async(res.resolve(query, client=None, tcp=False), engine.transport)
-    finally:
-        req = res.watched.pop(id(query), None)
-    return ans, req
+    reqs = []
+    ans = await drive_async(engine.resolver.resolve(query, client=None, tcp=False, on_request=reqs.append),
+                            engine.transport)
+    return ans, (reqs[0] if reqs else None)
 
 
 def resolve_sync(engine, query: dns.message.Message):
-    res = engine.resolver
-    res.watched[id(query)] = None
-    try:
-        ans = drive_sync(res.resolve(query, client=None, tcp=False), engine.transport)
-    finally:
-        req = res.watched.pop(id(query), None)
-    return ans, req
+    reqs = []
+    ans = drive_sync(engine.resolver.resolve(query, client=None, tcp=False, on_request=reqs.append),
+                     engine.transport)
+    return ans, (reqs[0] if reqs else None)
 
 
 def _finish(engine, callback, ans, req):
