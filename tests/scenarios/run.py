@@ -136,6 +136,8 @@ def _main_binary(args, table, files) -> int:
     except (binary.Unavailable, replay.CoreUnavailable, rpl.RplError) as exc:
         print(f"cannot run: {exc}")
         return 2
+    binary_list = expected.LIST_PATH.with_name("expected_failures_binary.txt")
+    table = {**table, **expected.load(binary_list)}  # daemon problems only the binary shows
     counts = dict.fromkeys(("PASS", "FAIL", "XFAIL", "XPASS"), 0)
     started = time.monotonic()
     startups = []
