@@ -208,6 +208,20 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
+UDP_RCVBUF = 4 * 1024 * 1024  # a burst of queries waits in the kernel, not dropped
+
+
+def _grow_rcvbuf(sock: socket.socket) -> None:
+    """Enlarge a UDP socket's receive buffer: past net.core.rmem_max when we may
+    (SO_RCVBUFFORCE needs CAP_NET_ADMIN), else up to it."""
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, UDP_RCVBUF)
+            return
+        except OSError:
+            continue
+
+
 def bind_socket(addr: str, port: int, stype: int) -> socket.socket:
     """One non-blocking listening socket with SO_REUSEPORT (and V6ONLY on v6)."""
     fam = _family(addr)
@@ -220,6 +234,8 @@ def bind_socket(addr: str, port: int, stype: int) -> socket.socket:
         sock.bind((addr, port))
         if stype == socket.SOCK_STREAM:
             sock.listen(TCP_BACKLOG)
+        else:
+            _grow_rcvbuf(sock)
         sock.setblocking(False)
     except BaseException:
         sock.close()
