@@ -16,6 +16,9 @@ Addresses (all 127.0.10.x, port 53; the rest of 127.0.10.0/24 is for resolvers):
                              resolver must resolve that NS name in example. first
   127.0.10.7  (no zones)     ns1.lame.test.: lame, answers REFUSED to everything
   127.0.10.8  'lame.test.'   ns2.lame.test.: the working server of lame.test.
+  127.0.10.9  'cz.'          TLD, glue in the root zone (ns.cz.)
+  127.0.10.10 'nic.cz.'      delegated with glue; holds www.sub.nic.cz. (no cut at
+                             sub.nic.cz.: kresd-query's seed example checks that)
 
 Cases (the names tests query, see CASES below):
 
@@ -69,6 +72,8 @@ test.                86400 IN NS  ns.test.
 ns.test.             86400 IN A   127.0.10.3
 example.             86400 IN NS  ns.example.
 ns.example.          86400 IN A   127.0.10.4
+cz.                  86400 IN NS  ns.cz.
+ns.cz.               86400 IN A   127.0.10.9
 """),
     "test": ("127.0.10.3", "test.", f"""
 {_soa('ns')}
@@ -103,6 +108,19 @@ alias      {TTL} IN CNAME www.example.
 {_soa('ns.hoster.example.')}
 @          86400 IN NS  ns.hoster.example.
 www        {TTL} IN A   192.0.2.2
+"""),
+    "cz": ("127.0.10.9", "cz.", f"""
+{_soa('ns')}
+@          86400 IN NS  ns
+ns         86400 IN A   127.0.10.9
+nic        86400 IN NS  ns.nic
+ns.nic     86400 IN A   127.0.10.10
+"""),
+    "nic.cz": ("127.0.10.10", "nic.cz.", f"""
+{_soa('ns')}
+@          86400 IN NS  ns
+ns         86400 IN A   127.0.10.10
+www.sub    {TTL} IN A   192.0.2.10
 """),
     "lame-ns1": ("127.0.10.7", None, ""),
     "lame.test": ("127.0.10.8", "lame.test.", f"""
