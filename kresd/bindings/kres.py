@@ -29,6 +29,7 @@ from workers.layer import State
 from workers.transport import drive_async, drive_sync
 
 from .bridge import LuaUsage
+from .misc import name_to_wire
 
 log = logging.getLogger("kresd.lua")
 SECTIONS = {"ANSWER": 0, "AUTHORITY": 1, "ADDITIONAL": 2}
@@ -66,12 +67,7 @@ def dname2str(wire=None):
 
 
 def str2dname(text=None):
-    if not isinstance(text, str):
-        raise LuaUsage("kres.str2dname(name)")
-    try:
-        return dns.name.from_text(text).to_wire()
-    except dns.exception.DNSException as e:
-        raise LuaUsage(f"kres.str2dname: {e}") from None
+    return name_to_wire(text, "kres.str2dname(name)")
 
 
 def _rr_table(rrset: dns.rrset.RRset) -> list[dict]:

@@ -181,14 +181,19 @@ def user(engine, name=None, group=None):
     return True
 
 
-def todname(name=None):
-    """todname(name) -> wire-format name (Lua string)"""
+def name_to_wire(name, usage: str) -> bytes:
+    """Text name -> wire format, or a Lua usage error naming the caller."""
     if not isinstance(name, str):
-        raise LuaUsage("todname(name): expected a domain name string")
+        raise LuaUsage(f"{usage}: expected a domain name string")
     try:
         return dns.name.from_text(name).to_wire()
     except dns.exception.DNSException as e:
-        raise LuaUsage(f"todname: invalid name '{name}': {e}") from None
+        raise LuaUsage(f"{usage}: invalid name '{name}': {e}") from None
+
+
+def todname(name=None):
+    """todname(name) -> wire-format name (Lua string)"""
+    return name_to_wire(name, "todname(name)")
 
 
 def tojson(value=None):
