@@ -166,14 +166,29 @@ class _Reader:
         out = []
         for _ in range(count):
             rdlen = self.u16()
-            start = self.pos
-            self.take(rdlen)
-            out.append(dns.rdata.from_wire(IN, rtype, self.buf, start, rdlen))
+            out.append(_rdata(rtype, bytes(self.take(rdlen))))
         return out
 
     def done(self) -> None:
         if self.pos != len(self.buf):
             raise EntryError("trailing bytes in entry")
+
+
+# Decoding an rdata with dnspython costs ~25 us; rdata objects are immutable, so
+# the same stored bytes decode once per process. Bounded: cleared when full.
+_RDATA_MEMO: dict[tuple[int, bytes], dns.rdata.Rdata] = {}
+_RDATA_MEMO_MAX = 200_000
+
+
+def _rdata(rtype: int, raw: bytes) -> dns.rdata.Rdata:
+    key = (rtype, raw)
+    rd = _RDATA_MEMO.get(key)
+    if rd is None:
+        rd = dns.rdata.from_wire(IN, rtype, raw, 0, len(raw))
+        if len(_RDATA_MEMO) >= _RDATA_MEMO_MAX:
+            _RDATA_MEMO.clear()
+        _RDATA_MEMO[key] = rd
+    return rd
 
 
 def unpack_header(value: bytes) -> Header:

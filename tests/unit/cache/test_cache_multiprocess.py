@@ -78,6 +78,9 @@ def test_two_forked_processes_share_entries(tmp_path):
         return 0 if ok else 3
 
     pid = _child(child)
+    # the parent keeps only its own ends: a child that dies early gives EOF, not a hang
+    os.close(to_parent_w)
+    os.close(to_child_r)
     parent = Cache(path, 8 << 20, clock=_clock)
     assert os.read(to_parent_r, 1) == b"1"
     parent.open()  # both processes have the env open from here on
@@ -90,7 +93,7 @@ def test_two_forked_processes_share_entries(tmp_path):
         assert _wait(pid) == 0
     finally:
         parent.close()
-        for fd in (to_child_r, to_child_w, to_parent_r, to_parent_w):
+        for fd in (to_child_w, to_parent_r):
             os.close(fd)
 
 
