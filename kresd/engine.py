@@ -13,6 +13,8 @@ injected Clock; each Lua namespace lives in kresd/bindings/.
     eng.load_config(path) / eng.load_config_text(text, name="config")
     eng.post_config()            # listen defaults, cache, default modules
     eng.eval(line) -> str        # console command; errors come back as text
+    eng.eval_value(expr)         # one expression's value (Python), KresdError on failure
+    eng.map_values(expr)         # map(): fanout over rundir/tty/ (kresd/fanout.py)
     eng.start(loop, transport) / eng.stop()
     eng.resolver, eng.cache, eng.registry, eng.scheduler, eng.lua_bridge, eng.lua
 """
@@ -85,8 +87,15 @@ class Engine:
         self.lua_bridge = LuaBridge(self.lua)
         self.resolver = Resolver(settings, None, self.clock)
         self.worker = _WorkerInfo(worker_id, worker_count)
+        # set by the daemon (workers/main.py): the sockets served (net.list()), the
+        # control socket, user() deferred until after binding, cpu-map from config
+        self.listen_sockets: list | None = None
+        self.control = None
+        self.pending_user: tuple[int, int] | None = None
+        self.cpu_map = None  # None: not configured; False: pinning off; dict: worker -> cpus
         ctx = ModuleContext(settings, resolver=self.resolver, lua=self.lua_bridge,
-                            worker={"id": worker_id, "count": worker_count, "pid": os.getpid()})
+                            worker={"id": worker_id, "count": worker_count, "pid": os.getpid(),
+                                    "map": self.map_values})
         self.registry = Registry(ctx, extra_loader=LuaModuleFinder(self))
         self._install()
         for name in DEFAULT_MODULES:
@@ -148,7 +157,7 @@ class Engine:
 
     def post_config(self) -> None:
         """kresd's defaults after all configs: listeners and the cache."""
-        if not self.settings.listen:
+        if not self.settings.listen and not self.listen_sockets:  # -S / activation: no defaults
             self.default_listen = True  # the daemon may skip ::1 where IPv6 is missing
             for addr, port in DEFAULT_LISTEN:
                 self.settings.listen.append(Endpoint(addr, port, "dns"))
@@ -185,6 +194,46 @@ class Engine:
         ok, text = res
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
         return text if ok else "error: " + _POS.sub("", text.split("\nstack traceback:", 1)[0])
+
+    def compile_error(self, expr: str) -> str | None:
+        """None if expr compiles (as an expression or a statement), else the message."""
+        code = expr.encode("utf-8") if isinstance(expr, str) else expr
+        err = self.lua.execute(b"""
+            local code = ...
+            if loadstring('return ' .. code, '=map') then return nil end
+            local _, err = loadstring(code, '=map')
+            return err
+        """, code)
+        return None if err is None else err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+
+    def eval_value(self, expr: str):
+        """The (first) value of a Lua expression/statement as Python (lists/dicts/str);
+        a compile or run-time error raises KresdError with the Lua message."""
+        from kresd.errors import KresdError
+
+        code = expr.encode("utf-8") if isinstance(expr, str) else expr
+        ok, val = self.lua.execute(b"""
+            local code, env = ...
+            local chunk, err = loadstring('return ' .. code, '=map')
+            if not chunk then chunk, err = loadstring(code, '=map') end
+            if not chunk then return false, err end
+            setfenv(chunk, env)
+            local ok, res = pcall(chunk)
+            if not ok then return false, tostring(res) end
+            return true, res
+        """, code, self.sandbox)
+        if not ok:
+            msg = val.decode("utf-8", "replace") if isinstance(val, bytes) else str(val)
+            raise KresdError(_POS.sub("", msg.split("\nstack traceback:", 1)[0]))
+        return self.lua_bridge.to_py(val)
+
+    def map_values(self, expr: str, mode: str = "json"):
+        """kresd's map(): run expr on every instance with a socket in rundir/tty/
+        (this one in-process); a fanout.MapReply ordered by worker id."""
+        from kresd.fanout import map_expr
+
+        return map_expr(expr, self.rundir, compile_fn=self.compile_error, mode=mode,
+                        local_json=self.eval_value, local_eval=self.eval, worker_id=self.worker.id)
 
     # -- runtime ------------------------------------------------------------------
     def start(self, loop, transport=None) -> None:

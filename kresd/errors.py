@@ -13,6 +13,7 @@ EXIT_USAGE = 2  # bad command line (click's own code)
 EXIT_CONFIG = 3  # configuration error (file, line, message)
 EXIT_BIND = 4  # no listening socket could be bound
 EXIT_NOT_IMPLEMENTED = 5  # a flag or feature that a later release brings
+EXIT_RESPAWN_LIMIT = 6  # kresd -f N / tools/supervisor.py: a child kept dying (crash loop), halted
 
 
 class KresdError(Exception):

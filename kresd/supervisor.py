@@ -52,12 +52,10 @@ from typing import Callable, Optional, Sequence
 
 from kresd import log
 from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_OK,
-                          EXIT_USAGE)
+                          EXIT_RESPAWN_LIMIT, EXIT_USAGE)
 from kresd.sockets import ListenSocket, fd_args, pass_fds
 
 G = log.Group.SYSTEM
-# TODO(wiring): move into kresd/errors.py next to the other documented codes.
-EXIT_RESPAWN_LIMIT = 6  # a fork kept dying: crash loop, the group halted
 BOOT_ERROR_CODES = frozenset({EXIT_USAGE, EXIT_CONFIG, EXIT_BIND, EXIT_NOT_IMPLEMENTED})
 WORKER_ID_FLAG = "--worker-id"
 
@@ -221,10 +219,14 @@ class Arbiter:
                  leader_serves: bool = True, exec_prefix: Optional[Sequence[str]] = None,
                  exec_args: Sequence[str] = (), cpu_map: Optional[dict[int, Sequence[int]]] = None,
                  pin_cpus: bool = True, max_restarts: int = 5, restart_window: float = 10.0,
-                 stop_timeout: float = 10.0, new_group: bool = True):
+                 stop_timeout: float = 10.0, new_group: bool = True,
+                 slot_sockets: Optional[dict[int, Sequence[ListenSocket]]] = None):
         if count < 1:
             raise ValueError("worker count must be >= 1")
-        self.sockets = list(sockets)
+        self.sockets = list(sockets)  # shared by every worker (inherited / activation)
+        # per worker id: sockets only that worker serves (kresd -f N -a: one SO_REUSEPORT
+        # set per worker, so the kernel spreads queries); kept open here for its respawns
+        self.slot_sockets = {k: list(v) for k, v in (slot_sockets or {}).items()}
         self.count = count
         self.worker_main = worker_main
         self.leader_serves = leader_serves
@@ -242,7 +244,7 @@ class Arbiter:
         self._loop = None
         self._on_stop: Optional[Callable[[int], None]] = None
         self._stop_notified = False
-        self._allowed = allowed_cpus() if pin_cpus else []
+        self._allowed = allowed_cpus()
 
     # -- start -------------------------------------------------------------------
     def start(self) -> int:
@@ -265,6 +267,24 @@ class Arbiter:
         for wid in range(first, self.count):
             self._fork(wid)
         return 0
+
+    def sockets_for(self, worker_id: int) -> list[ListenSocket]:
+        return self.sockets + self.slot_sockets.get(worker_id, [])
+
+    def set_pinning(self, cpu_map: Optional[dict[int, Sequence[int]]], pin_cpus: bool = True) -> None:
+        """Change the cpu-map (e.g. learned from the leader's config) and re-pin the
+        leader and every live child; with pin_cpus False, unpin (all allowed CPUs)."""
+        if not self._allowed:
+            self._allowed = allowed_cpus()
+        self.cpu_map = dict(cpu_map or {})
+        self.pin_cpus = pin_cpus
+        targets = [(0, os.getpid())] if self.leader_serves else []
+        targets += [(w.id, w.pid) for w in self.workers.values()]
+        for wid, pid in targets:
+            cpus = self.cpus(wid)
+            pin(pid, cpus if cpus is not None else self._allowed)
+            if wid in self.workers:
+                self.workers[wid].cpus = cpus
 
     def cpus(self, worker_id: int) -> Optional[list[int]]:
         if not self.pin_cpus or not self._allowed:
@@ -292,7 +312,12 @@ class Arbiter:
             self._queue = None
             self.workers.clear()
             self._pin_self(wid)
-            code = self.worker_main(wid, self.sockets)
+            mine = self.sockets_for(wid)
+            for other, socks in self.slot_sockets.items():
+                if other != wid:
+                    for ls in socks:
+                        ls.close()
+            code = self.worker_main(wid, mine)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else EXIT_FAILURE
         except BaseException:  # noqa: BLE001 - the fork must exit, never return into the caller
@@ -307,13 +332,13 @@ class Arbiter:
 
     def exec_command(self, worker_id: int) -> list[str]:
         """The command line that replaces a dead worker (fds as -S, same numbers)."""
-        return [*self.exec_prefix, *self.exec_args, *fd_args(self.sockets),
+        return [*self.exec_prefix, *self.exec_args, *fd_args(self.sockets_for(worker_id)),
                 "-f", str(self.count), WORKER_ID_FLAG, str(worker_id)]
 
     def _respawn(self, wid: int) -> None:
         cmd = self.exec_command(wid)
         try:
-            p = subprocess.Popen(cmd, pass_fds=pass_fds(self.sockets), close_fds=True,
+            p = subprocess.Popen(cmd, pass_fds=pass_fds(self.sockets_for(wid)), close_fds=True,
                                  stdin=subprocess.DEVNULL)
         except OSError as e:
             self.halt(EXIT_FAILURE, f"cannot start a replacement for worker {wid}: {e}")

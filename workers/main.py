@@ -3,9 +3,14 @@
 Owns: the order of a worker's start (kresd v5.7.4 `daemon/main.c`): clock,
 cache opened here (after fork), resolver, listening sockets (bound here or
 handed over already bound), the asyncio loop (only this module chooses it),
-SIGTERM/SIGINT handling, and the clean shutdown.
+SIGTERM/SIGINT handling, the control socket `rundir/tty/<PID>`
+(kresd/control.py, started after the config, removed on exit), READY=1 to
+systemd once listening, and the clean shutdown: stop listening, let the
+queries in flight finish (`grace`, 2 s), then close.
 Must not: fork, parse the command line or configuration, or block the loop.
-Signal handlers only set an Event through `loop.add_signal_handler`.
+Signal handlers only set an Event through `loop.add_signal_handler`; in the
+leader of `kresd -f N` the Arbiter (kresd/supervisor.py) owns SIGTERM/SIGINT
+and SIGCHLD, and its `on_stop` ends this loop.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import socket
 from typing import Callable, Optional
 
 from kresd import log
-from kresd.errors import EXIT_OK
+from kresd.errors import EXIT_FAILURE, EXIT_OK, BootError
 from workers import outbound
 from workers.server import Server, ServerStats, bind_endpoints
 from workers.settings import Settings
@@ -54,6 +59,11 @@ def run_worker(
     ready: Optional[Callable[[Server], None]] = None,
     engine=None,
     console: Optional[Callable] = None,
+    listen_sockets: Optional[list] = None,
+    arb=None,
+    notify: bool = False,
+    grace: float = 2.0,
+    control: bool = True,
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (0).
 
@@ -63,9 +73,16 @@ def run_worker(
     `engine` (kresd.engine.Engine, configured): its resolver and cache serve,
     it is started on the loop with the outbound transport and stopped at the
     end; `console(loop)` (optional) attaches the stdin console.
+    With an engine: `listen_sockets` (kresd.sockets.ListenSocket, for
+    net.list()) instead of `sockets`; `arb` (kresd -f N leader) owns the
+    signals; `notify` sends READY=1/STOPPING=1; `control` starts rundir/tty/<PID>;
+    `grace`: seconds the queries in flight get after SIGTERM.
     """
     if engine is not None:
-        return _run_with_engine(engine, settings, sockets, stats, ready, console)
+        if listen_sockets is not None:
+            sockets = [ls.sock for ls in listen_sockets]
+        opts = _Opts(arb=arb, notify=notify, grace=grace, control=control, rundir=rundir)
+        return _run_with_engine(engine, settings, sockets, stats, ready, console, opts)
     if cache_factory is None or resolver_factory is None:
         default_cache, default_resolver = _default_factories()
         cache_factory = cache_factory or default_cache
@@ -96,7 +113,14 @@ def run_worker(
     return EXIT_OK
 
 
-def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console) -> int:
+class _Opts:
+    def __init__(self, arb=None, notify=False, grace=0.0, control=False, rundir="."):
+        self.arb, self.notify, self.grace, self.control, self.rundir = arb, notify, grace, control, rundir
+        self.code: Optional[int] = None  # exit code asked for by the Arbiter (halt) / quit()
+
+
+def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console, opts=None) -> int:
+    opts = opts or _Opts()
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
     server = Server(settings, make_resolve(engine.resolver), stats)
     engine.worker.stats_provider = lambda: _stats_dict(server.stats)
@@ -106,7 +130,10 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console)
         engine.start(loop, outbound.query)
         if console is not None:
             console(loop)
-        loop.run_until_complete(_serve(server, socks, ready, engine))
+        loop.run_until_complete(_serve(server, socks, ready, engine, opts))
+    except BootError as e:  # e.g. the control socket is in use
+        log.error(G, "error: %s", e)
+        opts.code = e.exit_code
     finally:
         try:
             engine.stop()
@@ -114,6 +141,8 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console)
             _close_loop(loop)
             for s in socks:
                 s.close()
+    if opts.code is not None:
+        return opts.code
     return engine.quit_requested or EXIT_OK
 
 
@@ -122,24 +151,85 @@ def _stats_dict(st: ServerStats) -> dict:
             "err_udp": 0, "err_tcp": 0}
 
 
-async def _serve(server: Server, socks: list[socket.socket], ready, engine=None) -> None:
+async def _serve(server: Server, socks: list[socket.socket], ready, engine=None, opts=None) -> None:
+    from kresd import systemd
+
+    opts = opts or _Opts()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    arb = opts.arb
+    if arb is not None:  # the Arbiter's queue owns SIGTERM/SIGINT/SIGCHLD in the leader
+
+        def on_stop(code):
+            if code:
+                opts.code = code
+            stop.set()
+
+        arb.attach(loop, on_stop)
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     if engine is not None:
-        engine.on_quit = lambda code: stop.set()
+        engine.on_quit = (lambda code: arb.request_stop(code)) if arb is not None else (lambda code: stop.set())
+    ctl = None
     try:
         await server.start(socks)
         log.info(G, "listening on %d socket(s)", len(socks))
+        if engine is not None and opts.control:
+            from kresd.control import ControlServer
+
+            ctl = ControlServer(engine.eval, opts.rundir, json_fn=engine.eval_value,
+                                worker_id=engine.worker.id, worker_count=engine.worker.count)
+            await ctl.start()
+            engine.control = ctl
         if ready is not None:
             ready(server)
+        if opts.notify:
+            systemd.notify_ready(f"serving {len(socks)} socket(s)")
         await stop.wait()
         log.info(G, "quitting")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        if arb is not None:
+            arb.detach()
+        else:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if opts.notify:
+            systemd.notify_stopping()
+        try:
+            await drain(server, opts.grace)
+        finally:
+            if ctl is not None:
+                engine.control = None
+                await ctl.close()
+
+
+async def drain(server: Server, grace: float) -> None:
+    """Stop listening, wait (up to `grace` s) until no query is in flight, no TCP
+    connection holds an unanswered or partly read message, and the reads already
+    pending were processed; then Server.close(). Queries not yet read stay in
+    inherited sockets for the next kresd (tools/supervisor.py restarts).
+    (Server.close(grace) alone closes accepted connections whose first query
+    is still unread; this belongs in workers/server.py, owned elsewhere.)"""
+    if grace <= 0 or server._loop is None:
         await server.close()
+        return
+    loop = server._loop
+    for sock in server._udp:
+        try:
+            loop.remove_reader(sock.fileno())
+        except Exception:  # noqa: BLE001
+            pass
+    for srv in server._tcp_servers:
+        srv.close()
+    t0 = loop.time()
+    settle, end = t0 + min(0.1, grace), t0 + grace
+    while loop.time() < end:
+        busy = bool(server._tasks) or any(c.inflight or c.buf for c in server._conns)
+        if not busy and loop.time() >= settle:
+            break
+        await asyncio.sleep(0.01)
+    await server.close(grace=min(0.5, grace))
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -12,9 +12,9 @@ caller's file:line.
 """
 from __future__ import annotations
 
-from . import cache, event, kres, misc, modules, net, trust_anchors, worker
+from . import cache, event, kres, misc, modules, net, procmodel, trust_anchors, worker
 
-BINDINGS = (kres, misc, net, cache, event, worker, trust_anchors, modules)
+BINDINGS = (kres, misc, net, cache, event, worker, trust_anchors, modules, procmodel)
 
 
 def install_all(engine) -> None:

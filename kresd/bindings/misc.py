@@ -170,6 +170,9 @@ def user(engine, name=None, group=None):
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise LuaUsage("invalid group name") from None
+    if engine.loop is None:  # during config: the daemon drops after binding (workers/main.py)
+        engine.pending_user = (pw.pw_uid, gid)
+        return True
     try:
         if os.getgid() != gid or os.getegid() != gid:
             os.setgroups([])

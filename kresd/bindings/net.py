@@ -97,6 +97,13 @@ def close(engine, addr=None, port=None, kind=None):
 
 
 def list_(engine):
+    if engine.listen_sockets is not None:  # serving: the sockets themselves (+ the control socket)
+        from kresd.sockets import describe
+
+        out = [describe(ls) for ls in engine.listen_sockets]
+        if engine.control is not None:
+            out.append(engine.control.describe())
+        return out
     out = []
     for e in engine.settings.listen:
         family = "inet6" if ":" in e.addr else "inet4"

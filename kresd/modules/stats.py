@@ -160,6 +160,22 @@ class Stats(Module):
         p = to_text(prefix) if prefix else ""
         return {k: v for k, v in self.metrics.items() if k.startswith(p)}
 
+    def sum(self, prefix: Any = None) -> dict:
+        """kresd-py: stats.list(prefix) summed over every instance of the rundir
+        (map over rundir/tty/, see kresd/bindings/procmodel.py); this instance alone
+        when no control socket exists yet; an instance's error is raised."""
+        p = to_text(prefix) if prefix else ""
+        fanout = self.ctx.worker.get("map") if isinstance(self.ctx.worker, dict) else None
+        if fanout is None:
+            return self.list(p)
+        try:
+            lists = fanout(f"stats.list({p!r})" if p else "stats.list()").values()
+        except Exception as e:  # noqa: BLE001 - no control socket yet: local counters
+            if "no control sockets" in str(e):
+                return self.list(p)
+            raise
+        return merge_counters(lists)
+
     def upstreams_list(self) -> dict:
         out: dict[str, list] = {}
         for addr, rtt in self.upstreams:
@@ -173,7 +189,8 @@ class Stats(Module):
         self.frequent_q.clear()
 
     def lua_api(self) -> dict:
-        return {"get": self.get, "set": self.set, "list": self.list, "upstreams": self.upstreams_list,
+        return {"get": self.get, "set": self.set, "list": self.list, "sum": self.sum,
+                "upstreams": self.upstreams_list,
                 "frequent": self.frequent, "clear_frequent": self.clear_frequent}
 
     def lua_set(self, key: Any, value: Any) -> bool:
@@ -185,3 +202,16 @@ class Stats(Module):
         if v is None:
             raise KeyError(key)
         return v
+
+
+def merge_counters(lists) -> dict:
+    """Sum metric dicts key by key (non-numeric values are skipped); e.g. the
+    values of `map 'stats.list()'`."""
+    out: dict[str, Any] = {}
+    for d in lists:
+        if not isinstance(d, dict):
+            continue
+        for k, v in d.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return out

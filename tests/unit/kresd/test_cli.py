@@ -49,12 +49,21 @@ def test_help_and_bad_flag():
     assert invoke("-a", "127.0.0.1@99999").exit_code == 2
 
 
-@pytest.mark.parametrize("argv", [
-    ("-t", "127.0.10.1@853"), ("--tls", "::1"), ("-S", "3"), ("--fd", "3:dns"), ("-f", "2"),
-])
+@pytest.mark.parametrize("argv", [("-t", "127.0.10.1@853"), ("--tls", "::1")])
 def test_not_implemented_flags(argv, tmp_path):
     r = invoke(*argv, str(tmp_path / "rd"))
     assert r.exit_code == EXIT_NOT_IMPLEMENTED
+
+
+@pytest.mark.parametrize("argv", [("-S", "x"), ("-S", "3:"), ("--fd", "-1"), ("--cpu-map", "0=a"),
+                                  ("--worker-id", "-1")])
+def test_bad_process_model_flags_are_usage_errors(argv, tmp_path):
+    assert invoke(*argv, str(tmp_path / "rd")).exit_code == 2
+
+
+def test_bad_inherited_fd_is_a_bind_error(tmp_path):
+    r = invoke("-S", "250", "-n", str(tmp_path / "rd"))
+    assert r.exit_code == EXIT_BIND
 
 
 @pytest.mark.parametrize("text, want", [
