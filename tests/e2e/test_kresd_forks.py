@@ -271,3 +271,159 @@ def test_kill9_fork_stale_socket_skipped_replacement_within_2s(four):
     allowed = sorted(os.sched_getaffinity(0))
     assert psutil.Process(ids[wid]).cpu_affinity() == [allowed[wid % len(allowed)]]
     assert ask(four.addr).rcode() == dns.rcode.NXDOMAIN
+
+
+# --- activation ------------------------------------------------------------------------------
+
+
+def _listening_inodes() -> set[int]:
+    """Inodes of every unconnected UDP and listening TCP inet socket on the host."""
+    out = set()
+    for name, want in (("udp", None), ("udp6", None), ("tcp", "0A"), ("tcp6", "0A")):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            remote, state, inode = f[2], f[3], int(f[9])
+            if want is None and set(remote.split(":")[1]) != {"0"}:
+                continue  # a connected UDP socket (outbound query)
+            if want is not None and state != want:
+                continue
+            out.add(inode)
+    return out
+
+
+def _socket_inodes(pid) -> set[int]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def test_socket_activation_two_forks_serve_inherited_sockets_without_bind(kresd_bin, tmp_path, listen_addr):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    for s in (udp, tcp):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(listen_addr)
+    tcp.listen(64)
+    inherited = {os.fstat(udp.fileno()).st_ino, os.fstat(tcp.fileno()).st_ino}
+    fds = (udp.fileno(), tcp.fileno())
+
+    def to_3_4():
+        os.dup2(fds[0], 3)
+        os.dup2(fds[1], 4)
+
+    env = dict(os.environ, LISTEN_FDS="2", LISTEN_FDNAMES="dns:dns")
+    # LISTEN_PID must be kresd's own pid: a shell sets it to $$ and execs kresd
+    kresd = Group(kresd_bin, tmp_path / "rd", ["-f", "2"], env=env)
+    kresd.argv = ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', *kresd.argv]
+    try:
+        kresd.start(2, {"preexec_fn": to_3_4, "pass_fds": (3, 4)})
+        udp.close()
+        tcp.close()  # only kresd holds them now
+        errors = []
+
+        def client(n, use_tcp):
+            for _ in range(n):
+                try:
+                    assert ask(listen_addr, tcp=use_tcp).rcode() == dns.rcode.NXDOMAIN
+                except Exception as e:  # noqa: BLE001
+                    errors.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(150, i % 2 == 1)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors[:5]
+        served = map_json(kresd.leader_tty, "worker.stats()")
+        assert len(served) == 2 and all(s["queries"] > 0 for s in served), served
+        listening = _listening_inodes()
+        for pid in kresd.pids():
+            mine = _socket_inodes(pid) & listening
+            assert mine == inherited, (pid, mine, inherited)  # nothing bound by kresd itself
+        kinds = tty_json(kresd.leader_tty, "net.list()")
+        assert sorted(x["transport"]["protocol"] for x in kinds if x["kind"] == "dns") == ["tcp", "udp"]
+    finally:
+        code = kresd.stop()
+        print(kresd.log_tail())
+        udp.close()
+        tcp.close()
+    assert code == 0
+
+
+# --- restarts under tools/supervisor.py -------------------------------------------------------
+
+
+def test_tcp_stream_survives_restarts_under_supervisor(kresd_bin, tmp_path, listen_addr):
+    rundir = tmp_path / "rd"
+    rundir.mkdir()
+    conf = tmp_path / "kresd.conf"
+    conf.write_text(LOCAL_CONFIG)
+    log = open(tmp_path / "supervisor.log", "wb")
+    sup = subprocess.Popen([sys.executable, "-m", "tools.supervisor", "-a", f"{listen_addr[0]}@{listen_addr[1]}",
+                            "--kresd", str(kresd_bin), "--ready-timeout", "10", "--",
+                            "-n", "-c", str(conf), str(rundir)],
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, stdout=log,
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    tty_dir = rundir / "tty"
+
+    def kresd_pids():
+        return sorted(int(p.name) for p in tty_dir.glob("[0-9]*")) if tty_dir.exists() else []
+
+    stop = threading.Event()
+    ok, failures = [0], []
+
+    def stream():
+        while not stop.is_set():
+            try:
+                r = ask(listen_addr, tcp=True, timeout=10)
+                assert r.rcode() == dns.rcode.NXDOMAIN
+                ok[0] += 1
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"{phase[0]}: {e!r}")
+
+    phase = ["start"]
+    try:
+        wait_for(lambda: len(kresd_pids()) == 1, 20, "kresd under the supervisor")
+        threads = [threading.Thread(target=stream) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for how in ("SIGHUP", "SIGHUP", "SIGTERM to kresd"):
+            old = kresd_pids()[0]
+            before = ok[0]
+            phase[0] = how
+            if how == "SIGHUP":
+                sup.send_signal(signal.SIGHUP)
+            else:
+                os.kill(old, signal.SIGTERM)
+            wait_for(lambda: kresd_pids() and old not in kresd_pids(), 20, f"restart by {how}")
+            wait_for(lambda: ok[0] > before + 20, 20, "answers after the restart")
+            phase[0] = "after " + how
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert failures == [], failures[:5]
+        assert ok[0] > 60
+    finally:
+        stop.set()
+        if sup.poll() is None:
+            sup.send_signal(signal.SIGTERM)
+        try:
+            code = sup.wait(30)
+        finally:
+            try:
+                os.killpg(sup.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            log.close()
+        print((tmp_path / "supervisor.log").read_text(errors="replace")[-3000:])
+    assert code == 0
