@@ -10,6 +10,8 @@
 
 net.listen('127.0.10.1', 53, { kind = 'dns' })
 modules.load('hints > iterate')
+-- test. is special-use (RFC 6761): kresd's policy answers it NXDOMAIN unless allowed.
+policy.add(policy.suffix(policy.PASS, {todname('test.')}))
 -- The hierarchy is unsigned: no DNSSEC validation.
 trust_anchors.remove('.')
 -- The authoritative servers live on loopback, which a resolver refuses by default.

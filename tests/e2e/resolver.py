@@ -7,8 +7,10 @@ Must not: import the project packages (the e2e tests only see the installed bina
 
 The config is valid for real kresd 5.6 too:
 ``option('ALLOW_LOCAL', true)`` (loopback upstreams), ``hints.root({...})``
-(root hint -> our knotd root), ``modules.load('hints > iterate')`` and
-``trust_anchors.remove('.')`` (the hierarchy is unsigned). One statement per line.
+(root hint -> our knotd root), ``modules.load('hints > iterate')``,
+``trust_anchors.remove('.')`` (the hierarchy is unsigned) and a policy PASS for
+``test.``, which kresd's special-use rules otherwise answer NXDOMAIN (as the
+Deckard template does). One statement per line.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import dns.exception
 from .hierarchy import ROOT_ADDR, query
 
 CONFIG = f"""modules.load('hints > iterate')
+policy.add(policy.suffix(policy.PASS, {{todname('test.')}}))
 trust_anchors.remove('.')
 option('ALLOW_LOCAL', true)
 hints.root({{['a.root-servers.net.'] = '{ROOT_ADDR}'}})

@@ -434,8 +434,6 @@ def test_tcp_stream_survives_restarts_under_supervisor(kresd_bin, tmp_path, list
 
 
 @pytest.mark.root
-@pytest.mark.xfail(reason="policy's special-use rule (commit 4abd85c) now blocks the hierarchy's 'test.' "
-                          "names, as it does for test_resolve.py; unverified since", strict=False)
 def test_shared_cache_and_two_groups_on_one_rundir(hierarchy, group_factory, tmp_path, listen_addr):
     case = CASES["glue"]
     rundir = tmp_path / "rd"
