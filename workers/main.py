@@ -205,44 +205,8 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
 
 
 async def drain(server: Server, grace: float) -> None:
-    """Stop listening, wait (up to `grace` s) until no query is in flight and no
-    TCP connection is open for 0.1 s; then Server.close(). Queries not yet read stay in
-    inherited sockets for the next kresd (tools/supervisor.py restarts).
-    (Server.close(grace) alone closes accepted connections whose first query
-    is still unread; this belongs in workers/server.py, owned elsewhere.)"""
-    if grace <= 0 or server._loop is None:
-        await server.close()
-        return
-    loop = server._loop
-    for sock in server._udp:
-        try:
-            loop.remove_reader(sock.fileno())
-        except Exception:  # noqa: BLE001
-            pass
-    # stop accepting first, and let the connections accepted already get their
-    # transports: asyncio attaches them to the Server in a task, which fails
-    # (and resets the client) once the Server is closed
-    for srv in server._tcp_servers:
-        for s in srv.sockets:
-            try:
-                loop.remove_reader(s.fileno())
-            except Exception:  # noqa: BLE001
-                pass
-    await asyncio.sleep(0.05)
-    for srv in server._tcp_servers:
-        srv.close()
-    end = loop.time() + grace
-    quiet_since = loop.time()
-    while loop.time() < end:
-        # any open connection counts: a client may not have sent its query yet
-        # (closing then loses it); clients close per-query connections themselves,
-        # persistent idle ones are closed when `grace` runs out
-        if server._tasks or server._conns:
-            quiet_since = loop.time()
-        elif loop.time() - quiet_since >= 0.1:
-            break
-        await asyncio.sleep(0.01)
-    await server.close(grace=min(0.5, grace))
+    """Stop listening and let in-flight queries finish (Server.close(grace))."""
+    await server.close(grace=grace)
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -299,18 +299,41 @@ class Server:
                 self._tcp_servers.append(srv)
 
     async def close(self, grace: float = 0.0) -> None:
-        """Stop listening, then let in-flight requests finish for up to `grace`
-        seconds (a restart drops nothing already received), then close client
-        connections (flushing what was written) and cancel what is left."""
+        """Stop listening; with `grace` > 0, wait (up to `grace` s) until no query is
+        in flight and no client connection is open for 0.1 s, so a restart drops
+        nothing already received (queries not read yet stay in inherited sockets
+        for the next process); then close connections (flushing what was written)
+        and cancel what is left."""
+        loop = self._loop
         for sock in self._udp:
             try:
-                self._loop.remove_reader(sock.fileno())
+                loop.remove_reader(sock.fileno())
             except Exception:  # noqa: BLE001
                 pass
+        if grace > 0 and loop is not None:
+            # Stop accepting first and let connections accepted already get their
+            # transports: asyncio attaches them in a task, which fails (and resets
+            # the client) once the asyncio Server is closed.
+            for srv in self._tcp_servers:
+                for s in srv.sockets:
+                    try:
+                        loop.remove_reader(s.fileno())
+                    except Exception:  # noqa: BLE001
+                        pass
+            await asyncio.sleep(0.05)
         for srv in self._tcp_servers:
             srv.close()
-        if grace > 0 and self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        if grace > 0 and loop is not None:
+            end = loop.time() + grace
+            quiet_since = loop.time()
+            while loop.time() < end:
+                # an open connection counts: its client may not have sent its query
+                # yet; persistent idle connections are closed when `grace` runs out
+                if self._tasks or self._conns:
+                    quiet_since = loop.time()
+                elif loop.time() - quiet_since >= 0.1:
+                    break
+                await asyncio.sleep(0.01)
         for conn in list(self._conns):
             if grace > 0:
                 conn.close()

@@ -434,7 +434,7 @@ def test_close_with_grace_answers_in_flight_queries(test_addr):
             if len(h.resolver.calls) == 2:
                 break
             await asyncio.sleep(0.01)
-        closing = asyncio.ensure_future(h.server.close(grace=T))
+        closing = asyncio.ensure_future(h.server.close(grace=1.0))
         await asyncio.sleep(0.05)
         h.resolver.gate("slow-tcp").set()
         h.resolver.gate("slow-udp").set()
