@@ -107,7 +107,7 @@ class CachedRRset:
 @dataclass(frozen=True, slots=True)
 class CachedNegative:
     kind: str  # 'NXDOMAIN' | 'NODATA'
-    soa: dns.rrset.RRset  # TTL = remaining
+    soa: dns.rrset.RRset | None  # TTL = remaining; None: a NODATA that had no SOA
     authority: list[dns.rrset.RRset]
     rank: Rank
     ttl: int
@@ -212,10 +212,15 @@ class Writer:
             k, rivals = _key(name, TAG_NODATA, rtype), (_key(name, TAG_RRSET, rtype),)
         else:
             raise ValueError(f"kind must be {NXDOMAIN!r} or {NODATA!r}, not {kind!r}")
-        if k is None or soa is None or len(soa) == 0 or soa.rdtype != dns.rdatatype.SOA:
+        if k is None:
             return
-        authority = list(authority or ())
-        ttl = min([soa.ttl, soa[0].minimum] + [rs.ttl for rs in authority])
+        if soa is None and kind == NODATA and not authority:
+            ttl = 0  # NODATA without SOA: cached for min_ttl only (kresd 6 iter_nottl)
+        elif soa is None or len(soa) == 0 or soa.rdtype != dns.rdatatype.SOA:
+            return
+        else:
+            authority = list(authority or ())
+            ttl = min([soa.ttl, soa[0].minimum] + [rs.ttl for rs in authority])
         try:
             value = entry.pack_negative(rtype, soa, authority, inception=int(cache.clock()),
                                         ttl=cache.clamp_ttl(ttl), rank=int(rank))

@@ -117,10 +117,16 @@ def pack_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None, *,
 
 def pack_negative(rtype: int, soa: dns.rrset.RRset, authority: list[dns.rrset.RRset], *,
                   inception: int, ttl: int, rank: int) -> bytes:
-    """Value of an `N` (rtype) or `X` (rtype 0) entry: SOA first, then authority."""
-    if soa.rdtype != dns.rdatatype.SOA:
+    """Value of an `N` (rtype) or `X` (rtype 0) entry: SOA first, then authority.
+    A NODATA without SOA (soa None) is stored with no RRsets at all."""
+    if soa is None:
+        if authority:
+            raise EntryError("authority RRsets without the SOA")
+        rrsets = []
+    elif soa.rdtype != dns.rdatatype.SOA:
         raise EntryError("negative entry needs the SOA RRset")
-    rrsets = [soa, *authority]
+    else:
+        rrsets = [soa, *authority]
     if len(rrsets) > 0xFF:
         raise EntryError("too many authority RRsets")
     parts = [HEADER.pack(_u32(inception), _u32(ttl), rank & 0xFF, FLAG_NEGATIVE, int(rtype)),
@@ -227,16 +233,15 @@ def unpack_rrset(value: bytes, name: dns.name.Name, ttl: int = 0
 
 
 def unpack_negative(value: bytes, ttl: int = 0
-                    ) -> tuple[Header, dns.rrset.RRset, list[dns.rrset.RRset]]:
-    """(header, soa, authority) of an `N`/`X` value; RRsets get `ttl`."""
+                    ) -> tuple[Header, dns.rrset.RRset | None, list[dns.rrset.RRset]]:
+    """(header, soa, authority) of an `N`/`X` value; RRsets get `ttl`.
+    soa is None only for a NODATA that came without one."""
     try:
         hdr = unpack_header(value)
         if not hdr.negative:
             raise EntryError("positive entry where a negative one was expected")
         rd = _Reader(value, HEADER.size)
         n = rd.u8()
-        if n < 1:
-            raise EntryError("negative entry without SOA")
         rrsets = []
         for _ in range(n):
             olen = rd.u8()
@@ -247,6 +252,10 @@ def unpack_negative(value: bytes, ttl: int = 0
             rd.pos -= 2  # let rdatas() read the count itself
             rrsets.append(_rrset(owner[0], rd.rdatas(rtype), ttl))
         rd.done()
+        if not rrsets:
+            if hdr.rtype == 0:
+                raise EntryError("NXDOMAIN entry without SOA")
+            return hdr, None, []  # NODATA without SOA (cached for min_ttl)
         if rrsets[0].rdtype != dns.rdatatype.SOA:
             raise EntryError("first negative RRset is not a SOA")
         return hdr, rrsets[0], rrsets[1:]

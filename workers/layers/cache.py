@@ -45,7 +45,8 @@ def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False) -> Resul
     neg = cache.peek_negative(name, rtype)
     if neg is not None:
         kind = Outcome.NXDOMAIN if neg.kind == "NXDOMAIN" else Outcome.NODATA
-        return Result(kind, [], [neg.soa] + list(neg.authority))
+        soa = [neg.soa] if neg.soa is not None else []
+        return Result(kind, [], soa + list(neg.authority))
     return None
 
 

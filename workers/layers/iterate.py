@@ -212,6 +212,8 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
         return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, chain, target=last), stash=stash)
     if soa is not None:
         stash.add_negative(last, stype, "NODATA", soa, others, ANSWER_RANK)
+    elif not authority:  # no SOA at all: remembered for min_ttl (as newer kresd)
+        stash.add_negative(last, stype, "NODATA", None, [], ANSWER_RANK)
     return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)
 
 

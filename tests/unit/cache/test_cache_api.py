@@ -274,3 +274,14 @@ def test_reopen_keeps_entries(make_cache, tmp_path):
     c.open()
     assert c.peek_rrset(n("a."), T.A) is not None
     assert isinstance(lmdb.version(), tuple)
+
+
+def test_nodata_without_soa_is_kept_for_min_ttl_only(cache, clock):
+    with cache.writer() as w:
+        w.stash_negative(n("nottl.example."), T.A, "NODATA", None, [], Rank.AUTH)
+        w.stash_negative(n("nottl.example."), 0, "NXDOMAIN", None, [], Rank.AUTH)  # not without SOA
+    hit = cache.peek_negative(n("nottl.example."), T.A)
+    assert hit.kind == "NODATA" and hit.soa is None and hit.authority == [] and hit.ttl == cache.min_ttl
+    assert cache.peek_negative(n("nottl.example."), T.AAAA) is None
+    clock.advance(cache.min_ttl)
+    assert cache.peek_negative(n("nottl.example."), T.A) is None
