@@ -255,7 +255,27 @@ class QueryView:
         self._name = q.name
         self.stype = int(q.rdtype)
         self.sclass = int(q.rdclass)
-        self.sname = q.name.canonicalize().to_wire()
+        self._sname = None
+        self._suffixes = None
+
+    @property
+    def sname(self) -> bytes:
+        if self._sname is None:
+            self._sname = self._name.canonicalize().to_wire()
+        return self._sname
+
+    @property
+    def suffixes(self) -> frozenset:
+        """Lower-cased wire forms of the name and all its ancestors: the tails of
+        the wire name at label boundaries (suffix filters test membership)."""
+        if self._suffixes is None:
+            wire = self.sname
+            tails, i = [], 0
+            while i < len(wire):
+                tails.append(wire[i:])
+                i += wire[i] + 1
+            self._suffixes = frozenset(tails)
+        return self._suffixes
 
     def name(self, *_):
         return self.sname
@@ -458,6 +478,20 @@ class Filter:
 
     def __repr__(self) -> str:
         return f"policy.{self.what}({self.action!r})"
+
+
+def _suffix_match(zones: list[dns.name.Name]):
+    """Match when the query name is at or below one of `zones`: a set lookup of
+    the name's wire-format ancestors (QueryView.suffixes), not a Name comparison
+    per zone; other query objects (from Lua) fall back to Name.is_subdomain."""
+    wires = frozenset(z.canonicalize().to_wire() for z in zones)
+
+    def match(req, q):
+        if isinstance(q, QueryView):
+            return not q.suffixes.isdisjoint(wires)
+        name = _qname(q)
+        return any(name.is_subdomain(z) for z in zones)
+    return match
 
 
 def _qname(query) -> dns.name.Name:
@@ -670,16 +704,13 @@ class Policy(Module):
 
     def suffix(self, action, zone_list):
         zones = [to_name(z) for z in lua_seq(zone_list)]
-        return Filter(action, lambda req, q: any(_qname(q).is_subdomain(z) for z in zones), "suffix")
+        return Filter(action, _suffix_match(zones), "suffix")
 
     def suffix_common(self, action, suffix_list, common_suffix=None):
         zones = [to_name(z) for z in lua_seq(suffix_list)]
         common = to_name(common_suffix) if common_suffix is not None else dns.name.root
-
-        def match(req, q):
-            name = _qname(q)
-            return name.is_subdomain(common) and any(name.is_subdomain(z) for z in zones)
-        return Filter(action, match, "suffix_common")
+        in_common, in_zones = _suffix_match([common]), _suffix_match(zones)
+        return Filter(action, lambda req, q: in_common(req, q) and in_zones(req, q), "suffix_common")
 
     def pattern(self, action, pattern):
         ctx = self.ctx
