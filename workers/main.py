@@ -38,6 +38,26 @@ def make_resolve(resolver, transport=outbound.query):
     async def resolve(query, client, tcp):
         return await drive_async(resolver.resolve(query, client=client, tcp=tcp), transport)
 
+    def start(query, client, tcp):
+        """Run the resolution synchronously up to its first upstream query:
+        (True, answer) when it needs none (cache hits, local answers: no Task),
+        else (False, awaitable that finishes it)."""
+        gen = resolver.resolve(query, client=client, tcp=tcp)
+        try:
+            send = next(gen)
+        except StopIteration as stop:
+            return True, stop.value
+
+        async def rest():
+            pending = send
+            try:
+                while True:
+                    pending = gen.send(await transport(pending))
+            except StopIteration as stop:
+                return stop.value
+        return False, rest()
+
+    resolve.start = start
     return resolve
 
 

@@ -364,16 +364,21 @@ class Server:
         None: send nothing (policy.DROP / NO_ANSWER)."""
         try:
             answer = await self.resolve(query, client, tcp)
-            if answer is None:
-                self.stats.dropped += 1
-                return None
-            if not isinstance(answer, dns.message.Message):
-                raise TypeError(f"resolver returned {type(answer).__name__}")
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - request boundary
+            answer = e
+        return self.finish_answer(query, answer, tcp)
+
+    def finish_answer(self, query: dns.message.Message, answer, tcp: bool) -> Optional[bytes]:
+        """Render what the resolution gave (a Message, None = no answer, or the
+        exception it raised -> SERVFAIL)."""
+        if answer is None:
+            self.stats.dropped += 1
+            return None
+        if not isinstance(answer, dns.message.Message):
             self.stats.resolver_errors += 1
-            log.debug(G, "resolution of %s failed: %r", query.question[0].name, e)
+            log.debug(G, "resolution of %s failed: %r", query.question[0].name, answer)
             answer = servfail_for(query)
         try:
             wire, truncated = render_answer(answer, query, self.settings, tcp)
@@ -407,7 +412,20 @@ class Server:
         if action is Action.RESOLVE:
             self.stats.queries += 1
             self.stats.udp += 1
-            self.spawn(self._serve_udp(sock, msg, addr))
+            start = getattr(self.resolve, "start", None)
+            if start is None:
+                self.spawn(self._serve_udp(sock, msg, addr))
+                return
+            try:  # answered without an upstream query (cache, local data): no Task
+                done, result = start(msg, addr[:2], False)
+            except Exception as e:  # noqa: BLE001 - request boundary
+                done, result = True, e
+            if not done:
+                self.spawn(self._serve_udp(sock, msg, addr, result))
+                return
+            wire = self.finish_answer(msg, result, False)
+            if wire is not None:
+                self._sendto(sock, wire, addr)
         elif action is Action.FORMERR:
             self.stats.formerr += 1
             self.stats.count_answer(dns.rcode.FORMERR)
@@ -415,9 +433,19 @@ class Server:
         else:
             self.stats.dropped += 1
 
-    async def _serve_udp(self, sock: socket.socket, query: dns.message.Message, addr: tuple) -> None:
+    async def _serve_udp(self, sock: socket.socket, query: dns.message.Message, addr: tuple,
+                         pending=None) -> None:
         try:
-            wire = await self.answer(query, addr[:2], False)
+            if pending is None:
+                wire = await self.answer(query, addr[:2], False)
+            else:
+                try:
+                    result = await pending
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - request boundary
+                    result = e
+                wire = self.finish_answer(query, result, False)
             if wire is not None:
                 self._sendto(sock, wire, addr)
         except asyncio.CancelledError:
