@@ -15,6 +15,20 @@ two hot-path entry points:
         Raises ParseError(Code.EMALF) for a malformed or compressed name or
         bytes after its root label, ParseError(Code.EKEYLEN) for a key longer
         than MAX_KEY_LEN. ParseError is a ValueError, like key_from_wire's.
+    answer(query_wire: bytes, parsed: ParsedQuery, value: bytes, now: int,
+           bufsize: int, maxlen: int) -> bytes | None
+        The whole answer to a query straight from a positive cache value
+        (kn_answer, see kresd_native.h for the exact rules), or None when the
+        fast path must not answer (query not eligible, value not usable,
+        expired, or the answer longer than maxlen): the caller then takes the
+        slow path. Never raises for hostile query/value bytes. `now` is unix
+        seconds (clamped to u32), `bufsize` the OPT payload to advertise
+        (0..65535, OverflowError otherwise), `maxlen` the size limit (clamped
+        to 0..ANSWER_BUFSIZE). `parsed` must be parse_query(query_wire); the C
+        wrapper does not read it: it re-runs kn_parse_query (about 1 us) into
+        its own struct, so the answer depends only on query_wire and can
+        never use a struct left over from another parse. The result is
+        determined by the bytes; the pure twin behaves identically.
 
 Must not: hold Python objects in C, call back into Python, or keep state
 beyond the preallocated buffers below. Those buffers (one struct kn_query, one
@@ -46,6 +60,8 @@ class Code(enum.IntEnum):
     EBADOPT = -6  # bad OPT RR (see OptFlag): FORMERR per RFC 6891
     EKEYLEN = -7  # cache key longer than MAX_KEY_LEN
     ENOSPC = -8  # output buffer too small (never from the wrappers)
+    ENOTELIG = -9  # kn_answer: query not eligible for the fast path
+    EVALUE = -10  # kn_answer: cache value not usable
 
 
 class OptFlag(enum.IntFlag):
@@ -60,6 +76,8 @@ class OptFlag(enum.IntFlag):
 QNAME_MAX = 255
 MAX_KEY_LEN = 511  # CACHE_KEY_DEF, = cache.keys.MAX_KEY_LEN
 KEY_BUFSIZE = 512
+ANSWER_BUFSIZE = 65535
+_U32_MAX = 0xFFFFFFFF
 
 
 class Header(NamedTuple):
@@ -200,11 +218,44 @@ if _native is not None:
             raise ParseError(n)
         return _kview[:n]
 
+    _c_answer = _lib.kn_answer
+    _aq = _ffi.new("struct kn_query *")  # answer()'s own parse, see docstring
+    _abuf = _ffi.new("uint8_t[]", ANSWER_BUFSIZE)
+    _aview = _ffi.buffer(_abuf)
+
+    def answer(
+        query_wire: bytes, parsed: ParsedQuery, value: bytes, now: int, bufsize: int, maxlen: int
+    ) -> bytes | None:
+        """Answer wire from a positive cache value, or None (take the slow path)."""
+        if type(query_wire) is not bytes:
+            query_wire = bytes(query_wire)
+        if type(value) is not bytes:
+            value = bytes(value)
+        if _c_parse(query_wire, len(query_wire), _aq) != 0:
+            return None
+        now = int(now)
+        if now < 0:
+            now = 0
+        elif now > _U32_MAX:
+            now = _U32_MAX
+        if maxlen > ANSWER_BUFSIZE:
+            maxlen = ANSWER_BUFSIZE
+        elif maxlen < 0:
+            maxlen = 0
+        n = _c_answer(
+            query_wire, len(query_wire), _aq, value, len(value), now, bufsize, maxlen, _abuf,
+            ANSWER_BUFSIZE,
+        )
+        if n <= 0:
+            return None
+        return _aview[:n]
+
 else:
     BACKEND = "pure"
-    from native.pure import cache_key, parse_query  # noqa: F401  (re-export)
+    from native.pure import answer, cache_key, parse_query  # noqa: F401  (re-export)
 
 __all__ = [
+    "ANSWER_BUFSIZE",
     "BACKEND",
     "Code",
     "Header",
@@ -214,6 +265,7 @@ __all__ = [
     "ParseError",
     "ParsedQuery",
     "QNAME_MAX",
+    "answer",
     "cache_key",
     "parse_query",
 ]

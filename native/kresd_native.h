@@ -47,8 +47,14 @@ enum kn_rc {
 	KN_EBADOPT = -6,
 	/* kn_cache_key: the key would be longer than KN_MAX_KEY_LEN. */
 	KN_EKEYLEN = -7,
-	/* kn_cache_key: the key would be longer than outlen (but fits the max). */
-	KN_ENOSPC = -8
+	/* kn_cache_key: the key would be longer than outlen (but fits the max).
+	 * kn_answer: the answer would be longer than min(maxlen, outlen). */
+	KN_ENOSPC = -8,
+	/* kn_answer: the query is not eligible for the fast path. */
+	KN_ENOTELIG = -9,
+	/* kn_answer: the cache value is not usable (negative, wrong type, not an
+	 * answer rank, expired, empty, malformed). */
+	KN_EVALUE = -10
 };
 
 /* Bits of kn_query.opt_flags. */
@@ -123,6 +129,33 @@ int kn_parse_query(const uint8_t *wire, size_t len, struct kn_query *out);
  * Returns the key length (> 0), or KN_EMALF, KN_EKEYLEN, KN_ENOSPC. */
 int kn_cache_key(const uint8_t *qname_wire, size_t qname_len, uint8_t tag,
 		 uint16_t rtype, uint8_t *out, size_t outlen);
+
+/* Answer a query directly from a positive cache value (the fast path).
+ * q[0..qlen) is the query wire and pq its kn_parse_query result (KN_OK);
+ * pq is cross-checked against q (question bytes, offsets), not trusted.
+ * val[0..vlen) is a cache value in the cache/entry.py layout.
+ * Query eligible: opcode 0, QR clear, RD set, QDCOUNT 1, ANCOUNT = NSCOUNT
+ * = 0, ARCOUNT <= has_opt, a good OPT (opt_flags 0) of EDNS version 0 if
+ * any, QCLASS IN, QTYPE not 0, 41 or 128..255, and an uncompressed
+ * question name. Else KN_ENOTELIG.
+ * Value usable: >= 14 bytes, flags only FLAG_RRSIGS (0x01), type == qtype,
+ * rank <= 63 (no unknown bits) with AUTH (16) and (rank & ~(AUTH|SECURE))
+ * != BOGUS (5), remaining
+ * TTL > 0 (remaining = ttl - (now - inception) if now > inception, else
+ * ttl), count >= 1, every length inside vlen, payload (RRSIG part included,
+ * it is skipped, not put on the wire) ending exactly at vlen. Else
+ * KN_EVALUE.
+ * Answer: id copied; flags QR|RA|(query RD, CD), opcode/AA/TC/AD/rcode 0;
+ * counts 1, count, 0, has_opt; the question bytes q[12..question_end)
+ * verbatim; count records: owner 0xC00C, type qtype, class IN, TTL remaining,
+ * rdata as stored; if has_opt: OPT with root owner, class bufsize, ext rcode
+ * 0, version 0, flags DO copied from the query, no options.
+ * Returns the answer length (> 0) written to out, or KN_ENOSPC if it would
+ * be longer than min(maxlen, outlen), or KN_ENOTELIG / KN_EVALUE. Nothing
+ * is written to out unless the answer is returned. */
+int kn_answer(const uint8_t *q, size_t qlen, const struct kn_query *pq,
+	      const uint8_t *val, size_t vlen, uint32_t now, uint16_t bufsize,
+	      size_t maxlen, uint8_t *out, size_t outlen);
 
 /* CDEF-END */
 

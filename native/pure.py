@@ -12,6 +12,11 @@ decompress=True), so the C name rules (pointer rule, hop limit, 255 bytes,
 label types) are checked against dnspython's, not against a copy of them.
 Record walking (owner, fixed part, RDLENGTH-bounded RDATA, OPT option TLV
 framing) mirrors pkt.c; RDATA content is not parsed, as in C.
+The answer twin re-parses the query with parse_query (as the C wrapper does
+with kn_parse_query), walks the value like answer.c and renders the message
+with dns.renderer.Renderer; every record is a GenericRdata of the stored
+bytes (one single-record RRset each, so duplicates are kept and nothing is
+compressed inside RDATA, exactly like the C copy).
 The cache_key twin delegates the key bytes to cache/keys.py key_from_wire
 (CACHE_KEY_DEF) after the same strict name checks as key.c.
 """
@@ -20,11 +25,15 @@ from __future__ import annotations
 import struct
 
 import dns.exception
+import dns.flags
 import dns.name
+import dns.rdata
+import dns.renderer
+import dns.rrset
 import dns.wire
 
 from cache.keys import MAX_KEY_LEN, key_from_wire
-from native import Code, Header, OptFlag, ParsedQuery, ParseError
+from native import ANSWER_BUFSIZE, Code, Header, OptFlag, ParsedQuery, ParseError
 
 _HEADER = struct.Struct("!6H")
 _RR = struct.Struct("!HHIH")
@@ -165,3 +174,98 @@ def cache_key(qname_wire: bytes, tag: bytes, rtype: int) -> bytes:
 
 
 assert MAX_KEY_LEN == 511  # CACHE_KEY_DEF: kresd_native.h KN_MAX_KEY_LEN
+
+
+_VAL_HDR = struct.Struct("!IIBBH")
+_U16 = struct.Struct("!H")
+_FLAG_RRSIGS = 0x01
+_RANK_AUTH, _RANK_SECURE, _RANK_BOGUS = 16, 32, 5
+_IN = 1
+
+
+def _eligible(wire: bytes, pq: ParsedQuery) -> bool:
+    """answer.c query_ok, for a query parse_query accepted."""
+    if pq.flags & 0x8000 or not pq.flags & 0x0100 or pq.opcode != 0:
+        return False
+    if pq.qdcount != 1 or pq.ancount or pq.nscount or pq.arcount > pq.has_opt:
+        return False
+    if pq.has_opt and (pq.edns_version != 0 or pq.opt_flags):
+        return False
+    if pq.qclass != _IN or pq.qtype in (0, _TYPE_OPT) or 128 <= pq.qtype <= 255:
+        return False
+    # uncompressed question (copied verbatim; records point at offset 12)
+    return pq.question_end == 12 + pq.qname_len + 4 and wire[12 : 12 + pq.qname_len] == pq.qname
+
+
+def _value_rdatas(value: bytes, qtype: int, now: int) -> tuple[int, list[bytes]] | None:
+    """(remaining TTL, raw rdatas) of a usable positive value, else None."""
+    if len(value) < _VAL_HDR.size + 2:
+        return None
+    inception, ttl, rank, flags, vtype = _VAL_HDR.unpack_from(value)
+    if flags & ~_FLAG_RRSIGS or vtype != qtype:
+        return None
+    if rank & ~0x3F or not rank & _RANK_AUTH or (rank & ~(_RANK_AUTH | _RANK_SECURE)) == _RANK_BOGUS:
+        return None
+    remaining = ttl - (now - inception) if now > inception else ttl
+    if remaining <= 0:
+        return None
+    pos = _VAL_HDR.size
+    rdatas: list[bytes] = []
+    sets = 2 if flags & _FLAG_RRSIGS else 1
+    for i in range(sets):
+        if len(value) - pos < 2:
+            return None
+        (count,) = _U16.unpack_from(value, pos)
+        pos += 2
+        if i == 0 and count == 0:
+            return None
+        for _ in range(count):
+            if len(value) - pos < 2:
+                return None
+            (rdlen,) = _U16.unpack_from(value, pos)
+            pos += 2
+            if rdlen > len(value) - pos:
+                return None
+            if i == 0:
+                rdatas.append(value[pos : pos + rdlen])
+            pos += rdlen
+    if pos != len(value):
+        return None
+    return remaining, rdatas
+
+
+def answer(
+    query_wire: bytes, parsed: ParsedQuery, value: bytes, now: int, bufsize: int, maxlen: int
+) -> bytes | None:
+    """Twin of native.answer (kn_answer): same bytes, same None cases."""
+    if not 0 <= bufsize <= 0xFFFF:
+        raise OverflowError("bufsize out of range")
+    wire = bytes(query_wire)
+    value = bytes(value)
+    try:
+        pq = parse_query(wire)
+    except ParseError:
+        return None
+    if not _eligible(wire, pq):
+        return None
+    got = _value_rdatas(value, pq.qtype, min(max(int(now), 0), 0xFFFFFFFF))
+    if got is None:
+        return None
+    remaining, raws = got
+    limit = min(max(maxlen, 0), ANSWER_BUFSIZE)
+    flags = dns.flags.QR | dns.flags.RA | (pq.flags & (dns.flags.RD | dns.flags.CD))
+    r = dns.renderer.Renderer(pq.id, flags, ANSWER_BUFSIZE)
+    qname = dns.name.from_wire(wire, 12)[0]
+    try:
+        r.add_question(qname, pq.qtype, _IN)
+        for raw in raws:
+            rrset = dns.rrset.RRset(qname, _IN, pq.qtype)
+            rrset.add(dns.rdata.GenericRdata(_IN, pq.qtype, raw), remaining)
+            r.add_rrset(dns.renderer.ANSWER, rrset)
+        if pq.has_opt:
+            r.add_edns(0, pq.edns_flags & dns.flags.DO, bufsize)
+    except dns.exception.TooBig:
+        return None
+    r.write_header()
+    out = r.get_wire()
+    return out if len(out) <= limit else None

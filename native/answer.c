@@ -1,0 +1,201 @@
+/* answer.c - build the wire answer to a query straight from a cached RRset.
+ *
+ * Owns: kn_answer(), the fast path for a positive cache hit: eligibility of
+ * the query (as parsed by kn_parse_query), usability of the cache value
+ * (cache/entry.py layout, header !IIBBH + positive payload), and the answer
+ * bytes (header, the query's question copied verbatim, count records owned
+ * by a 0xC00C pointer, the OPT RR if the query had one).
+ * Must not: allocate, keep global state, touch Python objects, or read a byte
+ * of q, val or pq's buffers outside their bounds, or write outside
+ * out[0..outlen). pq is not trusted: its offsets are checked against qlen.
+ * The pure-Python twin is native/pure.py:answer (same result bytes, same
+ * None cases); tests/property/test_native_answer.py checks both against
+ * the slow path (workers.request.make_answer + workers.server.render_answer).
+ */
+#include <string.h>
+
+#include "kresd_native.h"
+
+#define HDR_LEN 12
+#define F_QR 0x8000
+#define F_RD 0x0100
+#define F_RA 0x0080
+#define F_CD 0x0010
+#define VAL_HDR 12
+#define FLAG_RRSIGS 0x01
+#define FLAG_NEGATIVE 0x02
+#define RANK_BOGUS 5
+#define RANK_AUTH 16
+#define RANK_SECURE 32
+#define RANK_BITS 0x3F
+#define TYPE_OPT 41
+#define CLASS_IN 1
+
+static inline uint16_t rd16(const uint8_t *p)
+{
+	return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
+}
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+	return ((uint32_t)rd16(p) << 16) | rd16(p + 2);
+}
+
+static inline void wr16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void wr32(uint8_t *p, uint32_t v)
+{
+	wr16(p, (uint16_t)(v >> 16));
+	wr16(p + 2, (uint16_t)v);
+}
+
+/* Query eligible for the fast path? */
+static int query_ok(const uint8_t *q, size_t qlen, const struct kn_query *pq)
+{
+	if (qlen < HDR_LEN || qlen > KN_MAX_MSG_LEN)
+		return 0;
+	uint16_t flags = rd16(q + 2);
+	if ((flags & F_QR) || !(flags & F_RD) || ((flags >> 11) & 0xF) != 0)
+		return 0;
+	if (rd16(q + 4) != 1 || rd16(q + 6) != 0 || rd16(q + 8) != 0)
+		return 0;
+	if (pq->has_opt > 1 || rd16(q + 10) > (pq->has_opt ? 1 : 0))
+		return 0;
+	if (pq->has_opt && (pq->edns_version != 0 || pq->opt_flags != 0))
+		return 0;
+	if (pq->qclass != CLASS_IN)
+		return 0;
+	uint16_t t = pq->qtype;
+	if (t == 0 || t == TYPE_OPT || (t >= 128 && t <= 255))
+		return 0;
+	/* the question must be an uncompressed name + type + class: it is copied
+	 * verbatim and the records point at offset 12 */
+	size_t nl = pq->qname_len;
+	if (nl < 1 || nl > KN_QNAME_MAX || pq->question_end != HDR_LEN + nl + 4)
+		return 0;
+	if (pq->question_end > qlen)
+		return 0;
+	/* and it must be what pq says it is */
+	if (rd16(q + HDR_LEN + nl) != t || rd16(q + HDR_LEN + nl + 2) != CLASS_IN)
+		return 0;
+	if (memcmp(q + HDR_LEN, pq->qname, nl) != 0)
+		return 0;
+	return 1;
+}
+
+int kn_answer(const uint8_t *q, size_t qlen, const struct kn_query *pq,
+	      const uint8_t *val, size_t vlen, uint32_t now, uint16_t bufsize,
+	      size_t maxlen, uint8_t *out, size_t outlen)
+{
+	if (q == NULL || pq == NULL || val == NULL || out == NULL)
+		return KN_ENOTELIG;
+	if (!query_ok(q, qlen, pq))
+		return KN_ENOTELIG;
+
+	/* value header */
+	if (vlen < VAL_HDR + 2)
+		return KN_EVALUE;
+	uint32_t inception = rd32(val);
+	uint32_t ttl = rd32(val + 4);
+	uint8_t rank = val[8];
+	uint8_t vflags = val[9];
+	uint16_t vtype = rd16(val + 10);
+	if (vflags & ~FLAG_RRSIGS)
+		return KN_EVALUE; /* negative, or unknown flags */
+	if (vtype != pq->qtype)
+		return KN_EVALUE;
+	/* bits 0x40/0x80 are no kr_rank bits: the slow path's Rank IntFlag drops
+	 * them (85 counts as BOGUS there), so such a value is simply declined */
+	if ((rank & ~RANK_BITS) || !(rank & RANK_AUTH) ||
+	    (rank & ~(RANK_AUTH | RANK_SECURE)) == RANK_BOGUS)
+		return KN_EVALUE;
+	int64_t remaining = (int64_t)ttl;
+	if (now > inception)
+		remaining -= (int64_t)now - (int64_t)inception;
+	if (remaining <= 0)
+		return KN_EVALUE;
+
+	/* payload: count x (rdlen, rdata), then optional RRSIGs */
+	size_t pos = VAL_HDR;
+	uint16_t count = rd16(val + pos);
+	pos += 2;
+	if (count == 0)
+		return KN_EVALUE;
+	size_t nq = pq->question_end; /* header + question */
+	size_t need = nq + (pq->has_opt ? 11 : 0);
+	size_t rr_start = pos;
+	for (unsigned i = 0; i < count; i++) {
+		if (vlen - pos < 2)
+			return KN_EVALUE;
+		uint16_t rdlen = rd16(val + pos);
+		pos += 2;
+		if (rdlen > vlen - pos)
+			return KN_EVALUE;
+		pos += rdlen;
+		need += 12 + (size_t)rdlen;
+	}
+	if (vflags & FLAG_RRSIGS) {
+		if (vlen - pos < 2)
+			return KN_EVALUE;
+		uint16_t scount = rd16(val + pos);
+		pos += 2;
+		for (unsigned i = 0; i < scount; i++) {
+			if (vlen - pos < 2)
+				return KN_EVALUE;
+			uint16_t rdlen = rd16(val + pos);
+			pos += 2;
+			if (rdlen > vlen - pos)
+				return KN_EVALUE;
+			pos += rdlen;
+		}
+	}
+	if (pos != vlen)
+		return KN_EVALUE;
+	size_t limit = maxlen < outlen ? maxlen : outlen;
+	if (need > limit || need > KN_MAX_MSG_LEN)
+		return KN_ENOSPC;
+
+	/* header */
+	uint16_t qflags = rd16(q + 2);
+	memcpy(out, q, 2); /* id */
+	wr16(out + 2, (uint16_t)(F_QR | F_RA | (qflags & (F_RD | F_CD))));
+	wr16(out + 4, 1);
+	wr16(out + 6, count);
+	wr16(out + 8, 0);
+	wr16(out + 10, pq->has_opt ? 1 : 0);
+	/* question, verbatim */
+	memcpy(out + HDR_LEN, q + HDR_LEN, nq - HDR_LEN);
+	size_t o = nq;
+	/* answer records */
+	pos = rr_start;
+	for (unsigned i = 0; i < count; i++) {
+		uint16_t rdlen = rd16(val + pos);
+		pos += 2;
+		out[o] = 0xC0;
+		out[o + 1] = HDR_LEN;
+		wr16(out + o + 2, pq->qtype);
+		wr16(out + o + 4, CLASS_IN);
+		wr32(out + o + 6, (uint32_t)remaining);
+		wr16(out + o + 10, rdlen);
+		o += 12;
+		memcpy(out + o, val + pos, rdlen);
+		o += rdlen;
+		pos += rdlen;
+	}
+	/* OPT */
+	if (pq->has_opt) {
+		out[o] = 0;
+		wr16(out + o + 1, TYPE_OPT);
+		wr16(out + o + 3, bufsize);
+		out[o + 5] = 0; /* extended rcode */
+		out[o + 6] = 0; /* version */
+		wr16(out + o + 7, (uint16_t)((pq->edns_flags & 0x8000) ? 0x8000 : 0));
+		wr16(out + o + 9, 0);
+		o += 11;
+	}
+	return (int)o;
+}
