@@ -23,6 +23,12 @@ Where the driver (workers/resolve.py) calls them, in layer order:
                           rdtype, result); may be called again until it returns []
   answer_finalize(req)    the answer is complete: rewrite it (renumber, dns64, AD)
   finish(req)             always, last (stats, logging)
+
+The cache-hit fast path (workers/fastpath.py) answers some UDP queries before
+any Request exists. It asks every layer first: fast_ok(pq) (pq: the native
+ParsedQuery) must be True for the query to skip the hooks above; the default
+is False, so a layer that may act on queries (or any Lua module) keeps every
+query on the normal path. fast_count(pq) is called for each fast answer (stats).
 """
 from __future__ import annotations
 
@@ -49,6 +55,12 @@ class Layer:
         return None
 
     def lookup(self, req, sname, stype):
+        return None
+
+    def fast_ok(self, pq) -> bool:
+        return False
+
+    def fast_count(self, pq) -> None:
         return None
 
     def produce(self, req, query):

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from kresd import log
 from kresd.errors import EXIT_FAILURE, EXIT_OK, BootError
 from workers import outbound
+from workers.fastpath import FastPath
 from workers.server import Server, ServerStats, bind_endpoints
 from workers.settings import Settings
 from workers.transport import Clock, drive_async
@@ -115,7 +116,7 @@ def run_worker(
                               max_ttl=settings.cache_max_ttl, clock=clock.time)
         cache.open()
         resolver = resolver_factory(settings, cache, clock)
-        server = Server(settings, make_resolve(resolver), stats)
+        server = Server(settings, make_resolve(resolver), stats, fast=FastPath(resolver, settings, clock))
         loop = asyncio.new_event_loop()
         try:
             asyncio.set_event_loop(loop)
@@ -142,7 +143,8 @@ class _Opts:
 def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console, opts=None) -> int:
     opts = opts or _Opts()
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
-    server = Server(settings, make_resolve(engine.resolver), stats)
+    server = Server(settings, make_resolve(engine.resolver), stats,
+                    fast=FastPath(engine.resolver, settings, engine.clock))
     engine.worker.stats_provider = lambda: _stats_dict(server.stats)
     loop = asyncio.new_event_loop()
     try:

@@ -63,6 +63,7 @@ class Settings:
     tcp_idle_timeout: float = 10.0  # seconds without a query on a client connection
     tcp_max_clients: int = 512  # open client TCP connections per worker
     tcp_pipeline: int = 100  # queries in flight per TCP connection
+    fastpath: bool = True  # answer fresh cache hits straight from the cache bytes (workers/fastpath.py)
 
     # resolution
     root_hints: dict[dns.name.Name, list[str]] = field(default_factory=default_root_hints)

@@ -51,6 +51,11 @@ class HintsLayer(Layer):
     def __init__(self, module: "Hints"):
         self.module = module
 
+    def fast_ok(self, pq):
+        # Static hints answer before the cache: any hinted name keeps its queries
+        # on the normal path (root hints alone do not matter here).
+        return not (self.module.forward or self.module.reverse)
+
     def lookup(self, req, sname, stype):
         """Hinted data for any (sub-)query of the request; the driver asks layers
         before the cache, after every module's begin (so policy can block first)."""

@@ -31,6 +31,9 @@ class RefuseNordLayer(Layer):
         set_ede(ans, EDE_NOTAUTH)
         return State.DONE
 
+    def fast_ok(self, pq):
+        return True  # the fast path itself never answers RD=0 queries
+
 
 @builtin
 class RefuseNord(Module):

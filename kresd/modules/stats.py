@@ -65,6 +65,12 @@ class StatsLayer(Layer):
             addr, t0 = sent
             self.m.upstreams.append((addr, int(round((self.m.now() - t0) * 1000))))
 
+    def fast_ok(self, pq):
+        return True
+
+    def fast_count(self, pq):
+        self.m.count_fast(pq)
+
     def finish(self, req):
         self.m.count_request(req)
         if req.drop or req.answer is None:
@@ -136,6 +142,27 @@ class Stats(Module):
         if req.vars.get("cached") or (req.upstream_queries == 0 and rcode != dns.rcode.SERVFAIL
                                       and not req.vars.get("policy.answered")):
             self.inc("answer.cached")
+
+    def count_fast(self, pq) -> None:
+        """Counters of a UDP answer served by the fast path (workers/fastpath.py):
+        the same keys count_request + count_answer bump for a NOERROR cache hit."""
+        inc = self.inc
+        inc("request.total")
+        inc("request.udp")
+        inc("answer.total")
+        inc(LATENCY_BUCKETS[0][1])
+        inc("answer.noerror")
+        inc("answer.ra")
+        inc("answer.rd")  # RD is required for the fast path
+        if pq.flags & 0x0010:  # CD
+            inc("answer.cd")
+        if pq.has_opt:
+            inc("query.edns")
+            inc("answer.edns0")
+            if pq.do_bit:
+                inc("query.dnssec")
+                inc("answer.do")
+        inc("answer.cached")
 
     def sample_query(self, name: str, rdtype: int) -> None:
         key = (name, rdtype)

@@ -61,3 +61,31 @@ def test_priming_toggles_setting():
     assert env.settings.priming is True
     env.registry.unload("priming")
     assert env.settings.priming is False
+
+
+def _pq(name: str, rd: bool = True):
+    import dns.message
+    import native
+
+    q = dns.message.make_query(name, "A")
+    if not rd:
+        q.flags &= ~dns.flags.RD
+    return native.parse_query(q.to_wire())
+
+
+def test_fast_path_consent_of_modules():
+    env = Env("policy", "refuse_nord", "stats", "hints")
+    layers = {lay.name: lay for lay in env.resolver.layers}
+    www = _pq("www.Example.cz.")
+    assert all(lay.fast_ok(www) for lay in layers.values())
+    assert not layers["policy"].fast_ok(_pq("foo.test."))  # special-use: DENY, never from cache
+    assert not layers["policy"].fast_ok(_pq("localhost."))
+    env.mod("hints").add_pair("hinted.cz.", "192.0.2.7")
+    assert not layers["hints"].fast_ok(www)  # static hints answer before the cache
+    p = env.mod("policy")
+    p.add(p.all(p.PASS))
+    assert not layers["policy"].fast_ok(www)  # user rules: every query through policy
+    stats = env.mod("stats")
+    before = stats.get("answer.cached") or 0
+    layers["stats"].fast_count(www)
+    assert stats.get("answer.cached") == before + 1 and stats.get("request.udp") >= 1

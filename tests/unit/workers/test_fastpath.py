@@ -1,0 +1,109 @@
+"""workers/fastpath.py: cache hits answered from the cache bytes give what the
+normal path gives, and everything unusual is left to the normal path."""
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rrset
+import pytest
+
+from cache.api import Cache, Rank
+from workers.fastpath import FastPath
+from workers.layer import Layer
+from workers.resolve import Resolver
+from workers.server import parse_client_query, render_answer
+from workers.settings import Settings
+from workers.transport import drive_sync
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_700_000_000.0
+
+    def time(self):
+        return self.now
+
+    def monotonic(self):
+        return 0.0
+
+
+class Neutral(Layer):
+    def fast_ok(self, pq):
+        return True
+
+
+@pytest.fixture
+def env(tmp_path):
+    clock = Clock()
+    settings = Settings()
+    cache = Cache(str(tmp_path), 8 << 20, clock=clock.time)
+    cache.open()
+    resolver = Resolver(settings, cache, clock)
+    resolver.layers.append(Neutral())
+    yield FastPath(resolver, settings, clock), resolver, cache, clock
+    cache.close()
+
+
+def stash(cache, text, rank=Rank.INITIAL | Rank.AUTH):
+    with cache.writer() as w:
+        w.stash_rrset(dns.rrset.from_text(*text), rank)
+
+
+def slow(resolver, wire):
+    msg, _ = parse_client_query(wire)
+    ans = drive_sync(resolver.resolve(msg, ("127.0.0.1", 1)), lambda send: None)
+    return dns.message.from_wire(render_answer(ans, msg, resolver.settings, False)[0])
+
+
+def same(a: dns.message.Message, b: dns.message.Message):
+    assert (a.id, a.flags, a.rcode(), a.edns, a.ednsflags, a.payload) == \
+           (b.id, b.flags, b.rcode(), b.edns, b.ednsflags, b.payload)
+    assert a.question == b.question
+    assert [(r.name, r.rdtype, r.ttl, sorted(x.to_text() for x in r)) for r in a.answer] == \
+           [(r.name, r.rdtype, r.ttl, sorted(x.to_text() for x in r)) for r in b.answer]
+    assert not a.authority and not b.authority
+
+
+@pytest.mark.parametrize("edns", [False, 0])
+def test_hit_equals_normal_path(env, edns):
+    fast, resolver, cache, clock = env
+    stash(cache, ("www.example.", 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    clock.now += 100
+    q = dns.message.make_query("WWW.Example.", "A", use_edns=edns, want_dnssec=edns is not False)
+    q.flags |= dns.flags.CD
+    wire = fast(q.to_wire())
+    assert wire is not None and fast.hits == 1
+    got = dns.message.from_wire(wire)
+    same(got, slow(resolver, q.to_wire()))
+    assert got.answer[0].ttl == 200
+
+
+def test_everything_else_takes_the_normal_path(env):
+    fast, resolver, cache, clock = env
+    stash(cache, ("glue.example.", 300, "IN", "A", "192.0.2.1"), rank=Rank.TRY)
+    stash(cache, ("alias.example.", 300, "IN", "CNAME", "www.example."))
+    stash(cache, ("old.example.", 10, "IN", "A", "192.0.2.9"))
+    clock.now += 20
+    for name in ("glue.example.", "alias.example.", "old.example.", "missing.example."):
+        assert fast(dns.message.make_query(name, "A").to_wire()) is None, name
+    stash(cache, ("www.example.", 300, "IN", "A", "192.0.2.1"))
+    nord = dns.message.make_query("www.example.", "A")
+    nord.flags &= ~dns.flags.RD
+    assert fast(nord.to_wire()) is None  # refuse_nord's business
+    assert fast(dns.message.make_query("www.example.", "A").to_wire()) is not None
+    resolver.layers.append(Layer())  # a layer that did not agree (e.g. a Lua module)
+    assert fast(dns.message.make_query("www.example.", "A").to_wire()) is None
+
+
+def test_answer_too_big_for_udp_goes_slow(env):
+    fast, resolver, cache, clock = env
+    stash(cache, ("big.example.", 300, "IN", "TXT", *[f'"{"x" * 200}{i}"' for i in range(4)]))
+    assert fast(dns.message.make_query("big.example.", "TXT", use_edns=False).to_wire()) is None
+    assert fast(dns.message.make_query("big.example.", "TXT", use_edns=0, payload=1232).to_wire()) is not None
+
+
+def test_switched_off(env):
+    fast, resolver, cache, clock = env
+    stash(cache, ("www.example.", 300, "IN", "A", "192.0.2.1"))
+    resolver.settings.fastpath = False
+    assert fast(dns.message.make_query("www.example.", "A").to_wire()) is None
