@@ -500,6 +500,7 @@ def _suffix_match(zones: list[dns.name.Name]):
             return not q.suffixes.isdisjoint(wires)
         name = _qname(q)
         return any(name.is_subdomain(z) for z in zones)
+    match.wires = wires
     return match
 
 
@@ -661,8 +662,14 @@ class PolicyLayer(Layer):
         m = self.module
         if m.rules.rules or m.rules.postrules:
             return False
-        view = QueryView.from_wire(pq.qname_lower, pq.qtype, pq.qclass)
-        return not any(r.cb._match(None, view) for r in m.rules.special if not r.suspended)
+        tails = QueryView.from_wire(pq.qname_lower, pq.qtype, pq.qclass).suffixes
+        for r in m.rules.special:
+            if r.suspended:
+                continue
+            wires = getattr(r.cb, "wires", None)  # suffix filters: one set test
+            if wires is None or not tails.isdisjoint(wires):
+                return False
+        return True
 
     def finish(self, req):
         m = self.module
@@ -721,13 +728,18 @@ class Policy(Module):
 
     def suffix(self, action, zone_list):
         zones = [to_name(z) for z in lua_seq(zone_list)]
-        return Filter(action, _suffix_match(zones), "suffix")
+        match = _suffix_match(zones)
+        f = Filter(action, match, "suffix")
+        f.wires = match.wires
+        return f
 
     def suffix_common(self, action, suffix_list, common_suffix=None):
         zones = [to_name(z) for z in lua_seq(suffix_list)]
         common = to_name(common_suffix) if common_suffix is not None else dns.name.root
         in_common, in_zones = _suffix_match([common]), _suffix_match(zones)
-        return Filter(action, lambda req, q: in_common(req, q) and in_zones(req, q), "suffix_common")
+        f = Filter(action, lambda req, q: in_common(req, q) and in_zones(req, q), "suffix_common")
+        f.wires = in_zones.wires if all(z.is_subdomain(common) for z in zones) else None
+        return f
 
     def pattern(self, action, pattern):
         ctx = self.ctx
