@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install kresd-py and what its tests need, idempotently.
 #
-#   sudo tools/install.sh          system packages + .venv + `pip install .`
-#   sudo tools/install.sh --test   the same with the test extras (`pip install '.[test]'`)
+#   tools/install.sh               system packages + .venv + `pip install .`
+#   tools/install.sh --test        the same with the test extras (`pip install '.[test]'`)
 #
 # Steps (each one is skipped when already done, so a second run takes ~1 s):
 #   1. (root) /usr/sbin/policy-rc.d that exits 101, so apt never starts the

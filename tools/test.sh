@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE test command (README, .ci/run):  sudo tools/test.sh [extra pytest args]
+# THE test command (README, .ci/run):  tools/test.sh [extra pytest args]   (as root)
 #
 #   1. tools/install.sh --test: Debian packages (knotd, kdig, ...), .venv, and a
 #      non-editable `pip install '.[test]'`: the e2e tests run .venv/bin/kresd
