@@ -54,6 +54,27 @@ static inline void wr32(uint8_t *p, uint32_t v)
 }
 
 /* Query eligible for the fast path? */
+/** Walk `count` (u16 rdlen, rdata) items of a cache value from *pos (bounds
+ *  checked against vlen); adds the rdata bytes to *total when not NULL.
+ *  Returns 0, or -1 when an item runs past the value. */
+static int walk_rdatas(const uint8_t *val, size_t vlen, size_t *pos, unsigned count, size_t *total)
+{
+	size_t p = *pos;
+	for (unsigned i = 0; i < count; i++) {
+		if (vlen - p < 2)
+			return -1;
+		uint16_t rdlen = rd16(val + p);
+		p += 2;
+		if (rdlen > vlen - p)
+			return -1;
+		p += rdlen;
+		if (total)
+			*total += rdlen;
+	}
+	*pos = p;
+	return 0;
+}
+
 static int query_ok(const uint8_t *q, size_t qlen, const struct kn_query *pq)
 {
 	if (qlen < HDR_LEN || qlen > KN_MAX_MSG_LEN)
@@ -128,30 +149,17 @@ int kn_answer(const uint8_t *q, size_t qlen, const struct kn_query *pq,
 	size_t nq = pq->question_end; /* header + question */
 	size_t need = nq + (pq->has_opt ? 11 : 0);
 	size_t rr_start = pos;
-	for (unsigned i = 0; i < count; i++) {
-		if (vlen - pos < 2)
-			return KN_EVALUE;
-		uint16_t rdlen = rd16(val + pos);
-		pos += 2;
-		if (rdlen > vlen - pos)
-			return KN_EVALUE;
-		pos += rdlen;
-		need += 12 + (size_t)rdlen;
-	}
+	size_t rdata_bytes = 0;
+	if (walk_rdatas(val, vlen, &pos, count, &rdata_bytes) != 0)
+		return KN_EVALUE;
+	need += 12 * (size_t)count + rdata_bytes;
 	if (vflags & FLAG_RRSIGS) {
 		if (vlen - pos < 2)
 			return KN_EVALUE;
 		uint16_t scount = rd16(val + pos);
 		pos += 2;
-		for (unsigned i = 0; i < scount; i++) {
-			if (vlen - pos < 2)
-				return KN_EVALUE;
-			uint16_t rdlen = rd16(val + pos);
-			pos += 2;
-			if (rdlen > vlen - pos)
-				return KN_EVALUE;
-			pos += rdlen;
-		}
+		if (walk_rdatas(val, vlen, &pos, scount, NULL) != 0)
+			return KN_EVALUE;
 	}
 	if (pos != vlen)
 		return KN_EVALUE;
