@@ -216,6 +216,9 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
         else:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            # Already stopping: a repeated SIGTERM (the arbiter signals its forks
+            # more than once) must not cut the drain short and leave tty/<PID>.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if opts.notify:
             systemd.notify_stopping()
         try:
