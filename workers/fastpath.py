@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import native
 
-from .server import MIN_UDP
+from .server import udp_limit
 
 TAG_RRSET = b"E"  # CACHE_KEY_DEF (cache/keys.py)
 
@@ -44,7 +44,7 @@ class FastPath:
             return None
         if value is None:
             return None
-        maxlen = max(MIN_UDP, min(pq.udp_size, self.settings.edns_bufsize)) if pq.has_opt else MIN_UDP
+        maxlen = udp_limit(bool(pq.has_opt), pq.udp_size, self.settings.edns_bufsize)
         wire = native.answer(data, pq, value, int(self.clock.time()), self.settings.edns_bufsize, maxlen)
         if wire is None:
             return None

@@ -146,11 +146,13 @@ def formerr_wire(wire: bytes) -> bytes:
 # --- answer rendering -----------------------------------------------------------
 
 
+def udp_limit(has_opt: bool, payload: int, bufsize: int) -> int:
+    """kresd's answer_max for UDP (see module docstring), from the query's EDNS."""
+    return max(MIN_UDP, min(payload, bufsize)) if has_opt else MIN_UDP
+
+
 def udp_size_limit(query: dns.message.Message, settings: Settings) -> int:
-    """kresd's answer_max for UDP (see module docstring)."""
-    if query.edns < 0:
-        return MIN_UDP
-    return max(MIN_UDP, min(query.payload, settings.edns_bufsize))
+    return udp_limit(query.edns >= 0, query.payload, settings.edns_bufsize)
 
 
 def _fix_answer(answer: dns.message.Message, query: dns.message.Message, settings: Settings) -> None:
