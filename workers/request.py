@@ -1,9 +1,10 @@
 """Request and query state, outcomes as enums, and answer construction.
 
 Owns: `Request` (one client query in flight: limits, counters, the set of
-sub-queries being resolved for cycle detection), `QFlags`, `EDE` codes, the
-client-side prechecks kresd does before any resolution (opcode, class, RD=0,
-meta types) and building the final answer message.
+sub-queries being resolved for cycle detection), `Options` (per-request query
+flags), `EDE` codes, the client-side prechecks kresd does before any
+resolution (EDNS version, opcode, class, meta types) and building the final
+answer message.
 Must not: do I/O, touch the cache or decide anything about upstream servers.
 """
 from __future__ import annotations
@@ -22,17 +23,6 @@ import dns.rdatatype
 import dns.rrset
 
 from .settings import Settings
-
-
-class QFlags(enum.IntFlag):
-    """Per-query flags (kresd lib/rplan.h struct kr_qflags, the subset we use)."""
-
-    NONE = 0
-    NO_MINIMIZE = 1 << 0
-    NO_EDNS = 1 << 1
-    TCP = 1 << 2
-    CNAME = 1 << 3  # this query follows a CNAME
-    NS_ADDR = 1 << 4  # resolving an address of a nameserver
 
 
 class EDE(enum.IntEnum):

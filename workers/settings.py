@@ -87,7 +87,6 @@ class Settings:
     cache_size: int = 100 * 1024 * 1024  # bytes (kresd default 100 MB)
     cache_min_ttl: int = 5  # kresd default min_ttl
     cache_max_ttl: int = 6 * 24 * 3600  # kresd default max_ttl (6 days)
-    cache_neg_max_ttl: int = 3 * 3600  # RFC 2308 cap on negative TTL (as kresd: 3h... via SOA min)
 
     verbose: bool = False
 
