@@ -11,6 +11,8 @@ from cache.api import (
     Rank,
     Writer,
     is_answer_rank,
+    is_usable_rank,
 )
 
-__all__ = ["Cache", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer", "is_answer_rank"]
+__all__ = ["Cache", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer", "is_answer_rank",
+           "is_usable_rank"]

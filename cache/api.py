@@ -15,7 +15,8 @@ Contract (unchanged from the interface-first version):
         AUTH=16 SECURE=32
         # glue/non-authoritative data is stored as TRY; authoritative answers as
         # INITIAL|AUTH (no DNSSEC yet). `is_answer_rank(rank)` is True when the
-        # data may be served as an answer (AUTH set, not BOGUS).
+        # data may be served as an answer (AUTH set, not BOGUS, no unknown
+        # bits: the one rule, native.rank_is_answer).
 
     class Cache:
         def __init__(self, path, size, *, min_ttl=5, max_ttl=6*86400, clock=time.time)
@@ -57,9 +58,11 @@ import dns.rdatatype
 import dns.rrset
 import lmdb
 
+import native as _native
 from cache import entry
 from cache.entry import EntryError, Header
-from cache.env import CacheEnv, CacheError
+from cache.env import CacheEnv
+from cache.errors import CacheError
 from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET, key, lf, subtree_prefix
 
 log = logging.getLogger("kresd.cache")
@@ -73,6 +76,7 @@ MIN_HEADROOM_PAGES = 16  # copy-on-write needs free pages even to delete
 
 __all__ = [
     "Cache", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer", "is_answer_rank",
+    "is_usable_rank",
 ]
 
 
@@ -92,8 +96,23 @@ class Rank(enum.IntFlag):
 
 
 def is_answer_rank(rank: int) -> bool:
-    """True if data of this rank may be served as an answer (AUTH, not BOGUS)."""
-    return bool(rank & Rank.AUTH) and (rank & ~Rank.AUTH) != Rank.BOGUS
+    """True if data of this rank may be served as an answer to a client.
+
+    The one rule, for every path (this facade, workers/layers/cache.py, the C
+    fast path): kn_rank_is_answer in native/ (kresd_native.h), with its twin
+    native/pure.py rank_is_answer. AUTH set, no bits beyond 0x3F, not BOGUS.
+    """
+    return _rank_is_answer(int(rank))
+
+
+def is_usable_rank(rank: int, nonauth: bool) -> bool:
+    """May data of this rank answer a (sub-)query? An answer rank always may;
+    a NONAUTH query (kresd: nameserver addresses) also takes glue and other
+    non-authoritative data, anything but BOGUS."""
+    if nonauth:
+        rank = int(rank)
+        return 0 <= rank <= 0x3F and (rank & ~(Rank.AUTH | Rank.SECURE)) != Rank.BOGUS
+    return _rank_is_answer(int(rank))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +136,20 @@ NXDOMAIN = "NXDOMAIN"
 NODATA = "NODATA"
 
 
-try:  # keys are built in C (native/key.c); cache/keys.py is the reference twin
-    import native as _native
+# Keys are built in C (native/key.c); cache/keys.py specifies them and
+# native/pure.py is the reference twin.
+_rank_is_answer = _native.rank_is_answer
 
-    def _build_key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes:
-        try:
-            return _native.cache_key(name.to_wire(), tag, rtype)
-        except _native.ParseError as exc:
-            raise ValueError(str(exc)) from exc
 
-    if _native.BACKEND != "c":
-        _build_key = key  # noqa: F811  (no compiled extension: same bytes, in Python)
-except ImportError:  # pragma: no cover - native is part of the package
-    _build_key = key
+def _build_key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes:
+    try:
+        return _native.cache_key(name.to_wire(), tag, rtype)
+    except _native.ParseError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+if _native.BACKEND != "c":
+    _build_key = key  # noqa: F811  (no compiled extension: same bytes, in Python)
 
 
 def _key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes | None:

@@ -47,17 +47,13 @@ import weakref
 
 import lmdb
 
+from cache.errors import CacheError
 from cache.keys import FORMAT_VERSION
-from kresd.errors import KresdError
 
 DB_CACHE = b"cache"
 DB_META = b"meta"
 META_VERSION = b"version"
 _VERSION = struct.Struct("!I")
-
-
-class CacheError(KresdError):
-    """The cache can not be used (not open, opened before a fork, bad dir)."""
 
 
 # Environments inherited through fork() are unusable (LMDB: never use an env

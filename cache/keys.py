@@ -2,7 +2,7 @@
 
 Owns: how a (name, tag, type) triple becomes an LMDB key, and the subtree prefix
 used by `cache.clear('*.name')`. native/key.c builds the same bytes in C; a
-hypothesis test (tests/property/test_keys.py) checks that both agree.
+hypothesis test (tests/property/test_native_keys.py) checks that both agree.
 Must not: touch LMDB or know about entries (cache/entry.py owns values).
 
 CACHE_KEY_DEF (format version FORMAT_VERSION; bump it on any change here):
@@ -37,26 +37,17 @@ import struct
 
 import dns.name
 
+# The byte-level twin lives below the cache, in native/ (C and its twins see
+# only bytes; the arrow points down): kn_cache_key and native/pure.py build the
+# lookup format specified here.
+from native import MAX_KEY_LEN  # noqa: F401  (CACHE_KEY_DEF: 511, LMDB's default max key size)
+from native.pure import key_from_wire, lf_from_wire, lf_labels  # noqa: F401  (re-export)
+
 FORMAT_VERSION = 1  # CACHE_KEY_DEF
-MAX_KEY_LEN = 511  # LMDB's default maximum key size
 
 TAG_RRSET = b"E"
 TAG_NODATA = b"N"
 TAG_NXDOMAIN = b"X"
-
-_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
-
-
-def _escape_label(label: bytes) -> bytes:
-    label = label.translate(_LOWER)
-    if b"\x00" in label or b"\x01" in label:
-        label = label.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
-    return label
-
-
-def lf_labels(labels: tuple[bytes, ...] | list[bytes]) -> bytes:
-    """Lookup format from wire labels (root label b'' included or not)."""
-    return b"\x00".join(_escape_label(lab) for lab in reversed(labels) if lab)
 
 
 def lf(name: dns.name.Name) -> bytes:
@@ -64,30 +55,9 @@ def lf(name: dns.name.Name) -> bytes:
     return lf_labels(name.labels)
 
 
-def lf_from_wire(wire: bytes) -> bytes:
-    """Lookup format from an uncompressed wire-format name."""
-    labels = []
-    pos = 0
-    while True:
-        n = wire[pos]
-        if n == 0:
-            break
-        labels.append(wire[pos + 1 : pos + 1 + n])
-        pos += 1 + n
-    return lf_labels(labels)
-
-
 def key(name: dns.name.Name, tag: bytes, rtype: int) -> bytes:
     """Exact key (CACHE_KEY_DEF). Raises ValueError if longer than MAX_KEY_LEN."""
     k = lf(name) + b"\x00" + tag + struct.pack("!H", rtype)
-    if len(k) > MAX_KEY_LEN:
-        raise ValueError("cache key too long")
-    return k
-
-
-def key_from_wire(wire: bytes, tag: bytes, rtype: int) -> bytes:
-    """Pure-Python twin of native.cache_key(): same input, same bytes."""
-    k = lf_from_wire(wire) + b"\x00" + tag + struct.pack("!H", rtype)
     if len(k) > MAX_KEY_LEN:
         raise ValueError("cache key too long")
     return k

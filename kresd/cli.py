@@ -58,7 +58,7 @@ import click
 
 from kresd import log
 from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_USAGE,
-                          BootError, ConfigError, KresdError, NotImplementedYet)
+                          BOUNDARY_ERRORS, BootError, ConfigError, NotImplementedYet)
 from kresd.sockets import FdSpec, ListenSocket, parse_fd_spec
 from workers.settings import Endpoint, Settings
 
@@ -390,7 +390,7 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
         engine = load_config(args, settings, worker_id=wid, sockets=premade)
     except ConfigError as e:
         return _fail(str(e), EXIT_CONFIG)
-    except KresdError as e:  # e.g. CacheError at open
+    except BOUNDARY_ERRORS as e:  # e.g. CacheError at open
         return _fail(str(e), EXIT_FAILURE)
     if engine.quit_requested is not None:
         engine.stop()
@@ -420,7 +420,7 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
     except BootError as e:
         engine.stop()
         return _fail(str(e), e.exit_code)
-    except KresdError as e:
+    except BOUNDARY_ERRORS as e:
         engine.stop()
         return _fail(str(e), EXIT_FAILURE)
 

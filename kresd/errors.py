@@ -1,9 +1,15 @@
 """Exception root and exit codes shared by the daemon and the supervisor.
 
-Owns: the KresdError hierarchy and the documented exit codes.
-Must not: import anything from the rest of the project.
+Owns: the KresdError hierarchy, the documented exit codes, and
+`BOUNDARY_ERRORS`, what the daemon's entry points catch and report.
+Must not: import anything from the rest of the project but the cache
+library's own error class (cache/ is a library below the daemon and must not
+import kresd/, so its CacheError is not a KresdError; it is re-exported here,
+and there is no other CacheError).
 """
 from __future__ import annotations
+
+from cache.errors import CacheError
 
 # Exit codes (documented in README.md). The supervisor halts instead of
 # respawning on the boot-error codes.
@@ -45,9 +51,12 @@ class NotImplementedYet(KresdError):
     """A feature that is parsed but not implemented yet."""
 
 
-class FormError(KresdError):
-    """A malformed DNS message."""
+#: What the daemon's entry points (cli, kresd-query, supervisor) turn into
+#: an error message and an exit code: its own errors and the cache library's.
+BOUNDARY_ERRORS = (KresdError, CacheError)
 
-
-class CacheError(KresdError):
-    """An LMDB cache failure."""
+__all__ = [
+    "BOUNDARY_ERRORS", "BootError", "CacheError", "ConfigError", "KresdError",
+    "NotImplementedYet", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_CONFIG", "EXIT_BIND",
+    "EXIT_NOT_IMPLEMENTED", "EXIT_RESPAWN_LIMIT",
+]

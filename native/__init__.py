@@ -11,7 +11,8 @@ two hot-path entry points:
         Code.EBADOPT (everything was parsed; the caller decides). Hostile input
         never raises anything else (TypeError only for a non-bytes-like wire).
     cache_key(qname_wire: bytes, tag: bytes, rtype: int) -> bytes
-        The exact cache key (CACHE_KEY_DEF, cache/keys.py key_from_wire).
+        The exact cache key (CACHE_KEY_DEF, the same bytes as the twin
+        native/pure.py key_from_wire).
         Raises ParseError(Code.EMALF) for a malformed or compressed name or
         bytes after its root label, ParseError(Code.EKEYLEN) for a key longer
         than MAX_KEY_LEN. ParseError is a ValueError, like key_from_wire's.
@@ -29,6 +30,9 @@ two hot-path entry points:
         its own struct, so the answer depends only on query_wire and can
         never use a struct left over from another parse. The result is
         determined by the bytes; the pure twin behaves identically.
+    rank_is_answer(rank: int) -> bool
+        The one rule of which cache ranks may be served as an answer
+        (kn_rank_is_answer); cache.api.is_answer_rank is this function.
 
 Must not: hold Python objects in C, call back into Python, or keep state
 beyond the preallocated buffers below. Those buffers (one struct kn_query, one
@@ -218,6 +222,12 @@ if _native is not None:
             raise ParseError(n)
         return _kview[:n]
 
+    _c_rank = _lib.kn_rank_is_answer
+
+    def rank_is_answer(rank: int) -> bool:
+        """May data of this cache rank be served as an answer? (kn_rank_is_answer)"""
+        return 0 <= rank <= 0xFF and _c_rank(rank) == 1
+
     _c_answer = _lib.kn_answer
     _aq = _ffi.new("struct kn_query *")  # answer()'s own parse, see docstring
     _abuf = _ffi.new("uint8_t[]", ANSWER_BUFSIZE)
@@ -252,7 +262,7 @@ if _native is not None:
 
 else:
     BACKEND = "pure"
-    from native.pure import answer, cache_key, parse_query  # noqa: F401  (re-export)
+    from native.pure import answer, cache_key, parse_query, rank_is_answer  # noqa: F401  (re-export)
 
 __all__ = [
     "ANSWER_BUFSIZE",
@@ -268,4 +278,5 @@ __all__ = [
     "answer",
     "cache_key",
     "parse_query",
+    "rank_is_answer",
 ]

@@ -24,9 +24,6 @@
 #define VAL_HDR 12
 #define FLAG_RRSIGS 0x01
 #define FLAG_NEGATIVE 0x02
-#define RANK_BOGUS 5
-#define RANK_AUTH 16
-#define RANK_SECURE 32
 #define RANK_BITS 0x3F
 #define TYPE_OPT 41
 #define CLASS_IN 1
@@ -53,7 +50,15 @@ static inline void wr32(uint8_t *p, uint32_t v)
 	wr16(p + 2, (uint16_t)v);
 }
 
-/* Query eligible for the fast path? */
+int kn_rank_is_answer(unsigned int rank)
+{
+	if (rank & ~(unsigned)RANK_BITS)
+		return 0; /* bits 0x40/0x80 (or more) are no kr_rank bits */
+	if (!(rank & KN_RANK_AUTH))
+		return 0;
+	return (rank & ~(unsigned)(KN_RANK_AUTH | KN_RANK_SECURE)) != KN_RANK_BOGUS;
+}
+
 /** Walk `count` (u16 rdlen, rdata) items of a cache value from *pos (bounds
  *  checked against vlen); adds the rdata bytes to *total when not NULL.
  *  Returns 0, or -1 when an item runs past the value. */
@@ -75,6 +80,7 @@ static int walk_rdatas(const uint8_t *val, size_t vlen, size_t *pos, unsigned co
 	return 0;
 }
 
+/* Query eligible for the fast path? */
 static int query_ok(const uint8_t *q, size_t qlen, const struct kn_query *pq)
 {
 	if (qlen < HDR_LEN || qlen > KN_MAX_MSG_LEN)
@@ -129,10 +135,7 @@ int kn_answer(const uint8_t *q, size_t qlen, const struct kn_query *pq,
 		return KN_EVALUE; /* negative, or unknown flags */
 	if (vtype != pq->qtype)
 		return KN_EVALUE;
-	/* bits 0x40/0x80 are no kr_rank bits: the slow path's Rank IntFlag drops
-	 * them (85 counts as BOGUS there), so such a value is simply declined */
-	if ((rank & ~RANK_BITS) || !(rank & RANK_AUTH) ||
-	    (rank & ~(RANK_AUTH | RANK_SECURE)) == RANK_BOGUS)
+	if (!kn_rank_is_answer(rank))
 		return KN_EVALUE;
 	int64_t remaining = (int64_t)ttl;
 	if (now > inception)

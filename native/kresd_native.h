@@ -70,6 +70,22 @@ enum kn_opt_flag {
 #define KN_MAX_MSG_LEN 65535  /* longer messages are KN_EMALF */
 #define KN_EDNS_COOKIE 10     /* EDNS option code of DNS COOKIE (RFC 7873) */
 
+/* Cache ranks (kresd lib/cache/api.h kr_rank; cache/api.py Rank has the
+ * same values). The low values are exclusive states, AUTH and SECURE are
+ * flags; bits 0x40 and 0x80 are no rank bits. */
+enum kn_rank {
+	KN_RANK_INITIAL = 0,
+	KN_RANK_OMIT = 1,
+	KN_RANK_TRY = 2,
+	KN_RANK_INDET = 4,
+	KN_RANK_BOGUS = 5,
+	KN_RANK_MISMATCH = 6,
+	KN_RANK_MISSING = 7,
+	KN_RANK_INSECURE = 8,
+	KN_RANK_AUTH = 16,
+	KN_RANK_SECURE = 32
+};
+
 /* Output of kn_parse_query, owned (and may be reused) by the caller.
  * Fields that a return code says are not valid are left with unspecified
  * content. Scalars come first; Python reads them with one struct.unpack. */
@@ -130,6 +146,13 @@ int kn_parse_query(const uint8_t *wire, size_t len, struct kn_query *out);
 int kn_cache_key(const uint8_t *qname_wire, size_t qname_len, uint8_t tag,
 		 uint16_t rtype, uint8_t *out, size_t outlen);
 
+/* THE rule of which ranks may be served as an answer to a client, for every
+ * path (cache/api.py is_answer_rank wraps it, workers/layers/cache.py and
+ * kn_answer use it; native/pure.py rank_is_answer is its twin):
+ * no bits outside 0x3F, AUTH (16) set, and the state part
+ * (rank & ~(AUTH|SECURE)) is not BOGUS (5). Returns 1 or 0. */
+int kn_rank_is_answer(unsigned int rank);
+
 /* Answer a query directly from a positive cache value (the fast path).
  * q[0..qlen) is the query wire and pq its kn_parse_query result (KN_OK);
  * pq is cross-checked against q (question bytes, offsets), not trusted.
@@ -139,8 +162,7 @@ int kn_cache_key(const uint8_t *qname_wire, size_t qname_len, uint8_t tag,
  * any, QCLASS IN, QTYPE not 0, 41 or 128..255, and an uncompressed
  * question name. Else KN_ENOTELIG.
  * Value usable: >= 14 bytes, flags only FLAG_RRSIGS (0x01), type == qtype,
- * rank <= 63 (no unknown bits) with AUTH (16) and (rank & ~(AUTH|SECURE))
- * != BOGUS (5), remaining
+ * kn_rank_is_answer(rank), remaining
  * TTL > 0 (remaining = ttl - (now - inception) if now > inception, else
  * ttl), count >= 1, every length inside vlen, payload (RRSIG part included,
  * it is skipped, not put on the wire) ending exactly at vlen. Else

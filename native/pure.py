@@ -17,8 +17,12 @@ with kn_parse_query), walks the value like answer.c and renders the message
 with dns.renderer.Renderer; every record is a GenericRdata of the stored
 bytes (one single-record RRset each, so duplicates are kept and nothing is
 compressed inside RDATA, exactly like the C copy).
-The cache_key twin delegates the key bytes to cache/keys.py key_from_wire
-(CACHE_KEY_DEF) after the same strict name checks as key.c.
+The cache_key twin builds the key bytes with key_from_wire below (the
+lookup format of CACHE_KEY_DEF, specified in cache/keys.py, which uses these
+functions) after the same strict name checks as key.c. rank_is_answer is the
+twin of kn_rank_is_answer, the one rule of which ranks may be answered.
+This module sees only bytes and ints: it imports nothing of cache/ (the
+arrow points down: cache/ uses native/).
 """
 from __future__ import annotations
 
@@ -32,13 +36,60 @@ import dns.renderer
 import dns.rrset
 import dns.wire
 
-from cache.keys import MAX_KEY_LEN, key_from_wire
-from native import ANSWER_BUFSIZE, Code, Header, OptFlag, ParsedQuery, ParseError
+from native import ANSWER_BUFSIZE, MAX_KEY_LEN, Code, Header, OptFlag, ParsedQuery, ParseError
 
 _HEADER = struct.Struct("!6H")
 _RR = struct.Struct("!HHIH")
 _OPT_HDR = struct.Struct("!HH")
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_U16_BE = struct.Struct("!H")
+
+
+# -- CACHE_KEY_DEF lookup format (spec: cache/keys.py) ------------------------
+
+def _escape_label(label: bytes) -> bytes:
+    label = label.translate(_LOWER)
+    if b"\x00" in label or b"\x01" in label:
+        label = label.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
+    return label
+
+
+def lf_labels(labels: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """Lookup format from wire labels (root label b'' included or not)."""
+    return b"\x00".join(_escape_label(lab) for lab in reversed(labels) if lab)
+
+
+def lf_from_wire(wire: bytes) -> bytes:
+    """Lookup format from an uncompressed wire-format name (not validated)."""
+    labels = []
+    pos = 0
+    while True:
+        n = wire[pos]
+        if n == 0:
+            break
+        labels.append(wire[pos + 1 : pos + 1 + n])
+        pos += 1 + n
+    return lf_labels(labels)
+
+
+def key_from_wire(wire: bytes, tag: bytes, rtype: int) -> bytes:
+    """Exact key from a wire name, lenient: ValueError only if longer than MAX_KEY_LEN."""
+    k = lf_from_wire(wire) + b"\x00" + tag + _U16_BE.pack(rtype)
+    if len(k) > MAX_KEY_LEN:
+        raise ValueError("cache key too long")
+    return k
+
+
+# -- ranks ---------------------------------------------------------------------
+
+_RANK_AUTH, _RANK_SECURE, _RANK_BOGUS = 16, 32, 5
+
+
+def rank_is_answer(rank: int) -> bool:
+    """Twin of kn_rank_is_answer: no bits beyond 0x3F, AUTH, state not BOGUS."""
+    if not 0 <= rank <= 0x3F or not rank & _RANK_AUTH:
+        return False
+    return (rank & ~(_RANK_AUTH | _RANK_SECURE)) != _RANK_BOGUS
 _TYPE_OPT = 41
 _EDNS_COOKIE = 10
 _MAX_MSG_LEN = 65535
@@ -179,7 +230,6 @@ assert MAX_KEY_LEN == 511  # CACHE_KEY_DEF: kresd_native.h KN_MAX_KEY_LEN
 _VAL_HDR = struct.Struct("!IIBBH")
 _U16 = struct.Struct("!H")
 _FLAG_RRSIGS = 0x01
-_RANK_AUTH, _RANK_SECURE, _RANK_BOGUS = 16, 32, 5
 _IN = 1
 
 
@@ -204,7 +254,7 @@ def _value_rdatas(value: bytes, qtype: int, now: int) -> tuple[int, list[bytes]]
     inception, ttl, rank, flags, vtype = _VAL_HDR.unpack_from(value)
     if flags & ~_FLAG_RRSIGS or vtype != qtype:
         return None
-    if rank & ~0x3F or not rank & _RANK_AUTH or (rank & ~(_RANK_AUTH | _RANK_SECURE)) == _RANK_BOGUS:
+    if not rank_is_answer(rank):
         return None
     remaining = ttl - (now - inception) if now > inception else ttl
     if remaining <= 0:

@@ -28,7 +28,7 @@ import dns.rcode
 import dns.rdatatype
 
 from kresd import log
-from kresd.errors import EXIT_CONFIG, EXIT_FAILURE, ConfigError, KresdError
+from kresd.errors import BOUNDARY_ERRORS, EXIT_CONFIG, EXIT_FAILURE, ConfigError
 from workers.settings import Settings
 
 
@@ -120,7 +120,7 @@ def _run(settings, rundir, configs, config_text, query, script, transport=None) 
     except ConfigError as e:
         click.echo(f"[system] error: {e}", err=True)
         return EXIT_CONFIG
-    except KresdError as e:
+    except BOUNDARY_ERRORS as e:
         click.echo(f"[system] error: {e}", err=True)
         return EXIT_FAILURE
     try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import lupa.luajit21 as luajit
 
-from kresd.errors import KresdError
+from kresd.errors import BOUNDARY_ERRORS, KresdError
 
 log = logging.getLogger("kresd.lua")
 
@@ -111,7 +111,7 @@ class LuaBridge:
         """Trampoline for wrapped Python callables: (True, results...) or (False, message)."""
         try:
             res = fn(*[self.to_py(a) for a in args])
-        except (LuaUsage, KresdError, ValueError, TypeError, KeyError, OSError) as e:
+        except (LuaUsage, *BOUNDARY_ERRORS, ValueError, TypeError, KeyError, OSError) as e:
             return (False, _message(e).encode())
         except LuaError as e:  # a Lua callback failed inside the binding
             return (False, _message(e).encode())

@@ -12,7 +12,7 @@ import dns.name
 import dns.rdatatype as T
 import dns.rrset
 
-from cache.api import Rank
+from cache.api import Rank, is_usable_rank
 
 from ..request import Outcome, Result
 from ..zonecut import ZoneCut
@@ -21,29 +21,19 @@ ANSWER_RANK = Rank.INITIAL | Rank.AUTH
 NONAUTH_RANK = Rank.TRY
 
 
-def _is_answer(rank) -> bool:
-    return bool(rank & Rank.AUTH) and (rank & ~(Rank.AUTH | Rank.SECURE)) != Rank.BOGUS
-
-
-def _usable(rank, nonauth: bool) -> bool:
-    if nonauth:  # kresd NONAUTH queries (nameserver addresses) take any rank but bogus
-        return (rank & ~(Rank.AUTH | Rank.SECURE)) != Rank.BOGUS
-    return _is_answer(rank)
-
-
 def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False) -> Result | None:
     """A cached answer for exactly (name, rtype), or a CNAME to follow."""
     if cache is None:
         return None
     hit = cache.peek_rrset(name, rtype)
-    if hit is not None and _usable(hit.rank, nonauth):
+    if hit is not None and is_usable_rank(hit.rank, nonauth):
         return Result(Outcome.ANSWER, [hit.rrset])
     if rtype != T.CNAME:
         hit = cache.peek_rrset(name, T.CNAME)
-        if hit is not None and _usable(hit.rank, nonauth):
+        if hit is not None and is_usable_rank(hit.rank, nonauth):
             return Result(Outcome.CNAME, [hit.rrset], target=hit.rrset[0].target)
     neg = cache.peek_negative(name, rtype)
-    if neg is not None:
+    if neg is not None and is_usable_rank(neg.rank, nonauth):
         kind = Outcome.NXDOMAIN if neg.kind == "NXDOMAIN" else Outcome.NODATA
         soa = [neg.soa] if neg.soa is not None else []
         return Result(kind, [], soa + list(neg.authority))

@@ -119,6 +119,23 @@ def test_cache_misc(eng, tmp_path):
     assert eng.eval("cache.min_ttl(-1)").startswith("error:")
 
 
+def test_cache_open_failure_is_the_bindings_usage_error(eng, tmp_path):
+    """A cache LMDB refuses (data.mdb is a directory) raises cache/'s CacheError;
+    the binding must catch that class (there is only one) and say where."""
+    (tmp_path / "bad" / "data.mdb").mkdir(parents=True)
+    with pytest.raises(ConfigError) as exc:
+        run(eng, "cache.open(5 * MB, 'lmdb://bad')\n")
+    assert "cache.open: can't open cache in" in str(exc.value)
+    assert "t:1" in str(exc.value)
+
+
+def test_one_cache_error_class():
+    import cache
+    import cache.env
+    import kresd.errors
+    assert kresd.errors.CacheError is cache.CacheError is cache.env.CacheError
+
+
 # -- event ---------------------------------------------------------------------------
 
 def test_event_after_fires_with_id(eng, sched):

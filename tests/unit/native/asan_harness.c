@@ -1,11 +1,18 @@
-/* asan_harness.c - drive native/pkt.c and native/key.c under ASan/UBSan.
+/* asan_harness.c - drive every function of native/ under ASan/UBSan.
  *
- * Owns: a stand-alone main() used only by test_native_asan.py. Reads records
- * (4-byte little-endian length, then that many bytes) from the file argv[1];
- * copies each into a heap block of exactly that length (so any read past it
- * is a heap-buffer-overflow report), and prints one line per record:
- *   <kn_parse_query rc> <qname_len or -1> <kn_cache_key rc on the record as a
- *   name, outlen 511> <kn_cache_key rc with outlen 8>
+ * Owns: a stand-alone main() used only by test_native_asan.py, for pkt.c,
+ * key.c and answer.c. Two modes, each reading records from the file argv[2]
+ * and copying every input into a heap block of exactly its length (so any
+ * read past it is a heap-buffer-overflow report):
+ *   parse  <file>: records are (u32 LE length, bytes). One line per record:
+ *     <kn_parse_query rc> <qname_len or -1> <kn_cache_key rc on the record as
+ *     a name, outlen 511> <kn_cache_key rc with outlen 8>
+ *   answer <file>: records are (u32 LE qlen, query, u32 LE vlen, value,
+ *     u32 LE now, u32 LE maxlen, u32 LE outlen). The query is parsed into a
+ *     zeroed kn_query (whatever the rc: kn_answer must not trust it), then
+ *     kn_answer writes into a heap block of exactly outlen bytes. One line
+ *     per record: <parse rc> <kn_answer rc> <answer bytes in hex, or ->
+ *   ranks: one line with kn_rank_is_answer(r) for r = 0..511, as 0/1 digits.
  * Must not: be part of the extension module.
  */
 #include <stdio.h>
@@ -14,41 +21,106 @@
 
 #include "kresd_native.h"
 
-int main(int argc, char **argv)
+static int read_u32(FILE *f, size_t *out)
 {
-	if (argc != 2)
-		return 2;
-	FILE *f = fopen(argv[1], "rb");
-	if (!f)
-		return 2;
+	unsigned char b[4];
+	if (fread(b, 1, 4, f) != 4)
+		return -1;
+	*out = (size_t)b[0] | ((size_t)b[1] << 8) | ((size_t)b[2] << 16) | ((size_t)b[3] << 24);
+	return 0;
+}
+
+/* A heap block of exactly len bytes read from f (1 byte allocated for 0). */
+static uint8_t *read_exact(FILE *f, size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	if (!p)
+		exit(2);
+	if (len && fread(p, 1, len, f) != len)
+		exit(2);
+	if (!len)
+		return p;
+	uint8_t *exact = malloc(len); /* a fresh block: no slack after len */
+	if (!exact)
+		exit(2);
+	memcpy(exact, p, len);
+	free(p);
+	return exact;
+}
+
+static int mode_parse(FILE *f)
+{
 	struct kn_query *q = malloc(sizeof(*q));
 	uint8_t *key = malloc(KN_MAX_KEY_LEN);
 	uint8_t *small = malloc(8);
 	if (!q || !key || !small)
 		return 2;
-	unsigned char lenbuf[4];
-	while (fread(lenbuf, 1, 4, f) == 4) {
-		size_t len = (size_t)lenbuf[0] | ((size_t)lenbuf[1] << 8) |
-			     ((size_t)lenbuf[2] << 16) | ((size_t)lenbuf[3] << 24);
-		uint8_t *wire = malloc(len ? len : 1);
-		if (!wire || fread(wire, 1, len, f) != len)
-			return 2;
-		uint8_t *exact = malloc(len);
-		if (len && !exact)
-			return 2;
-		if (len)
-			memcpy(exact, wire, len);
+	size_t len;
+	while (read_u32(f, &len) == 0) {
+		uint8_t *exact = read_exact(f, len);
 		int rc = kn_parse_query(exact, len, q);
 		int qlen = (rc == KN_OK || rc == KN_ETRAIL || rc == KN_EBADOPT) ? q->qname_len : -1;
 		int k1 = kn_cache_key(exact, len, 'E', 1, key, KN_MAX_KEY_LEN);
 		int k2 = kn_cache_key(exact, len, 'E', 1, small, 8);
 		printf("%d %d %d %d\n", rc, qlen, k1, k2);
 		free(exact);
-		free(wire);
 	}
 	free(small);
 	free(key);
 	free(q);
-	fclose(f);
 	return 0;
+}
+
+static int mode_answer(FILE *f)
+{
+	size_t qlen, vlen, now, maxlen, outlen;
+	while (read_u32(f, &qlen) == 0) {
+		uint8_t *q = read_exact(f, qlen);
+		if (read_u32(f, &vlen) != 0)
+			return 2;
+		uint8_t *val = read_exact(f, vlen);
+		if (read_u32(f, &now) || read_u32(f, &maxlen) || read_u32(f, &outlen))
+			return 2;
+		struct kn_query *pq = calloc(1, sizeof(*pq));
+		uint8_t *out = malloc(outlen ? outlen : 1);
+		if (!pq || !out)
+			return 2;
+		int prc = kn_parse_query(q, qlen, pq);
+		int rc = kn_answer(q, qlen, pq, val, vlen, (uint32_t)now, 1232, maxlen, out, outlen);
+		printf("%d %d ", prc, rc);
+		if (rc > 0) {
+			for (int i = 0; i < rc; i++)
+				printf("%02x", out[i]);
+		} else {
+			printf("-");
+		}
+		printf("\n");
+		free(out);
+		free(pq);
+		free(val);
+		free(q);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "ranks") == 0) {
+		for (unsigned r = 0; r < 512; r++)
+			putchar(kn_rank_is_answer(r) ? '1' : '0');
+		putchar('\n');
+		return 0;
+	}
+	if (argc != 3)
+		return 2;
+	FILE *f = fopen(argv[2], "rb");
+	if (!f)
+		return 2;
+	int rc = 2;
+	if (strcmp(argv[1], "parse") == 0)
+		rc = mode_parse(f);
+	else if (strcmp(argv[1], "answer") == 0)
+		rc = mode_answer(f);
+	fclose(f);
+	return rc;
 }

@@ -1,21 +1,36 @@
-"""Memory-safety check: native/pkt.c and key.c under AddressSanitizer + UBSan.
+"""Memory-safety check: every C function of native/ under AddressSanitizer + UBSan.
 
-Owns: compiling tests/unit/native/asan_harness.c with the C sources and
--fsanitize=address,undefined in a temporary directory (a subprocess, ~1 s),
-feeding it the hostile corpus plus thousands of mutated packets, each in a
-heap block of exactly its length, and checking that the sanitized build
-reports nothing and returns the same codes as the extension module.
+Owns: compiling tests/unit/native/asan_harness.c with the C sources
+(build.SOURCES: pkt.c, key.c, answer.c) and -fsanitize=address,undefined in a
+temporary directory (a subprocess, a few seconds), then feeding it
+  * the hostile corpus plus thousands of mutated packets (kn_parse_query,
+    kn_cache_key),
+  * thousands of (query, cache value, now, maxlen, outlen) cases for
+    kn_answer: good queries and values, truncated and bit-flipped values,
+    random bytes, mutated queries, output buffers from 0 bytes up,
+  * every rank byte for kn_rank_is_answer,
+each input in a heap block of exactly its length, and checking that the
+sanitized build reports nothing and returns the same codes and bytes as the
+extension module.
 Must not: be skipped: gcc with libasan is part of the dev environment (the
 test fails with the compiler's message if it is missing).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import random
 import struct
 import subprocess
 from pathlib import Path
 
+import dns.message
+import dns.rdatatype
+import dns.rrset
+import pytest
+
 import native
+from cache.entry import pack_rrset
 from native import _native
 
 from native_corpus import EVIL, mass_mutations
@@ -25,7 +40,46 @@ NATIVE = ROOT / "native"
 HARNESS = Path(__file__).with_name("asan_harness.c")
 
 
-def _expected(wire: bytes) -> str:
+def _build_sources() -> tuple[str, ...]:
+    """native/build.py SOURCES: exactly what the extension is built from."""
+    spec = importlib.util.spec_from_file_location("_native_build", NATIVE / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return tuple(mod.SOURCES)
+
+
+SOURCES = _build_sources()
+
+ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86",
+           UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> Path:
+    assert native.BACKEND == "c"
+    assert "answer.c" in SOURCES
+    exe = tmp_path_factory.mktemp("asan") / "harness"
+    cc = subprocess.run(
+        ["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+         "-fno-omit-frame-pointer", f"-I{NATIVE}", str(HARNESS),
+         *[str(NATIVE / s) for s in SOURCES], "-o", str(exe)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert cc.returncode == 0, cc.stderr
+    return exe
+
+
+def _run(exe: Path, *args: str) -> list[str]:
+    run = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=ENV)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stderr == ""
+    return run.stdout.splitlines()
+
+
+# -- kn_parse_query, kn_cache_key ---------------------------------------------------
+
+def _expected_parse(wire: bytes) -> str:
     ffi, lib = _native.ffi, _native.lib
     q = ffi.new("struct kn_query *")
     rc = lib.kn_parse_query(wire, len(wire), q)
@@ -36,33 +90,106 @@ def _expected(wire: bytes) -> str:
     return f"{rc} {qlen} {k1} {k2}"
 
 
-def test_sanitized_build_agrees_and_is_clean(tmp_path):
-    assert native.BACKEND == "c"
-    exe = tmp_path / "harness"
-    cc = subprocess.run(
-        ["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
-         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-         "-fno-omit-frame-pointer", f"-I{NATIVE}", str(HARNESS),
-         str(NATIVE / "pkt.c"), str(NATIVE / "key.c"), "-o", str(exe)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert cc.returncode == 0, cc.stderr
+def test_parse_and_key_sanitized_agree(harness, tmp_path):
     names = [b"\x00", b"\x01a\x00", b"\x3f" + b"\x00" * 63 + b"\x00"]
     packets = [w for _, w, _ in EVIL] + mass_mutations(20000) + names
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(b"".join(struct.pack("<I", len(w)) + w for w in packets))
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86",
-               UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
-    run = subprocess.run([str(exe), str(corpus)], capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert run.stderr == ""
-    got = run.stdout.splitlines()
+    got = _run(harness, "parse", str(corpus))
     assert len(got) == len(packets)
-    want = [_expected(w) for w in packets]
-    assert got == want
+    assert got == [_expected_parse(w) for w in packets]
     # the corpus exercised every outcome of the parser
     assert {int(line.split()[0]) for line in got} >= {0, -1, -2, -3, -4, -5, -6}
     assert {int(line.split()[3]) for line in got} >= {-2, -8} and any(
         int(line.split()[2]) > 0 for line in got
     )
+
+
+# -- kn_answer -------------------------------------------------------------------------
+
+NOW = 1_700_000_000
+
+
+def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int, int, int]]:
+    rng = random.Random(seed)
+    types = {"A": "192.0.2.{}", "AAAA": "2001:db8::{}", "TXT": '"t{}"', "MX": "10 mx{}.example."}
+    queries, values = [], []
+    for rtype, fmt in types.items():
+        for edns in (False, 0):
+            q = dns.message.make_query("wWw.Example.", rtype, use_edns=edns, want_dnssec=edns == 0)
+            queries.append(q.to_wire())
+        rrset = dns.rrset.from_text("www.example.", 300, "IN", rtype,
+                                    *[fmt.format(i) for i in range(1, rng.randint(2, 6))])
+        for rank in (16, 48, 21, 2, 0x50):
+            values.append(pack_rrset(rrset, None, inception=NOW - 10, ttl=300, rank=rank))
+    big = dns.rrset.from_text("www.example.", 300, "IN", "TXT", *[f'"{"x" * 200}{i}"' for i in range(40)])
+    values.append(pack_rrset(big, None, inception=NOW, ttl=60, rank=16))
+    sig = dns.rrset.from_text("www.example.", 300, "IN", "RRSIG",
+                              "A 8 2 300 20300101000000 20200101000000 1 example. AAAA")
+    a = dns.rrset.from_text("www.example.", 300, "IN", "A", "192.0.2.7")
+    values.append(pack_rrset(a, sig, inception=NOW, ttl=300, rank=48))
+
+    def mutate(b: bytes) -> bytes:
+        b = bytearray(b)
+        op = rng.randrange(4)
+        if op == 0 and b:
+            return bytes(b[: rng.randrange(len(b))])  # truncated
+        if op == 1 and b:
+            for _ in range(rng.randint(1, 4)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            return bytes(b)
+        if op == 2:
+            return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+
+    cases = []
+    for i in range(n):
+        q = rng.choice(queries)
+        v = rng.choice(values)
+        if i % 3 == 1:
+            v = mutate(v)
+        elif i % 3 == 2:
+            q = mutate(q)
+        if i % 7 == 0:
+            q, v = mutate(q), mutate(v)
+        now = rng.choice([NOW, NOW + 290, NOW + 400, NOW - 100, 0, 0xFFFFFFFF])
+        full = 65535
+        outlen = rng.choice([0, 1, 12, 40, 64, 100, 512, 1232, 4096, full])
+        maxlen = rng.choice([0, 50, 512, 1232, full])
+        cases.append((q, v, now, maxlen, outlen))
+    return cases
+
+
+def _expected_answer(q: bytes, v: bytes, now: int, maxlen: int, outlen: int) -> str:
+    ffi, lib = _native.ffi, _native.lib
+    pq = ffi.new("struct kn_query *")
+    prc = lib.kn_parse_query(q, len(q), pq)
+    out = ffi.new("uint8_t[]", max(outlen, 1))
+    rc = lib.kn_answer(q, len(q), pq, v, len(v), now, 1232, maxlen, out, outlen)
+    body = ffi.buffer(out, rc)[:].hex() if rc > 0 else "-"
+    return f"{prc} {rc} {body}"
+
+
+def test_answer_sanitized_agrees(harness, tmp_path):
+    cases = _answer_cases(6000)
+    blob = bytearray()
+    for q, v, now, maxlen, outlen in cases:
+        blob += struct.pack("<I", len(q)) + q + struct.pack("<I", len(v)) + v
+        blob += struct.pack("<III", now, maxlen, outlen)
+    corpus = tmp_path / "answers.bin"
+    corpus.write_bytes(bytes(blob))
+    got = _run(harness, "answer", str(corpus))
+    assert len(got) == len(cases)
+    want = [_expected_answer(*c) for c in cases]
+    assert got == want
+    # every outcome of kn_answer was exercised, answers included
+    rcs = {int(line.split()[1]) for line in got}
+    assert {-8, -9, -10} <= rcs and any(rc > 0 for rc in rcs), rcs
+
+
+def test_rank_rule_sanitized_agrees(harness):
+    (line,) = _run(harness, "ranks")
+    assert len(line) == 512
+    lib = _native.lib
+    assert line == "".join("1" if lib.kn_rank_is_answer(r) else "0" for r in range(512))
+    assert line == "".join("1" if native.rank_is_answer(r) else "0" for r in range(512))
