@@ -16,7 +16,9 @@ Where the driver (workers/resolve.py) calls them, in layer order:
                           or req.options flags here.
   produce(req, query)     before each upstream query is sent (dns.message.Message)
   checkout(req, query, addr, tcp)  just before sending to addr; FAIL skips addr
-  consume(req, reply)     after each upstream reply (before the iterator reads it)
+  consume(req, reply)     after each upstream reply, once workers/scrub.py has
+                          cleaned it (so no hook sees out-of-bailiwick junk),
+                          before the iterator reads it
   more(req, result)       after resolution of the client's name; returns a list of
                           (name, rdtype) sub-queries to resolve (e.g. dns64's A),
                           whose Results come back through subresult(req, name,

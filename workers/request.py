@@ -87,7 +87,14 @@ class Options:
 
 @dataclass
 class Forward:
-    """policy.FORWARD / policy.STUB: ask these upstreams (RD=1) instead of iterating."""
+    """policy.FORWARD / policy.STUB: ask these upstreams (RD=1) instead of iterating.
+
+    FORWARD (stub=False) resolves through the forwarder: CNAME targets are
+    asked again, answers are cached (and, with DNSSEC, validated).
+    STUB (stub=True) takes the forwarder's answer as it comes
+    (layers/iterate.py consume_stub): nothing is followed, stashed or
+    validated.
+    """
 
     targets: list  # [(addr, port)]
     stub: bool = False

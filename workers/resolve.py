@@ -21,12 +21,12 @@ import dns.rcode
 import dns.rdatatype as T
 
 from .layers import cache as cache_layer
-from .layers.iterate import Kind, consume, consume_forward
+from .layers.iterate import Kind, consume, consume_forward, consume_stub
 from .layer import Layer, State
 from .request import (EDE, Options, Outcome, QSource, Request, ResolveFail, Result, make_answer,
                       precheck, set_ede)
 from .scrub import scrub
-from .selection.iterate import Selection, SelectionError
+from .selection.iterate import QuerySelection, Selection, SelectionError
 from .settings import GlueMode, Settings
 from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
@@ -184,54 +184,60 @@ class Resolver:
         """Ask servers from the closest cut down until the name is answered."""
         cut = yield from self._find_cut(req, sname, stype)
         forward = req.forward is not None
-        minimize = not req.options.NO_MINIMIZE and not forward
-        tried: set[str] = set()
+        stub = forward and req.forward.stub
+        # One query's selection state (kresd kr_query.server_selection): errors
+        # counted against each address, broken ones, the NO_MINIMIZE retry.
+        q = QuerySelection(no_minimize=req.options.NO_MINIMIZE or forward)
         ns_tried: set = set()
         fell_back: set = set()
         while True:
             self._check_limits(req)
-            qname, qtype = self._minimized(sname, stype, cut) if minimize else (sname, stype)
-            addr = self.selection.choose(cut.addresses(req.options), tried)
+            qname, qtype = (sname, stype) if q.no_minimize else self._minimized(sname, stype, cut)
+            addr = self.selection.choose(cut.addresses(req.options), q)
             if addr is None:
                 if forward:
                     raise ResolveFail("no forwarder answered", EDE.NO_REACHABLE_AUTHORITY)
-                found = yield from self._resolve_ns_addrs(req, cut, ns_tried, tried)
+                found = yield from self._resolve_ns_addrs(req, cut, ns_tried, q)
                 if found:
                     continue
-                if tried and cut.from_cache and cut.name != dns.name.root and cut.name not in fell_back:
+                if q.addrs and cut.from_cache and cut.name != dns.name.root and cut.name not in fell_back:
                     # Every server of a cached cut failed: its NS set or glue may be
                     # stale, so ask the parent side for a fresh delegation (once).
                     fell_back.add(cut.name)
                     _trace(req, "cut %s exhausted, falling back to its parent", cut.name)
                     cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
-                    tried, ns_tried = set(), set()
+                    q.new_cut()
+                    ns_tried = set()
                     continue
                 raise ResolveFail(f"no usable server for zone {cut.name}", EDE.NO_REACHABLE_AUTHORITY)
-            reply = yield from self._exchange(req, addr, qname, qtype, cut)
+            minimized = (qname, qtype) != (sname, stype)
+            reply, edns = yield from self._exchange(req, addr, qname, qtype, cut, q)
             if reply is None:
-                tried.add(addr)
                 continue
             req.cut_name = cut.name
-            if forward:
+            if stub:
+                c = consume_stub(reply)
+            elif forward:
                 c = consume_forward(reply, sname, stype)
             else:
                 c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
             _trace(req, "%s %s @%s (cut %s): %s %s", qname, T.to_text(qtype), addr,
-                      cut.name, c.kind.value, c.why)
-            self._stash(req, c.stash)
+                   cut.name, c.kind.value, c.why)
+            if not stub:
+                self._stash(req, c.stash)
             if c.kind is Kind.REFERRAL:
                 if c.cut.ns is not cut.ns and c.cut.ns != cut.ns:
-                    tried, ns_tried = set(), set()
+                    q.new_cut()
+                    ns_tried = set()
                 cut = c.cut
                 for ns, addrs in cut.ns.items():
                     req.learn_addrs(ns, addrs)
             elif c.kind is Kind.RETRY_FULL:
-                minimize = False
+                q.no_minimize = True
             elif c.kind is Kind.LAME:
-                self.selection.report_error(addr, SelectionError.LAME)
-                tried.add(addr)
-                if minimize and qname != sname:
-                    minimize = False  # broken servers: fall back to full names
+                self.selection.report_error(addr, c.error, q, minimized=minimized, edns=edns)
+                _trace(req, "%s counted against %s: %s", c.error.name, addr,
+                       "broken" if not q.usable(addr) else f"{q.errors(addr)} error(s)")
             else:
                 return c.result
 
@@ -244,13 +250,13 @@ class Resolver:
         except Exception as exc:  # a cache failure never fails the request
             log.warning("[cache] stash failed: %s", exc)
 
-    def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set, tried: set):
+    def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set, q: QuerySelection):
         """Resolve addresses of one more NS of the cut; True when some became usable."""
         s = self.settings
         o = req.options
         for ns in list(cut.ns):
             known = usable_addresses(cut.ns[ns], o)
-            if ns in ns_tried or any(a not in tried for a in known):
+            if ns in ns_tried or any(q.usable(a) for a in known):
                 continue
             # Addresses known but all failed: look again past the cache, so that
             # iteration meets the parent side's glue (kept in req.ns_addrs). Not
@@ -280,7 +286,7 @@ class Resolver:
                     req.resolving.discard((ns, rtype))
             req.learn_addrs(ns, addrs)
             cut.ns[ns] = list(req.ns_addrs[ns])
-            if any(a not in tried for a in usable_addresses(cut.ns[ns], o)):
+            if any(q.usable(a) for a in usable_addresses(cut.ns[ns], o)):
                 return True
         return False
 
@@ -290,14 +296,14 @@ class Resolver:
         if not self.settings.priming or ("prime", 0) in req.resolving:
             return hints
         req.resolving.add(("prime", 0))
-        tried: set[str] = set()
+        q = QuerySelection(no_minimize=True)
         try:
             for _ in range(3):
-                addr = self.selection.choose(hints.addresses(req.options), tried)
+                addr = self.selection.choose(hints.addresses(req.options), q)
                 if addr is None:
                     break
-                tried.add(addr)
-                reply = yield from self._exchange(req, addr, dns.name.root, T.NS, hints)
+                q.exhausted.add(addr)  # one try per root server
+                reply, _ = yield from self._exchange(req, addr, dns.name.root, T.NS, hints, q)
                 if reply is None or not reply.flags & dns.flags.AA:
                     continue
                 ns = next((rr for rr in reply.answer if rr.rdtype == T.NS and rr.name == dns.name.root), None)
@@ -321,8 +327,11 @@ class Resolver:
 
     # -- one upstream exchange ---------------------------------------------------
 
-    def _exchange(self, req: Request, addr: str, qname, qtype, cut: ZoneCut):
-        """Ask addr ("ip" or "ip#port"); returns a scrubbed reply, or None (it failed)."""
+    def _exchange(self, req: Request, addr: str, qname, qtype, cut: ZoneCut, q: QuerySelection):
+        """Ask addr ("ip" or "ip#port"). Returns (reply, edns): the reply
+        scrubbed and seen by the modules' consume hooks, or None when the
+        exchange failed (the failure is counted in q); edns tells whether the
+        question that got the reply carried EDNS."""
         s = self.settings
         host, _, port = addr.partition("#")
         st = self.selection.state(addr)
@@ -332,45 +341,56 @@ class Resolver:
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
-            q = dns.message.make_query(qname.canonicalize(), qtype, use_edns=0 if edns else False,
-                                       payload=s.edns_bufsize, id=qid)
-            q.flags = dns.flags.RD if forward else 0
-            self._hook(req, "produce", q)
-            if self._hook(req, "checkout", q, host, tcp) & State.FAIL:
-                return None
+            query = dns.message.make_query(qname.canonicalize(), qtype, use_edns=0 if edns else False,
+                                           payload=s.edns_bufsize, id=qid)
+            query.flags = dns.flags.RD if forward else 0
+            self._hook(req, "produce", query)
+            if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
+                q.exhausted.add(addr)  # a module vetoed this server for this query
+                return None, edns
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
             req.upstream_queries += 1
             t0 = self.clock.monotonic()
-            raw = yield Send(host, int(port or 53), q.to_wire(), tcp=tcp, timeout=s.upstream_timeout,
+            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=s.upstream_timeout,
                              source=source)
             if raw is None:
-                self.selection.report_error(addr, SelectionError.TIMEOUT)
-                return None
+                self.selection.report_error(addr, SelectionError.TIMEOUT, q)
+                return None, edns
             try:
                 reply = dns.message.from_wire(raw)
             except dns.message.Truncated:
                 if tcp:
-                    return None
+                    self.selection.report_error(addr, SelectionError.TRUNCATED, q)
+                    return None, edns
                 tcp = True
                 continue
             except Exception:  # hostile bytes: any parse failure is this server's fault
-                self.selection.report_error(addr, SelectionError.MALFORMED)
-                return None
+                self.selection.report_error(addr, SelectionError.MALFORMED, q)
+                return None, edns
             if not _matches(reply, qid, qname, qtype):
-                self.selection.report_error(addr, SelectionError.MISMATCHED)
-                return None
+                self.selection.report_error(addr, SelectionError.MISMATCHED, q)
+                return None, edns
             self.selection.report_rtt(addr, self.clock.monotonic() - t0)
-            if reply.flags & dns.flags.TC and not tcp:
+            if reply.flags & dns.flags.TC:
+                if tcp:  # TC=1 over TCP: nothing more to try with this server
+                    self.selection.report_error(addr, SelectionError.TRUNCATED, q)
+                    return None, edns
                 tcp = True
                 continue
             if edns and reply.rcode() in (dns.rcode.FORMERR, dns.rcode.NOTIMP):
+                # kresd: FORMERR to an EDNS query means "ask again without EDNS"
+                self.selection.report_error(addr, SelectionError.FORMERR, q)
                 self.selection.set_no_edns(addr)
                 edns = False
                 continue
+            # Scrub first: module hooks (Lua included) see only what survived it.
+            reply = scrub(reply, qname, cut.name, keep_all_glue=s.glue_mode == GlueMode.PERMISSIVE)
             if self._hook(req, "consume", reply) & State.FAIL:
-                return None
-            return scrub(reply, qname, cut.name, keep_all_glue=s.glue_mode == GlueMode.PERMISSIVE)
-        return None
+                q.exhausted.add(addr)  # a module rejected the reply
+                return None, edns
+            return reply, edns
+        q.exhausted.add(addr)
+        return None, edns
 
 
 def _trace(req: Request, fmt: str, *args) -> None:

@@ -19,6 +19,7 @@ import dns.rdatatype as T
 import dns.rrset
 
 from ..request import Outcome, Result
+from ..selection.iterate import SelectionError
 from ..settings import GlueMode, Settings
 from ..zonecut import ZoneCut
 from .cache import ANSWER_RANK, NONAUTH_RANK, Stash
@@ -38,6 +39,21 @@ class Consumed:
     cut: ZoneCut | None = None
     result: Result | None = None
     stash: Stash = field(default_factory=Stash)
+    error: SelectionError = SelectionError.OK  # for LAME: what to count against the server
+
+
+_RCODE_ERRORS = {
+    dns.rcode.REFUSED: SelectionError.REFUSED,
+    dns.rcode.SERVFAIL: SelectionError.SERVFAIL,
+    dns.rcode.FORMERR: SelectionError.FORMERR,
+    dns.rcode.NOTIMP: SelectionError.NOTIMPL,
+}
+
+
+def _bad_rcode(rcode: int) -> Consumed:
+    """A reply with an rcode that is no answer (kresd resolve_error())."""
+    return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}",
+                    error=_RCODE_ERRORS.get(rcode, SelectionError.OTHER_RCODE))
 
 
 def _find(section, name, rtype):
@@ -164,7 +180,7 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     aa = bool(reply.flags & dns.flags.AA)
     stash = Stash()
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}")
+        return _bad_rcode(rcode)
     raw_count = getattr(reply, "kr_orig_answer_count", len(reply.answer))
     has_ns_auth = any(rr.rdtype == T.NS for rr in reply.authority) or getattr(reply, "kr_bad_ns", False)
 
@@ -175,7 +191,7 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
         first.rdtype == T.CNAME or aa and first.rdtype == stype and first.name == sname)
     if not skip_ns:
         if getattr(reply, "kr_bad_ns", False) and raw_count == 0:
-            return Consumed(Kind.LAME, "authority: NS outside bailiwick")
+            return Consumed(Kind.LAME, "authority: NS outside bailiwick", error=SelectionError.LAME)
         new = _referral(reply, cut, sname, settings, stash)
         if new is not None:
             return Consumed(Kind.REFERRAL, cut=new, stash=stash)
@@ -190,7 +206,8 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     negative = rcode == dns.rcode.NXDOMAIN or raw_count == 0
     authoritative = _is_authoritative(reply, cut, settings)
     if negative and not authoritative:
-        return Consumed(Kind.LAME, "lame response: non-auth sent negative response")
+        return Consumed(Kind.LAME, "lame response: non-auth sent negative response",
+                        error=SelectionError.LAME)
 
     chain, last, has_data, no_cache = _follow_chain(reply, sname, stype)
     for rr in chain:
@@ -225,7 +242,7 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
     """
     rcode = reply.rcode()
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        return Consumed(Kind.LAME, f"rcode {dns.rcode.to_text(rcode)}")
+        return _bad_rcode(rcode)
     stash = Stash()
     data = _find(reply.answer, sname, stype)
     if data is not None:
@@ -248,3 +265,22 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
         stash.add_negative(sname, stype, kind, soa, others, ANSWER_RANK)
     outcome = Outcome.NXDOMAIN if kind == "NXDOMAIN" else Outcome.NODATA
     return Consumed(Kind.FINAL, result=Result(outcome, [], authority), stash=stash)
+
+
+def consume_stub(reply: dns.message.Message) -> Consumed:
+    """A reply from a policy.STUB target (kresd process_stub): the answer is
+    taken as it comes, the whole (scrubbed) answer section, CNAME chains
+    included and not followed; no referral, no iteration from it. Nothing is
+    stashed: the data did not come from an authority we iterated to (and,
+    once DNSSEC exists, it is not validated either).
+    """
+    rcode = reply.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return _bad_rcode(rcode)
+    answer = list(reply.answer)
+    authority = list(reply.authority)
+    if rcode == dns.rcode.NXDOMAIN:
+        return Consumed(Kind.FINAL, result=Result(Outcome.NXDOMAIN, answer, authority))
+    if not answer:
+        return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority))
+    return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, answer))
