@@ -14,6 +14,9 @@
 #      builds the cffi C extension (native/build.py). Skipped when the sources
 #      and the requested extras have not changed since the last install
 #      (a content hash is kept in .venv/.kresd-py-install.stamp).
+#   5. The example systemd units: etc/kresd@.service is written from its
+#      template etc/kresd@.service.in with ExecStart = this .venv/bin/kresd
+#      (tools/units.py), so it is right wherever the checkout lives.
 #
 # Without root the system steps are skipped if every package is present,
 # otherwise they run through sudo when available.
@@ -35,8 +38,9 @@ done
 
 # knot/knot-dnsutils: knotd and kdig for the e2e hierarchy; faketime, socat,
 # dnsutils: test helpers; gcc + python3-dev: the cffi extension;
-# python3-venv: Debian's python3 needs it for `python3 -m venv` (ensurepip).
-PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils)
+# python3-venv: Debian's python3 needs it for `python3 -m venv` (ensurepip);
+# systemd: systemd-socket-activate and systemd-analyze (units, activation).
+PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils systemd)
 
 log() { echo "install.sh: $*" >&2; }
 
@@ -115,4 +119,8 @@ else
     .venv/bin/python -m pip install -q --disable-pip-version-check ".$EXTRAS"
     echo "$want" > "$STAMP"
 fi
+# --- 5. the example units, filled for this installation ---------------------------
+.venv/bin/python tools/units.py --etc etc --kresd "$ROOT/.venv/bin/kresd" >/dev/null || {
+    log "could not write etc/kresd@.service from its template"; exit 1; }
+
 log "ok: $ROOT/.venv/bin/kresd"

@@ -149,17 +149,70 @@ def query(addr, port, datagram) -> bytes:
         return s.recv(200)
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
-def test_example_units_verify(tmp_path):
-    """etc/kresd@.service, kresd.socket, kresd.target: `systemd-analyze verify` prints nothing.
+def _verify(unit_dir: Path, service: Path) -> None:
+    """`systemd-analyze verify` of kresd@1.service (a link to `service`),
+    kresd.socket and kresd.target: it must print nothing.
 
-    (systemd 252 reports unknown keys/values as warnings with exit code 0, so
-    any output is a failure here.)
+    (systemd 252 reports unknown keys/values, and an ExecStart that is not an
+    executable, as warnings with exit code 0, so any output is a failure.)
     """
-    for name in ("kresd@.service", "kresd.socket", "kresd.target"):
-        shutil.copy(ROOT / "etc" / name, tmp_path / name)
-    (tmp_path / "kresd@1.service").symlink_to("kresd@.service")
-    units = [str(tmp_path / n) for n in ("kresd@1.service", "kresd.socket", "kresd.target")]
+    assert shutil.which("systemd-analyze"), "systemd-analyze missing: tools/install.sh installs systemd"
+    for name in ("kresd.socket", "kresd.target"):
+        shutil.copy(ROOT / "etc" / name, unit_dir / name)
+    if service.parent != unit_dir:
+        shutil.copy(service, unit_dir / "kresd@.service")
+    (unit_dir / "kresd@1.service").symlink_to("kresd@.service")
+    units = [str(unit_dir / n) for n in ("kresd@1.service", "kresd.socket", "kresd.target")]
     r = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True,
-                       env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{tmp_path}:"), timeout=60)
+                       env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{unit_dir}:"), timeout=60)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+def _exec_start(text: str) -> str:
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("ExecStart=")]
+    return line.split("=", 1)[1].split()[0]
+
+
+def test_filled_units_of_this_checkout_verify(tmp_path):
+    """tools/install.sh wrote etc/kresd@.service from its template: ExecStart
+    is this installation's kresd (the venv's, not Debian's /usr/sbin/kresd)."""
+    service = ROOT / "etc" / "kresd@.service"
+    assert service.exists(), "etc/kresd@.service missing: run tools/install.sh"
+    kresd = Path(sys.executable).parent / "kresd"
+    assert Path(_exec_start(service.read_text())) == kresd.absolute()
+    assert service.read_text() == (ROOT / "etc" / "kresd@.service.in").read_text().replace(
+        "@KRESD_BIN@", str(kresd.absolute()))
+    _verify(tmp_path, service)
+
+
+def test_units_filled_anywhere_verify(tmp_path):
+    """The template filled by tools/units.py into another directory (as a
+    clone elsewhere would be) verifies, and names the kresd it was given."""
+    from tools import units
+    out = tmp_path / "units"
+    out.mkdir()
+    kresd = units.default_kresd().absolute()
+    (written,) = units.fill(ROOT / "etc", kresd, out)
+    assert written == out / "kresd@.service"
+    assert _exec_start(written.read_text()) == str(kresd)
+    _verify(out, written)
+
+
+def test_unit_template_is_a_template():
+    from tools import units
+    text = (ROOT / "etc" / "kresd@.service.in").read_text()
+    assert units.PLACEHOLDER in text
+    with pytest.raises(ValueError):
+        units.render(text, Path("relative/kresd"))
+    with pytest.raises(ValueError):
+        units.render("no placeholder", Path("/x/kresd"))
+
+
+def test_verify_catches_a_missing_binary(tmp_path):
+    """The verification can fail: a unit whose ExecStart does not exist."""
+    from tools import units
+    bad = tmp_path / "kresd@.service"
+    bad.write_text(units.render((ROOT / "etc" / "kresd@.service.in").read_text(),
+                                tmp_path / "no" / "kresd"))
+    with pytest.raises(AssertionError):
+        _verify(tmp_path, bad)
