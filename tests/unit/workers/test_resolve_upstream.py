@@ -11,31 +11,13 @@ import dns.rdatatype as T
 import dns.rrset
 import pytest
 
-from cache.api import Cache
 from workers.layer import Layer
 from workers.request import Forward
-from workers.resolve import Resolver
-from workers.settings import Settings
-from workers.transport import drive_sync
 
 from .fakenet import AuthServer, FakeNet
-from .test_resolve import COM, EXAMPLE, ROOT, make_net
+from .test_resolve import COM, EXAMPLE, ROOT, ask, make_net, resolver  # noqa: F401 (fixture)
 
 N = dns.name.from_text
-
-
-@pytest.fixture
-def resolver(tmp_path):
-    s = Settings()
-    s.root_hints = {N("a.root-servers.net."): ["198.41.0.4"]}
-    cache = Cache(str(tmp_path), 8 * 1024 * 1024)
-    cache.open()
-    yield Resolver(s, cache)
-    cache.close()
-
-
-def ask(resolver, net, name, rdtype="A", **kw):
-    return drive_sync(resolver.resolve(dns.message.make_query(name, rdtype, **kw)), net)
 
 
 # -- selection errors count per query ---------------------------------------------------
