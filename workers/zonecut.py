@@ -1,7 +1,8 @@
 """Zone cuts: the nameservers of the closest known enclosing zone.
 
-Owns: `ZoneCut` (zone name, NS names and their known addresses), building a
-cut from root hints, and filtering addresses by family and ALLOW_LOCAL.
+Owns: `ZoneCut` (zone name, NS names and their known addresses), the root
+hints in effect (`root_hints`: an empty set means the built-in one), building
+a cut from them, and filtering addresses by family and ALLOW_LOCAL.
 Must not: send queries (the iterator resolves missing NS addresses) or read
 packets.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 import dns.name
 
 from .selection.iterate import is_local_addr
-from .settings import Settings  # noqa: F401  (root hints come from Settings)
+from .settings import Settings, default_root_hints
 
 
 @dataclass
@@ -51,8 +52,27 @@ def usable_addresses(addrs, opts, local_ok: bool = False) -> list[str]:
     return out
 
 
+def root_hints(settings: Settings) -> dict[dns.name.Name, list[str]]:
+    """The root hints in effect: `settings.root_hints`, or the built-in set when
+    that holds no address at all.
+
+    kresd 5.6: `hints.root{...}` empties the set and adds only the addresses
+    that parse, so `hints.root({['k.root-servers.net'] = ''})` (Deckard's
+    template without stub-addr) leaves it empty; after the config,
+    daemon/lua/postconfig.lua loads the built-in root hints into an empty set
+    (`if kr_zonecut_is_empty(root_hints) then _hint_root_file() end`).
+    Applied where the hints are read, "empty means built-in" gives the same
+    set as that post-config step for every config (only a console command
+    emptying the set at run time differs: kresd then has no root hints).
+    """
+    if any(settings.root_hints.values()):
+        return settings.root_hints
+    return default_root_hints()
+
+
 def root_cut_from_hints(settings: Settings) -> ZoneCut:
     cut = ZoneCut(dns.name.root, from_hints=True)
-    for name, addrs in settings.root_hints.items():
-        cut.ns[name] = list(addrs)
+    for name, addrs in root_hints(settings).items():
+        if addrs:
+            cut.ns[name] = list(addrs)
     return cut

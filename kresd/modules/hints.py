@@ -4,7 +4,9 @@ Owns: the forward hints (name -> addresses) and reverse hints (reverse name
 -> PTR target, the last one added wins), loading hosts-like files, the hints
 TTL (default 5 s) and NODATA synthesis switch (default on), and the root
 hints face: `hints.root()` / `hints.root_file()` replace
-`settings.root_hints`, which the core's zone-cut code reads.
+`settings.root_hints`, which the core's zone-cut code reads (an address that
+does not parse is skipped, as kresd does; a set left without any address
+means the built-in root hints, workers.zonecut.root_hints).
 Must not: resolve anything, or touch the cache; file reads happen only from
 configuration calls (never on the request path).
 
@@ -213,7 +215,14 @@ class Hints(Module):
         return list(addrs) if addrs else None
 
     def root(self, hints: Any = None) -> dict:
-        """Replace the root hints ({name = addr | {addr, ...}}) and return the current set."""
+        """Replace the root hints ({name = addr | {addr, ...}}) and return the set in effect.
+
+        As kresd 5.6's hint_root: the set is emptied, then every address that
+        parses is added; the others are skipped (`''`, Deckard's template
+        without stub-addr). A set left empty is the built-in one, as after
+        kresd's postconfig.lua, so that is what comes back.
+        """
+        from workers.zonecut import root_hints
         s = self.ctx.settings
         if hints is not None and not (isinstance(hints, str) and hints == ""):
             new: dict[dns.name.Name, list[str]] = {}
@@ -229,7 +238,7 @@ class Hints(Module):
                     if addr not in lst:
                         lst.append(addr)
             s.root_hints = new
-        return {k.to_text(): list(v) for k, v in s.root_hints.items()}
+        return {k.to_text(): list(v) for k, v in root_hints(s).items()}
 
     def root_file(self, path: Any = None) -> str:
         """Replace the root hints from a zone file (no path: back to the built-in set)."""

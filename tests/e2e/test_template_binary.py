@@ -4,7 +4,9 @@ For a handful of scenarios: render the template into a working dir, then in a
 fresh network namespace (`unshare -rn`; SELF_ADDR on loopback) start `kresd -n`
 with that dir as cwd, as Deckard does, and check that it accepts TCP on
 SELF_ADDR:53 within 5 s of exec and exits 0 on SIGTERM. Root only (binds
-port 53 inside the namespace).
+port 53 inside the namespace). The scenarios are the shared data
+(tests/shared_data.py): skipped, with the path looked for, when it is absent;
+a sample scenario missing from a present folder fails its case.
 """
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
+from tests import shared_data
 from tests.scenarios import config as sconfig
 from tests.scenarios import rpl, template
 
-SCENARIO_DIR = Path("/work/shared/scenarios/resolver")
 SAMPLE = ("iter_badglue.rpl", "fwd_val_cname_sibling.rpl", "val_minimal_baddsdigesttype.rpl",
           "world_cz_lidovky_www.rpl", "nsec3_aggr_cache.rpl", "module_dns64.rpl",
           "module_policy_deny_all.rpl", "module_hint_static.rpl")
@@ -61,15 +61,10 @@ pytestmark = [
 ]
 
 
-def _cases():
-    for name in SAMPLE:
-        path = SCENARIO_DIR / name
-        if path.exists():
-            yield pytest.param(path, id=path.stem)
-
-
-@pytest.mark.parametrize("path", list(_cases()))
-def test_binary_loads_template(path, kresd_bin, tmp_path):
+@pytest.mark.parametrize("name", SAMPLE, ids=[n.removesuffix(".rpl") for n in SAMPLE])
+def test_binary_loads_template(name, kresd_bin, tmp_path):
+    path = shared_data.require_scenario(name)  # skip without the data, fail if it lacks this one
+    shared_data.require_template()
     ctx = sconfig.context(rpl.parse_file(path))
     template.render(ctx, sconfig.qmin_modes(ctx)[0], tmp_path)
     env = dict(os.environ, SELF=ctx.self_addr, KRESD=str(kresd_bin), PY=sys.executable, PROBE=PROBE)

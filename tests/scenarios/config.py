@@ -8,11 +8,12 @@ header key or feature the template would turn into configuration: anything
 Settings cannot express yet is reported as "unsupported: <feature>" so the
 runner fails the scenario instead of testing something else.
 
-Since the Lua engine exists, replay.py renders kresd.j2 (template.py) and
-loads it through kresd.engine.Engine, exactly as `kresd -n` does; `apply()`
-and `APPLIERS` are only the fallback used when the engine cannot be imported
-(and by harness unit tests with fake cores). In that fallback a feature is
-supported by replacing its `None` in `APPLIERS` with `(settings, value) -> None`.
+Every real run renders kresd.j2 (template.py) and loads it through
+kresd.engine.Engine, exactly as `kresd -n` does (replay.real_core() has no
+fallback). `apply()` and `APPLIERS` serve only the harness's own unit tests
+with fake cores (tests/scenarios/test_rpl.py); there a feature is supported by
+replacing its `None` in `APPLIERS` with `(settings, value) -> None`. What they
+do set follows the template line by line, with kresd's meaning.
 """
 from __future__ import annotations
 
@@ -138,8 +139,21 @@ def qmin_modes(ctx: Context) -> tuple:
 # ---------------------------------------------------------------- template -> Settings
 
 def _root_hints(settings, ctx: Context) -> None:
-    if ctx.root_addr:  # hints.root({[ROOT_NAME] = ROOT_ADDR}); no stub-addr: built-in hints
-        settings.root_hints = {dns.name.from_text(ctx.root_name): [ctx.root_addr]}
+    """hints.root({['ROOT_NAME'] = 'ROOT_ADDR'}) as kresd 5.6 reads it.
+
+    Without stub-addr the template renders the address as '': kresd skips an
+    address that does not parse, and a root hints set left empty is the
+    built-in one after the config (workers.zonecut.root_hints; the hints
+    module does the same for the engine), so both runners start from the
+    built-in root servers.
+    """
+    from workers.zonecut import root_hints  # lazy: keeps this module importable alone
+    try:
+        addrs = [str(ipaddress.ip_address(ctx.root_addr or ""))]
+    except ValueError:
+        addrs = []
+    settings.root_hints = {dns.name.from_text(ctx.root_name): addrs} if addrs else {}
+    settings.root_hints = root_hints(settings)
 
 
 def _constants(settings, ctx: Context) -> None:

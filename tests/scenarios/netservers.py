@@ -102,8 +102,8 @@ def setup_namespace(server_addrs: list) -> None:
         lines.append(f"addr add {resolver}/{128 if v6 else 32} dev lo" + (" nodad" if v6 else ""))
     for addr in server_addrs:
         ip = ipaddress.ip_address(addr)
-        if ip.is_loopback and ip.version == 4:
-            continue  # 127/8 is local once lo is up
+        if ip.is_loopback:
+            continue  # 127/8 and ::1 are lo's own once it is up (adding ::1 again is an error)
         lines.append(f"addr add {addr}/{ip.max_prefixlen} dev lo" + (" nodad" if ip.version == 6 else ""))
     _ip_batch(lines)
 

@@ -7,8 +7,11 @@ REPLY steps, MANDATORY bookkeeping, the per-step query cap) and
 `run_scenario()` which plays the steps against a resolver and returns an
 `Outcome` with a precise reason.
 Must not: open sockets, sleep, read the real clock, or import the resolution
-core at module import time (it is loaded lazily by `real_core()`, so the
-harness works with fakes before/without the core).
+core at module import time (it is loaded by `real_core()`, so the harness's
+own unit tests run with fake cores). `real_core()` imports every piece or
+raises: a core that does not import fails the suite, it never shrinks it
+(no skip, no dnspython stand-in for the server edges, no config subset in
+place of the Lua engine).
 
 Answering rule (README "Upstream queries"): the first matching entry of a
 range eligible at the current step (step inside the range, and the address
@@ -41,10 +44,6 @@ CLIENT_PORT = 5353
 
 class TransportLimit(Exception):
     """The resolver sent more than MAX_SENDS_PER_QUERY queries in one step."""
-
-
-class CoreUnavailable(Exception):
-    """workers.resolve / cache.api cannot be imported yet."""
 
 
 # ---------------------------------------------------------------- clock
@@ -97,35 +96,33 @@ class FakeNetwork(Responder):
 
 @dataclass
 class Core:
-    """How to build a resolver and a cache; tests pass fakes, run.py the real core."""
+    """How to build a resolver and a cache: `real_core()` for every real run.
+
+    Fakes (the harness's own unit tests, tests/scenarios/test_rpl.py) may leave
+    the server edges and the engine out; then the player renders with
+    dnspython and `config.apply` fills Settings. Only an explicitly built fake
+    takes that path: `real_core()` always has all of them.
+    """
 
     resolver_cls: object
     cache_cls: Optional[object]
     settings_cls: object
-    # the server layer's client-side edges, when importable (workers/server.py):
+    # the server layer's client-side edges (workers/server.py):
     parse_query: Optional[Callable] = None  # wire -> (Message | None, action)
     render: Optional[Callable] = None  # (answer, query, settings, tcp) -> (wire, truncated)
-    # kresd.engine.Engine when importable: the rendered kresd.j2 configures the run
+    # kresd.engine.Engine: the rendered kresd.j2 configures the run
     engine_cls: Optional[object] = None
     scheduler_cls: Optional[object] = None
 
 
 def real_core() -> Core:
-    try:
-        from cache.api import Cache
-        from workers.resolve import Resolver
-        from workers.settings import Settings
-    except ImportError as exc:
-        raise CoreUnavailable(f"resolution core not importable: {exc}") from None
-    try:  # what a UDP client really receives: ID/flags fix-ups, truncation
-        from workers.server import parse_client_query, render_answer
-    except ImportError:
-        parse_client_query = render_answer = None
-    try:  # the Lua engine: the template is applied exactly (else config.apply, a subset)
-        from kresd.bindings.event import FakeScheduler
-        from kresd.engine import Engine
-    except ImportError:
-        Engine = FakeScheduler = None  # noqa: N806
+    """The resolution core, the server edges and the Lua engine; ImportError propagates."""
+    from cache.api import Cache
+    from kresd.bindings.event import FakeScheduler
+    from kresd.engine import Engine
+    from workers.resolve import Resolver
+    from workers.server import parse_client_query, render_answer
+    from workers.settings import Settings
     return Core(Resolver, Cache, Settings, parse_client_query, render_answer, Engine, FakeScheduler)
 
 
@@ -293,7 +290,7 @@ def run_scenario(scn: Scenario, qmin: bool, core: Optional[Core] = None,
 
 
 class _DirectSetup:
-    """Fallback without the Lua engine: config.apply fills Settings (a subset of the template)."""
+    """Fake cores only (no engine): config.apply fills Settings from the context."""
 
     def __init__(self, core: Core, ctx, qmin: bool, tmp: str, clock: FakeClock, seed: int):
         self.core, self.tmp, self.clock, self.seed = core, tmp, clock, seed

@@ -7,7 +7,7 @@ Must not: know about the resolver, Settings, the fake network or the clock
 (tests/scenarios/replay.py and config.py do), or decide what a MATCH means
 (tests/scenarios/match.py does).
 
-Format notes (see /work/shared/scenarios/README.md):
+Format notes (see scenarios/README.md of the shared data, tests/shared_data.py):
 - header up to CONFIG_END: `key: value`; `;` starts a comment line, `#` a
   comment anywhere; values may be quoted; unknown keys are an error;
 - body: `;` starts a comment (outside double quotes);

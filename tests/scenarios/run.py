@@ -1,7 +1,11 @@
 """CLI: replay .rpl scenarios in-process against the resolution core, or through the binary.
 
-    cd /work/main && .venv/bin/python -m tests.scenarios.run [glob] [--qmin on|off|both] [-v]
-    cd /work/main && .venv/bin/python -m tests.scenarios.run --binary [glob] [-j N] [--kresd PATH]
+    .venv/bin/python -m tests.scenarios.run [glob] [--qmin on|off|both] [-v]
+    .venv/bin/python -m tests.scenarios.run --binary [glob] [-j N] [--kresd PATH]
+
+(from the project root). The scenarios are `<project root>/../shared/scenarios/
+resolver/*.rpl`, or under $KRESD_SHARED_DIR (tests/shared_data.py); `--dir`
+picks another folder of .rpl files (kresd.j2 is always the shared one).
 
 `--binary` runs the real executable (default .venv/bin/kresd, by full path)
 in one network namespace per scenario and mode (binary.py), N at a time;
@@ -11,7 +15,8 @@ set: every scenario passing in-process also passes through the binary).
 Owns: choosing scenario files, printing one line per scenario and QMIN mode
 (`PASS name [qmin=on]`, `FAIL name [qmin=off]: reason`, `XFAIL ...`,
 `XPASS ...`) and the total line; exit status 1 when something failed
-unexpectedly.
+unexpectedly or a listed run passed (take it off the list: it only shrinks),
+2 when it cannot run (no scenarios, binary mode unavailable).
 Must not: contain replay logic (replay.py) or list parsing (expected.py).
 """
 from __future__ import annotations
@@ -21,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import binary, expected, replay, rpl
+from tests import shared_data
 
-SCENARIO_DIR = Path("/work/shared/scenarios/resolver")
+from . import binary, expected, replay, rpl
 
 
 def _args(argv):
@@ -31,7 +36,9 @@ def _args(argv):
     parser.add_argument("glob", nargs="?", default="*", help="scenario name glob (without .rpl), default *")
     parser.add_argument("--qmin", choices=("on", "off", "both"), default="both",
                         help="QNAME minimisation mode(s) for scenarios whose header does not fix it")
-    parser.add_argument("--dir", type=Path, default=SCENARIO_DIR, help="folder with .rpl files")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help=f"folder with .rpl files (default: scenarios/resolver of ${shared_data.ENV} "
+                        "or of <project root>/../shared)")
     parser.add_argument("--expected", type=Path, default=expected.LIST_PATH,
                         help="expected-failures list")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -58,18 +65,18 @@ def _print_trace(outcome: replay.Outcome) -> None:
 def main(argv=None) -> int:
     args = _args(argv)
     table = expected.load(args.expected)
+    folder = args.dir or shared_data.scenario_dir()
+    if not folder.is_dir():
+        print(f"cannot run: {shared_data.missing_reason(folder)}")
+        return 2
     pattern = Path(args.glob).name.removesuffix(".rpl") + ".rpl"  # accepts names, globs, paths
-    files = list(rpl.scenario_files(args.dir, pattern))
+    files = list(rpl.scenario_files(folder, pattern))
     if not files:
-        print(f"no scenarios match {args.glob!r} in {args.dir}")
+        print(f"no scenarios match {args.glob!r} in {folder}")
         return 2
     if args.binary:
         return _main_binary(args, table, files)
-    try:
-        core = replay.real_core()
-    except replay.CoreUnavailable as exc:
-        print(f"cannot run: {exc}")
-        return 2
+    core = replay.real_core()  # a core that does not import is a crash, not a report
     counts = dict.fromkeys(("PASS", "FAIL", "XFAIL", "XPASS"), 0)
     started = time.monotonic()
     for path in files:
@@ -113,7 +120,7 @@ def _total(counts: dict, started: float, extra: str = "") -> int:
     print(f"scenarios: {counts['PASS']} passed, {counts['FAIL']} failed, "
           f"{counts['XFAIL']} expected failures, {counts['XPASS']} unexpectedly passed "
           f"({time.monotonic() - started:.1f}s){extra}")
-    return 1 if counts["FAIL"] else 0
+    return 1 if counts["FAIL"] or counts["XPASS"] else 0
 
 
 def binary_jobs(files, wanted: str, only_passing: bool) -> list:
@@ -133,7 +140,7 @@ def _main_binary(args, table, files) -> int:
     try:
         binary.check_available(args.kresd)
         jobs = binary_jobs(files, args.qmin, args.only_passing)
-    except (binary.Unavailable, replay.CoreUnavailable, rpl.RplError) as exc:
+    except (binary.Unavailable, rpl.RplError) as exc:
         print(f"cannot run: {exc}")
         return 2
     binary_list = expected.LIST_PATH.with_name("expected_failures_binary.txt")

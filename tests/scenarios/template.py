@@ -14,15 +14,16 @@ scenario means the same thing in both.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Optional
 
 import dns.name
 import jinja2
 
+from tests import shared_data
+
 from .config import DEFAULT_ROOT_NAME, Context
 
-TEMPLATE_PATH = Path(os.environ.get("KRESD_SCENARIO_TEMPLATE", "/work/shared/scenarios/kresd.j2"))
 TA_SUBDIR = "ta"
 
 
@@ -76,13 +77,17 @@ def variables(ctx: Context, qmin: bool, workdir: Path, ta_files: list) -> dict:
 
 
 def render_text(ctx: Context, qmin: bool, workdir: Path, ta_files: list,
-                template_path: Path = TEMPLATE_PATH) -> str:
+                template_path: Optional[Path] = None) -> str:
+    """The rendered config; the template is shared_data.template_path() unless given."""
+    template_path = Path(template_path or shared_data.template_path())
+    if not template_path.is_file():
+        raise FileNotFoundError(shared_data.missing_reason(template_path))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_path.parent)),
                              keep_trailing_newline=True)
     return env.get_template(template_path.name).render(**variables(ctx, qmin, workdir, ta_files))
 
 
-def render(ctx: Context, qmin: bool, workdir: Path, template_path: Path = TEMPLATE_PATH) -> str:
+def render(ctx: Context, qmin: bool, workdir: Path, template_path: Optional[Path] = None) -> str:
     """Write trust anchors and WORKING_DIR/config; returns the config text."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

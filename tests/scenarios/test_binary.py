@@ -5,22 +5,28 @@ libfaketime timestamp file, the address list, the scripted servers over real
 sockets (UDP and TCP, on 127.0.0.1 and a free port: no namespace needed), and
 one end-to-end run through a namespace with the stand-in resolver (root only).
 Must not: test the real daemon (tests/e2e/test_scenarios_binary.py does).
+
+Tests over the shared scenarios skip without them (tests/shared_data.py says
+where it looked) and fail when the folder holds fewer than the minimum.
 """
 from __future__ import annotations
 
 import datetime
-import re
 import os
+import re
 import socket
 import struct
+import subprocess
+import sys
 
 import dns.message
 import dns.rcode
 import pytest
 
+from tests import shared_data
+
 from . import binary, config, netservers, nsdriver, rpl, standin, template
 from .responder import Responder
-from .test_scenarios import SCENARIO_DIR
 
 SIMPLE = """
 stub-addr: 193.0.14.129
@@ -58,16 +64,22 @@ def _ctx():
 
 
 def test_render_every_scenario(tmp_path):
-    for path in rpl.scenario_files(SCENARIO_DIR):
+    files = shared_data.require_scenarios()
+    shared_data.require_template()
+    rendered = 0
+    for path in files:
         ctx = config.context(rpl.parse_file(path))
         for qmin in config.qmin_modes(ctx):
             text = template.render(ctx, qmin, tmp_path / f"{path.stem}-{qmin}")
             assert f"net = {{ '{ctx.self_addr}' }}" in text
             assert ("option('NO_MINIMIZE', true)" in text) == (not qmin)
             assert not re.search(r"\{\{\s*[A-Z_]", text) and "{%" not in text
+            rendered += 1
+    assert rendered >= len(files) >= shared_data.MIN_SCENARIOS
 
 
 def test_render_variables(tmp_path):
+    shared_data.require_template()
     text = template.render(_ctx(), True, tmp_path)
     assert (tmp_path / "config").read_text() == text
     assert "hints.root({['k.root-servers.net'] = '193.0.14.129'})" in text
@@ -78,6 +90,7 @@ def test_render_variables(tmp_path):
 
 
 def test_trust_anchor_files_one_per_domain(tmp_path):
+    shared_data.require_template()
     template.render(_ctx(), True, tmp_path)
     root = (tmp_path / "ta" / "..key").read_text().splitlines()
     assert root == [". IN DS 1 8 2 AAAA", ". IN DS 3 8 2 CCCC"]
@@ -160,7 +173,7 @@ def test_standin_end_to_end(tmp_path):
     """Namespace, addresses, servers, faketime and SIGTERM with a stand-in resolver."""
     _root_or_skip()
     launcher = standin.write_launcher(tmp_path / "kresd")
-    outcome = binary.run_binary(SCENARIO_DIR / "iter_recurse.rpl", True, launcher)
+    outcome = binary.run_binary(shared_data.require_scenario("iter_recurse.rpl"), True, launcher)
     assert outcome.passed, outcome.reason + "\n" + outcome.log_tail
     assert outcome.startup is not None and outcome.startup < nsdriver.STARTUP_TIMEOUT
 
@@ -170,6 +183,21 @@ def test_startup_failure_is_reported(tmp_path):
     fake = tmp_path / "kresd"
     fake.write_text("#!/bin/sh\necho 'config:1: boom' >&2\nexit 3\n")
     fake.chmod(0o755)
-    outcome = binary.run_binary(SCENARIO_DIR / "iter_recurse.rpl", True, fake)
+    outcome = binary.run_binary(shared_data.require_scenario("iter_recurse.rpl"), True, fake)
     assert not outcome.passed and "exited with code 3 before accepting TCP" in outcome.reason
     assert "boom" in outcome.log_tail
+
+
+def test_namespace_accepts_loopback_server_addresses():
+    """A scenario naming ::1 or 127.x (val_wild_pos_multi's `ns. AAAA ::1`) sets up:
+    lo owns them once up, and adding ::1 again used to abort the run."""
+    _root_or_skip()
+    code = ("import socket\nfrom tests.scenarios import netservers\n"
+            "netservers.setup_namespace(['::1', '127.0.0.5', '10.1.1.1', '::2'])\n"
+            "for fam, addr in ((socket.AF_INET6, '::1'), (socket.AF_INET6, '::2'), "
+            "(socket.AF_INET, '10.1.1.1'), (socket.AF_INET, '127.0.0.5')):\n"
+            "    socket.socket(fam, socket.SOCK_DGRAM).bind((addr, 53))\n")
+    proc = subprocess.run(binary.unshare_prefix() + [sys.executable, "-c", code],
+                          cwd=binary.PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(binary.PROJECT_ROOT)))
+    assert proc.returncode == 0, proc.stderr

@@ -88,6 +88,37 @@ def test_root_hints_replace_settings(env):
     assert len(env.settings.root_hints) == 13
 
 
+def test_root_with_empty_address_leaves_builtin_root_hints(env):
+    """Deckard's template without stub-addr renders hints.root({['k.root-servers.net'] = ''}).
+    kresd 5.6 empties the set and skips the address that does not parse, then its
+    postconfig.lua loads the built-in root hints into the empty set: the resolver
+    starts from the built-in root servers, never from nothing."""
+    from workers.settings import default_root_hints
+    from workers.zonecut import root_cut_from_hints
+
+    h = env.mod("hints")
+    builtin = {n.to_text(): a for n, a in default_root_hints().items()}
+    cur = h.root({"k.root-servers.net": ""})
+    assert env.settings.root_hints == {}  # what hint_root leaves
+    assert cur == builtin and h.root() == builtin  # what is in effect
+    cut = root_cut_from_hints(env.settings)
+    assert {n.to_text(): a for n, a in cut.ns.items()} == builtin
+    # every built-in root address answers as the fake root: resolution works
+    for addrs in default_root_hints().values():
+        for a in addrs:
+            env.net.servers.setdefault(a, env.servers["198.41.0.4"])
+    a = env.ask("www.example.cz.")
+    assert a.rcode() == dns.rcode.NOERROR
+    assert sorted(r.address for r in a.answer[0]) == ["1.2.3.5", "1.2.3.6"]
+
+
+def test_root_skips_only_addresses_that_do_not_parse(env):
+    h = env.mod("hints")
+    cur = h.root({"a.root-servers.net": "", "x.root": ["192.0.2.1", "bogus", "2001:db8::53"]})
+    assert cur == {"x.root.": ["192.0.2.1", "2001:db8::53"]}
+    assert env.settings.root_hints == {dns.name.from_text("x.root."): ["192.0.2.1", "2001:db8::53"]}
+
+
 def test_root_file(env, tmp_path):
     f = tmp_path / "root.hints"
     f.write_text(". 3600000 NS A.ROOT-SERVERS.NET.\nA.ROOT-SERVERS.NET. 3600000 A 192.0.2.53\n")
