@@ -112,13 +112,14 @@ class Resolver:
             ans.set_rcode(dns.rcode.SERVFAIL)
             set_ede(ans, fail.ede, str(fail)[:200])
             return
-        ans.answer = _dedupe(res.answer)
+        keep = _dnssec_filter(req)
+        ans.answer = keep(_dedupe(res.answer))
         if res.aa:
             ans.flags |= dns.flags.AA
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
-            ans.authority = _dedupe(res.authority)
+            ans.authority = keep(_dedupe(res.authority))
         req.result = res
 
     # -- stages -------------------------------------------------------------
@@ -410,6 +411,19 @@ def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:
         return reply.rcode() != dns.rcode.NOERROR
     q = reply.question[0]
     return q.name == qname and q.rdtype == qtype
+
+
+# libknot knot_rrtype_is_dnssec(): records only a DNSSEC-aware client wants
+_DNSSEC_TYPES = frozenset({T.RRSIG, T.NSEC, T.NSEC3, T.DNSKEY, T.NSEC3PARAM})
+
+
+def _dnssec_filter(req: Request):
+    """kresd lib/resolve.c write_extra_ranked_records(): without DO in the
+    query, DNSSEC records go to the wire only when their type was asked."""
+    if req.query.ednsflags & dns.flags.DO:
+        return lambda rrsets: rrsets
+    qtype = req.qtype
+    return lambda rrsets: [rr for rr in rrsets if rr.rdtype == qtype or rr.rdtype not in _DNSSEC_TYPES]
 
 
 def _dedupe(rrsets):

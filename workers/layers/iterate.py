@@ -106,11 +106,21 @@ def _covering_dname(answer, name):
     return None
 
 
-def _follow_chain(reply, sname, stype):
+@dataclass
+class _Chain:
+    rrsets: list  # the chain and the data found, in order
+    last: dns.name.Name  # where the chain ends inside this reply
+    has_data: bool  # data of the asked type at `last`
+    no_cache: set  # ids of synthesised CNAMEs (not cached, as kresd)
+    loop: bool = False  # the chain comes back to a name it passed
+
+
+def _follow_chain(reply, sname, stype) -> _Chain:
     """Follow CNAME/DNAME from sname inside the answer section.
 
-    Returns (chain, last name, data found, ids of chain RRsets not to cache):
-    a CNAME under a DNAME is synthesised (or occluded) and is not cached, as kresd.
+    A CNAME under a DNAME is synthesised (or occluded) and is not cached, as
+    kresd. A chain that comes back to a name it passed is a loop: kresd's
+    iterator fails the reply ("cname chain loop", KR_SELECTION_BAD_CNAME).
     """
     chain: list[dns.rrset.RRset] = []
     no_cache: set[int] = set()
@@ -120,7 +130,7 @@ def _follow_chain(reply, sname, stype):
         data = _find(reply.answer, name, stype)
         if data is not None:
             chain.append(data)
-            return chain, name, True, no_cache
+            return _Chain(chain, name, True, no_cache)
         if stype == T.CNAME:
             break
         dname = _covering_dname(reply.answer, name)
@@ -138,11 +148,13 @@ def _follow_chain(reply, sname, stype):
         elif cname is not None and len(cname) == 1:
             chain.append(cname)
             target = cname[0].target
-        if target is None or target in seen:
+        if target is None:
             break
+        if target in seen:
+            return _Chain(chain, name, False, no_cache, loop=True)
         seen.add(target)
         name = target
-    return chain, name, False, no_cache
+    return _Chain(chain, name, False, no_cache)
 
 
 def _is_authoritative(reply, cut: ZoneCut, settings: Settings) -> bool:
@@ -209,7 +221,10 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
         return Consumed(Kind.LAME, "lame response: non-auth sent negative response",
                         error=SelectionError.LAME)
 
-    chain, last, has_data, no_cache = _follow_chain(reply, sname, stype)
+    ch = _follow_chain(reply, sname, stype)
+    if ch.loop:
+        return Consumed(Kind.LAME, "CNAME chain loop", error=SelectionError.BAD_CNAME)
+    chain, last, has_data, no_cache = ch.rrsets, ch.last, ch.has_data, ch.no_cache
     for rr in chain:
         if id(rr) not in no_cache:
             stash.add(rr, ANSWER_RANK)  # kresd ranks answer records INITIAL|AUTH, AA or not
@@ -249,7 +264,10 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
         stash.add(data, ANSWER_RANK)
         return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, [data]), stash=stash)
     if stype != T.CNAME:
-        chain, last, _, no_cache = _follow_chain(reply, sname, stype)
+        ch = _follow_chain(reply, sname, stype)
+        if ch.loop:
+            return Consumed(Kind.LAME, "CNAME chain loop", error=SelectionError.BAD_CNAME)
+        chain, last, no_cache = ch.rrsets, ch.last, ch.no_cache
         if chain and last != sname:
             head = chain[:2] if chain[0].rdtype == T.DNAME else chain[:1]
             for rr in head:

@@ -199,3 +199,56 @@ def test_forward_resolves_through_the_forwarder(resolver, upstream):
     ask(resolver, net, "alias.example.")
     assert [k for k, _ in up.queries][2:] == [("alias.example.", T.A), ("target.example.", T.A)]
     assert resolver.cache.peek_rrset(N("alias.example."), T.CNAME) is not None
+
+
+# -- CNAME loops in one reply; DNSSEC records only for DO clients -------------------------------
+
+class SelfCname(AuthServer):
+    """www.example.com CNAME www.example.com (plus an NSEC-signed NODATA for TXT)."""
+
+    def answer(self, wire, tcp):
+        q = dns.message.from_wire(wire)
+        qname, qtype = q.question[0].name, q.question[0].rdtype
+        self.queries.append((qname, qtype, tcp))
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        if qname == N("loop.example.com."):
+            r.answer.append(dns.rrset.from_text(qname, 300, "IN", "CNAME", "loop.example.com."))
+        elif qname == N("www.example.com.") and qtype == T.TXT:
+            r.authority.append(dns.rrset.from_text("example.com.", 300, "IN", "SOA",
+                                                   "ns1.example.com. x. 1 2 3 4 300"))
+            r.authority.append(dns.rrset.from_text("www.example.com.", 300, "IN", "NSEC",
+                                                   "z.example.com. A RRSIG NSEC"))
+            r.authority.append(dns.rrset.from_text(
+                "www.example.com.", 300, "IN", "RRSIG",
+                "NSEC 8 3 300 20300101000000 20200101000000 1 example.com. AAAA"))
+        elif qname == N("www.example.com.") and qtype == T.NSEC:
+            r.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "NSEC",
+                                                "z.example.com. A RRSIG NSEC"))
+        else:
+            return super().answer(wire, tcp)
+        return r.to_wire()
+
+
+def test_cname_to_itself_is_servfail(resolver):
+    """kresd iterate.c "cname chain loop": the reply is BAD_CNAME, not NODATA."""
+    net, _ = make_net()
+    srv = net.servers["1.2.3.4"] = SelfCname(("example.com.", EXAMPLE))
+    a = ask(resolver, net, "loop.example.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL and not a.answer
+    assert [q for q in srv.queries if q[0] == N("loop.example.com.")] == [
+        (N("loop.example.com."), T.A, False)]  # broken for the query: asked once
+    assert resolver.cache.peek_negative(N("loop.example.com."), T.A) is None
+
+
+def test_dnssec_records_only_for_do_clients(resolver):
+    net, _ = make_net()
+    net.servers["1.2.3.4"] = SelfCname(("example.com.", EXAMPLE))
+    plain = ask(resolver, net, "www.example.com.", "TXT", use_edns=0)
+    assert plain.rcode() == dns.rcode.NOERROR and not plain.answer
+    assert [rr.rdtype for rr in plain.authority] == [T.SOA]
+    do = ask(resolver, net, "www.example.com.", "TXT", use_edns=0, want_dnssec=True)
+    assert sorted(rr.rdtype for rr in do.authority) == sorted([T.SOA, T.NSEC, T.RRSIG])
+    # asked for the DNSSEC type itself: given even without DO
+    nsec = ask(resolver, net, "www.example.com.", "NSEC", use_edns=0)
+    assert [rr.rdtype for rr in nsec.answer] == [T.NSEC]
