@@ -2,9 +2,10 @@
 
 Owns: binding/adopting listening sockets (SO_REUSEPORT everywhere, IPV6_V6ONLY
 on v6), the UDP reader callback (a batch of recvfrom per readable event, one
-asyncio Task per valid query, answers with sendto), the TCP protocol (2-byte
-framing, pipelining answered out of order, idle timeout on loop timers,
-connection and in-flight limits), client-side checks (drop / FORMERR), answer
+asyncio Task per valid query, answers with sendto), the TCP listeners and what
+their connections (workers/tcp.py: framing, pipelining, idle timer, write-buffer
+bound) ask of the server: the connection limit (settings.tcp_max_clients) and
+the handling of one framed message, client-side checks (drop / FORMERR), answer
 rendering (UDP size limit from the client's EDNS, truncation with TC=1, OPT
 only if the query had one, QR+RA), and per-worker counters (`ServerStats`).
 Must not: resolve anything (the injected `resolve` coroutine does), block the
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ import dns.rcode
 from kresd import log
 from kresd.errors import EXIT_BIND, BootError
 from workers.settings import Endpoint, Settings
+from workers.tcp import Outcome, TCPConnection
 
 G = log.Group.NETWORK
 UDP_BATCH = 64  # datagrams drained per readable event
@@ -74,7 +77,8 @@ class ServerStats:
     resolver_errors: int = 0  # exceptions from the resolve coroutine (-> SERVFAIL)
     tcp_connections: int = 0  # currently open client connections
     tcp_rejected: int = 0  # connections closed at accept (over tcp_max_clients)
-    tcp_idle_closed: int = 0
+    tcp_idle_closed: int = 0  # closed after net.tcp_in_idle without a query
+    tcp_write_aborted: int = 0  # aborted: answers not read (write-buffer cap or drain timeout)
     answers: collections.Counter = field(default_factory=collections.Counter)  # rcode -> n
 
     def count_answer(self, rcode: int) -> None:
@@ -476,140 +480,32 @@ class Server:
             self.stats.dropped += 1
             log.debug(G, "udp sendto %s: %s", addr[0], e)
 
+    # TCP (workers/tcp.py TCPConnection calls these) ------------------------------
 
-class TCPConnection(asyncio.Protocol):
-    """One client TCP connection: framing, pipelining, idle timer, in-flight limit."""
+    def tcp_open(self, conn: TCPConnection) -> bool:
+        """Admit a new connection; False (refuse it) at settings.tcp_max_clients."""
+        if len(self._conns) >= self.settings.tcp_max_clients:
+            self.stats.tcp_rejected += 1
+            return False
+        self._conns.add(conn)
+        self.stats.tcp_connections = len(self._conns)
+        return True
 
-    def __init__(self, server: Server):
-        self.server = server
-        self.settings = server.settings
-        self.transport: asyncio.Transport | None = None
-        self.peer: tuple = ("", 0)
-        self.buf = bytearray()
-        self.inflight = 0
-        self.paused = False
-        self.closed = False
-        self.idle_handle: asyncio.TimerHandle | None = None
+    def tcp_closed(self, conn: TCPConnection) -> None:
+        self._conns.discard(conn)
+        self.stats.tcp_connections = len(self._conns)
 
-    def connection_made(self, transport) -> None:
-        try:
-            self.transport = transport
-            self.peer = (transport.get_extra_info("peername") or ("", 0))[:2]
-            srv = self.server
-            if len(srv._conns) >= self.settings.tcp_max_clients:
-                srv.stats.tcp_rejected += 1
-                self.closed = True
-                transport.abort()
-                return
-            srv._conns.add(self)
-            srv.stats.tcp_connections = len(srv._conns)
-            self._arm_idle()
-        except Exception as e:  # noqa: BLE001
-            log.debug(G, "tcp accept error: %r", e)
-            self.abort()
-
-    def connection_lost(self, exc) -> None:
-        try:
-            self.closed = True
-            if self.idle_handle:
-                self.idle_handle.cancel()
-            self.server._conns.discard(self)
-            self.server.stats.tcp_connections = len(self.server._conns)
-        except Exception as e:  # noqa: BLE001
-            log.debug(G, "tcp close error: %r", e)
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        """Close after the answers already written are flushed."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def _arm_idle(self) -> None:
-        if self.idle_handle:
-            self.idle_handle.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle_handle = loop.call_later(self.settings.tcp_idle_timeout, self._on_idle)
-
-    def _on_idle(self) -> None:
-        try:
-            if self.closed:
-                return
-            if self.inflight:  # still answering: not idle
-                self._arm_idle()
-                return
-            self.server.stats.tcp_idle_closed += 1
-            log.debug(G, "tcp idle timeout, closing %s", self.peer[0])
-            self.closed = True
-            self.transport.close()
-        except Exception as e:  # noqa: BLE001
-            log.debug(G, "tcp idle error: %r", e)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.buf += data
-            self._process()
-        except Exception as e:  # noqa: BLE001
-            log.debug(G, "tcp read error from %s: %r", self.peer[0], e)
-            self.abort()
-
-    def _process(self) -> None:
-        """Dispatch complete messages while under the in-flight limit."""
-        limit = max(1, self.settings.tcp_pipeline)
-        while not self.closed and len(self.buf) >= 2 and self.inflight < limit:
-            (n,) = struct.unpack_from("!H", self.buf, 0)
-            if len(self.buf) < 2 + n:
-                break
-            wire = bytes(self.buf[2:2 + n])
-            del self.buf[:2 + n]
-            self._arm_idle()
-            self._message(wire)
-        want_pause = self.inflight >= limit
-        if want_pause != self.paused and not self.closed:
-            self.paused = want_pause
-            if want_pause:
-                self.transport.pause_reading()
-            else:
-                self.transport.resume_reading()
-
-    def _message(self, wire: bytes) -> None:
-        stats = self.server.stats
+    def tcp_message(self, wire: bytes, peer: tuple) -> Outcome:
+        """One framed client message: None (dropped), FORMERR bytes, or the
+        resolution of a valid query (a coroutine function of the answer bytes)."""
         msg, action = parse_client_query(wire)
         if action is Action.RESOLVE:
-            stats.queries += 1
-            stats.tcp += 1
-            self.inflight += 1
-            self.server.spawn(self._serve(msg))
-        elif action is Action.FORMERR:
-            stats.formerr += 1
-            stats.count_answer(dns.rcode.FORMERR)
-            self._write(formerr_wire(wire))
-        else:
-            stats.dropped += 1
-
-    async def _serve(self, query: dns.message.Message) -> None:
-        try:
-            wire = await self.server.answer(query, self.peer, True)
-            if wire is not None:
-                self._write(wire)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            log.debug(G, "tcp answer to %s failed: %r", self.peer[0], e)
-        finally:
-            self.inflight -= 1
-            if not self.closed:
-                try:
-                    self._arm_idle()
-                    self._process()
-                except Exception as e:  # noqa: BLE001
-                    log.debug(G, "tcp resume error: %r", e)
-
-    def _write(self, wire: bytes) -> None:
-        if self.closed or self.transport is None or self.transport.is_closing():
-            return
-        self.transport.write(struct.pack("!H", len(wire)) + wire)
+            self.stats.queries += 1
+            self.stats.tcp += 1
+            return functools.partial(self.answer, msg, peer, True)
+        if action is Action.FORMERR:
+            self.stats.formerr += 1
+            self.stats.count_answer(dns.rcode.FORMERR)
+            return formerr_wire(wire)
+        self.stats.dropped += 1
+        return None

@@ -60,9 +60,13 @@ class Settings:
     # server
     listen: list[Endpoint] = field(default_factory=list)
     edns_bufsize: int = 1232  # advertised to clients and upstreams
-    tcp_idle_timeout: float = 10.0  # seconds without a query on a client connection
-    tcp_max_clients: int = 512  # open client TCP connections per worker
+    tcp_idle_timeout: float = 10.0  # net.tcp_in_idle (s): a client connection without a completed
+    #   query or answer for this long is closed; also how long its unread answers may stay over
+    #   tcp_write_buffer before it is aborted (workers/tcp.py)
+    tcp_max_clients: int = 512  # net.tcp_max_clients (kresd-py): open client TCP connections per worker
     tcp_pipeline: int = 100  # queries in flight per TCP connection
+    tcp_write_buffer: int = 64 * 1024  # bytes of unsent answers over which a connection stops reading
+    tcp_write_cap: int = 1024 * 1024  # bytes of unsent answers over which a connection is aborted
     fastpath: bool = True  # answer fresh cache hits straight from the cache bytes (workers/fastpath.py)
 
     # resolution

@@ -1,5 +1,7 @@
 """`net` namespace: listen, close, list, interfaces, net.<iface>, bufsize,
-outgoing_v4/v6, ipv4/ipv6 (assignable), tcp_pipeline; `net = {'addr'}` sugar.
+outgoing_v4/v6, ipv4/ipv6 (assignable), tcp_pipeline, tcp_in_idle;
+`net = {'addr'}` sugar; and `net.tcp_max_clients([n])`, a kresd-py setting
+(kresd 5.6 has no limit on client TCP connections).
 
 Owns: recording listen endpoints in settings.listen (the daemon binds them
 after the config, before serving), kresd's net.list() shape, interface
@@ -149,6 +151,25 @@ def tcp_pipeline(engine, n=None):
     return engine.settings.tcp_pipeline
 
 
+def tcp_in_idle(engine, ms=None):
+    """kresd's net.tcp_in_idle([ms]): get (ms, an integer) or set (returns true)."""
+    if ms is None:
+        return int(round(engine.settings.tcp_idle_timeout * 1000))
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 1:
+        raise LuaUsage("net.tcp_in_idle([ms]): the parameter has to be a positive number")
+    engine.settings.tcp_idle_timeout = int(ms) / 1000.0
+    return True
+
+
+def tcp_max_clients(engine, n=None):
+    """kresd-py: open client TCP connections per worker; more are closed at once."""
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise LuaUsage("net.tcp_max_clients([n >= 1])")
+        engine.settings.tcp_max_clients = n
+    return engine.settings.tcp_max_clients
+
+
 def install(engine) -> None:
     from . import namespace
 
@@ -182,4 +203,6 @@ def install(engine) -> None:
         "outgoing_v4": lambda *a: _outgoing(engine, 4, *a),
         "outgoing_v6": lambda *a: _outgoing(engine, 6, *a),
         "tcp_pipeline": lambda *a: tcp_pipeline(engine, *a),
+        "tcp_in_idle": lambda *a: tcp_in_idle(engine, *a),
+        "tcp_max_clients": lambda *a: tcp_max_clients(engine, *a),
     }, getter=getter, setter=setter)
