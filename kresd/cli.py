@@ -28,6 +28,8 @@ Process model (`-f N`, issue 4; see README "Process model"):
 - `--cpu-map '0=0 1=1'` (or `off`) wins over the config's `worker.cpu_map`.
 - Hidden `--worker-id N`: this process is worker N of `-f COUNT`, started by
   the leader to replace a dead fork: no forking, no Arbiter, sockets from -S.
+  Hidden `--leader-pid P` (set by the leader): the pid it follows; when that
+  process dies, this one stops gracefully (kresd/supervisor.py follow_leader).
 
 Differences from kresd 5.6, on purpose or for now:
 - `-t/--tls` parses, then exits with EXIT_NOT_IMPLEMENTED; `-f 1` is accepted
@@ -44,20 +46,28 @@ Differences from kresd 5.6, on purpose or for now:
   unavailable (kresd binds it with freebind).
 - `user()` in a config takes effect after the sockets are bound (kresd binds
   inside net.listen(), so there it works in config order); the cache files and
-  rundir/tty are chowned to that user first.
+  rundir/tty are chowned to that user first. Everything the worker imports is
+  imported before the drop. Then, as that user, kresd checks that it can still
+  read what it needs later: the installation (the Python interpreter and every
+  imported package, which a worker restarted by the leader executes as that
+  user, as do modules loaded later) and, with -f N > 1, the config files and the
+  rundir of such a restart; if not, it stops with EXIT_CONFIG and a message
+  naming the user and the path.
 """
 from __future__ import annotations
 
 import errno
+import grp
 import ipaddress
 import os
+import pwd
 import sys
 from dataclasses import dataclass
 
 import click
 
 from kresd import log
-from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_USAGE,
+from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_OK, EXIT_USAGE,
                           BOUNDARY_ERRORS, BootError, ConfigError, NotImplementedYet)
 from kresd.sockets import FdSpec, ListenSocket, parse_fd_spec
 from workers.settings import Endpoint, Settings
@@ -89,6 +99,7 @@ class Args:
     verbose: bool = False
     rundir: str = "."
     worker_id: int | None = None  # hidden: a respawned worker of -f COUNT
+    leader_pid: int | None = None  # hidden: the leader a respawned worker follows
     cpu_map: object = None  # None (not given) | False (off) | {worker: (cpu, ...)}
     cpu_map_text: str | None = None
 
@@ -167,19 +178,21 @@ def _print_version(ctx, param, value):
               help="Pin workers to CPUs: '0=0 1=1 2=2,3' (worker=cpu[,cpu]); 'off' = no pinning. "
                    "Default: worker id modulo the allowed CPUs.")
 @click.option("--worker-id", "worker_id", type=click.IntRange(min=0), default=None, hidden=True)
+@click.option("--leader-pid", "leader_pid", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("-n", "--noninteractive", is_flag=True, help="Don't start the read-eval-print loop for stdin+stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No command prompt in interactive mode.")
 @click.option("-v", "--verbose", is_flag=True, help="Run in verbose mode (debug logs).")
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print version of the server.")
 @click.argument("rundir", required=False, default=".")
-def main(addrs, tls, fds, configs, forks, cpu_map, worker_id, noninteractive, quiet, verbose, rundir):
+def main(addrs, tls, fds, configs, forks, cpu_map, worker_id, leader_pid, noninteractive, quiet, verbose,
+         rundir):
     """Knot Resolver (kresd-py): a caching recursive DNS resolver.
 
     RUNDIR is the working directory (default: .).
     """
     args = Args(addrs, tls, tuple(fds), tuple(configs), forks, noninteractive or forks > 1,
-                quiet, verbose, rundir, worker_id, cpu_map, cpu_map_text(cpu_map))
+                quiet, verbose, rundir, worker_id, leader_pid, cpu_map, cpu_map_text(cpu_map))
     sys.exit(run(args))
 
 
@@ -291,12 +304,98 @@ def bind(settings: Settings, defaults: bool):
     return [ls.sock for ls in bind_missing(settings.listen, [], defaults)]
 
 
-def drop_privileges(engine) -> None:
+Need = tuple[str, int, str]  # (path, os.access mode, verb for the message)
+
+
+def needs_after_drop(args: Args) -> list[Need]:
+    """What this process and a worker restarted by its leader must still be able
+    to use after user(): (path, os.access mode, verb) of paths that exist now.
+
+    The interpreter (run by a restart) and its venv's pyvenv.cfg; every module
+    imported so far and the directories it was found in (a restart imports the
+    same, and so does a module loaded later); with -f N > 1, the config files
+    and the rundir that a restart gets on its command line."""
+    needs: list[Need] = [(sys.executable, os.X_OK, "run")]
+    if sys.prefix != sys.base_prefix:
+        needs.append((os.path.join(sys.prefix, "pyvenv.cfg"), os.R_OK, "read"))
+    dirs: set[str] = set()
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if not isinstance(path, str) or not os.path.isabs(path):
+            continue
+        needs.append((path, os.R_OK, "read"))
+        dirs.add(os.path.dirname(path))
+        if getattr(mod, "__path__", None) is not None:  # a package: found by listing its parent
+            dirs.add(os.path.dirname(os.path.dirname(path)))
+    needs += [(d, os.R_OK | os.X_OK, "read") for d in sorted(dirs)]
+    if args.forks > 1:
+        needs += [(os.path.abspath(c), os.R_OK, "read") for c in config_files(args)]
+        needs.append((os.getcwd(), os.X_OK, "enter"))
+    return [need for need in dict.fromkeys(needs) if os.path.exists(need[0])]
+
+
+def first_denied(needs: list[Need]) -> tuple[Need, str] | None:
+    """(need, blocker) of the first need this process cannot use, where blocker
+    is the first directory on the way it may not enter (or the path itself)."""
+    for need in needs:
+        path, mode, _ = need
+        if os.access(path, mode):
+            continue
+        blocker = path
+        parts = path.split(os.sep)
+        for i in range(2, len(parts)):
+            ancestor = os.sep.join(parts[:i])
+            if not os.access(ancestor, os.X_OK):
+                blocker = ancestor
+                break
+        return need, blocker
+    return None
+
+
+def _describe_path(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"{path} ({e.strerror or e})"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{path} (mode {st.st_mode & 0o7777:04o}, owner {owner}:{group})"
+
+
+def check_after_drop(needs: list[Need], user: str, uid: int) -> None:
+    """BootError(EXIT_CONFIG) naming the user and the path when this process,
+    now running as `user`, cannot use one of `needs`."""
+    denied = first_denied(needs)
+    if denied is None:
+        return
+    (path, _, what), blocker = denied
+    where = f"{path}, blocked at {_describe_path(blocker)}" if blocker != path else _describe_path(path)
+    raise BootError(f"user('{user}'): user {user} (uid {uid}) cannot {what} {where}. After user() every "
+                    f"kresd process runs as that user, and a worker restarted by the leader runs "
+                    f"{sys.executable} -m kresd as that user (the installation, and with -f N the config "
+                    f"files and the rundir, must be readable by it): install kresd where {user} can read it, "
+                    f"or remove user() from the config", EXIT_CONFIG)
+
+
+def drop_privileges(engine, needs: list[Need] | None = None) -> None:
     """user() from the config, after binding: chown the cache files and rundir/tty
     to the new user (so they stay usable and a respawn as that user can open
-    them), then setgid/setuid. PermissionError -> BootError(EXIT_CONFIG)."""
+    them), then setgid/setuid. PermissionError -> BootError(EXIT_CONFIG).
+    Then re-arm the leader's death signal (the drop clears it) and check, as the
+    new user, that `needs` (needs_after_drop) are still usable: BootError(EXIT_CONFIG)
+    naming the user and the path if not."""
     uid, gid = engine.pending_user
     engine.pending_user = None
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
     from kresd.control import CONTROL_DIR
 
     tty = os.path.abspath(CONTROL_DIR)
@@ -317,12 +416,23 @@ def drop_privileges(engine) -> None:
             os.setuid(uid)
     except OSError as e:
         raise BootError(f"user(): cannot change to uid {uid} gid {gid}: {e.strerror or e}", EXIT_CONFIG) from e
+    from kresd.supervisor import follow_leader_again
+
+    follow_leader_again()
+    check_after_drop(needs or [], user, uid)
     log.info(G, "running as uid %d gid %d", uid, gid)
 
 
 def run(args: Args) -> int:
     """Everything after flag parsing; returns the process exit code."""
     log.setup("debug" if args.verbose else log.DEFAULT_LEVEL)
+    if args.worker_id is not None:  # a respawned fork: follow the leader first
+        from kresd.supervisor import follow_leader
+
+        leader = args.leader_pid if args.leader_pid is not None else os.getppid()
+        if not follow_leader(leader):
+            log.notice(G, "worker %d: the leader (pid %d) is gone, not starting", args.worker_id, leader)
+            return EXIT_OK
     try:
         check_implemented(args)
     except NotImplementedYet as e:
@@ -410,10 +520,12 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
         if not listen:
             raise BootError("nothing to listen on", EXIT_BIND)
         engine.listen_sockets = listen
-        if engine.pending_user is not None:
-            drop_privileges(engine)
-        from workers.main import run_worker
+        # everything the worker imports, while this process can still read it all
+        from workers.main import preload, run_worker
 
+        preload(console=not args.noninteractive)
+        if engine.pending_user is not None:
+            drop_privileges(engine, needs_after_drop(args))
         console = None if args.noninteractive else _console(engine, args.quiet)
         return run_worker(settings, ".", listen_sockets=listen, engine=engine, console=console, arb=arb,
                           notify=(wid == 0 and args.worker_id is None))

@@ -102,8 +102,25 @@ def is_stale(path: str, timeout: float = 1.0) -> bool:
         s.close()
 
 
+def _pid_alive(name: str) -> bool:
+    """True if `name` is the pid of a live process other than this one: its socket
+    may refuse connections only because it is bound and not listening yet."""
+    if not name.isdigit() or int(name) == os.getpid():
+        return False
+    try:
+        os.kill(int(name), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
 def remove_stale(directory: str) -> list[str]:
-    """Unlink every socket in directory that refuses connections; returns the removed paths."""
+    """Unlink every socket in directory that refuses connections and whose process
+    (its name) is gone; returns the removed paths."""
     removed = []
     try:
         names = os.listdir(directory)
@@ -118,7 +135,7 @@ def remove_stale(directory: str) -> list[str]:
                 continue
         except OSError:
             continue
-        if is_stale(path):
+        if is_stale(path) and not _pid_alive(name):
             try:
                 os.unlink(path)
                 removed.append(path)

@@ -36,10 +36,22 @@ Exit codes of children: a boot error (EXIT_USAGE, EXIT_CONFIG, EXIT_BIND,
 EXIT_NOT_IMPLEMENTED) is not respawned: the group halts with that code. Any
 other death is respawned unless more than `max_restarts` deaths happened in
 `restart_window` seconds: then the group halts with EXIT_RESPAWN_LIMIT.
+
+The leader's death: every child follows its leader (`follow_leader`): right
+after the fork (and, for a respawn, first thing after the exec, with the
+leader's pid passed as `--leader-pid`) it asks the kernel for SIGTERM when its
+parent dies (prctl PR_SET_PDEATHSIG), then checks that its parent is still the
+leader, which closes the race with a leader that died before. SIGTERM is the
+ordinary graceful stop of a worker (stop reading, finish the queries in
+flight, remove tty/<PID>, exit). The kernel sends it when the parent *thread*
+ends, so the leader forks and execs only from its main thread (it runs no
+other thread). A credential change (setuid/setgid by `user()`) clears the
+setting: `follow_leader_again()` re-arms it.
 """
 from __future__ import annotations
 
 import collections
+import ctypes
 import os
 import signal
 import subprocess
@@ -58,6 +70,8 @@ from kresd.sockets import ListenSocket, fd_args, pass_fds
 G = log.Group.SYSTEM
 BOOT_ERROR_CODES = frozenset({EXIT_USAGE, EXIT_CONFIG, EXIT_BIND, EXIT_NOT_IMPLEMENTED})
 WORKER_ID_FLAG = "--worker-id"
+LEADER_PID_FLAG = "--leader-pid"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 WorkerMain = Callable[[int, list[ListenSocket]], int]
 
@@ -200,6 +214,52 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+# --- following the leader -------------------------------------------------------------
+
+_leader_pid: Optional[int] = None  # the leader this process follows (a fork or a respawn)
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0)) == 0:
+            return True
+        err = ctypes.get_errno()
+        log.warning(G, "prctl(PR_SET_PDEATHSIG): %s", os.strerror(err))
+    except (OSError, AttributeError) as e:
+        log.warning(G, "prctl(PR_SET_PDEATHSIG) unavailable: %s", e)
+    return False
+
+
+def follow_leader(leader_pid: int) -> bool:
+    """Get SIGTERM from the kernel when the parent (the leader `leader_pid`) dies.
+
+    Returns False when the leader is gone already (the parent is not
+    `leader_pid` any more): the caller must then stop at once, as the signal
+    will never come.
+    """
+    global _leader_pid
+    _leader_pid = leader_pid
+    _set_pdeathsig(signal.SIGTERM)
+    return os.getppid() == leader_pid
+
+
+def follow_leader_again() -> None:
+    """Re-arm the leader's death signal after a credential change (setuid and
+    setgid clear it); if the leader died in between, SIGTERM ourselves."""
+    if _leader_pid is None:
+        return
+    if not follow_leader(_leader_pid):
+        log.notice(G, "the leader (pid %d) is gone: stopping", _leader_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def followed_leader() -> Optional[int]:
+    """The pid of the leader this process follows (None in the leader itself)."""
+    return _leader_pid
+
+
 # --- the arbiter --------------------------------------------------------------------
 
 
@@ -245,6 +305,7 @@ class Arbiter:
         self._on_stop: Optional[Callable[[int], None]] = None
         self._stop_notified = False
         self._allowed = allowed_cpus()
+        self.leader_pid = os.getpid()  # set again by start()
 
     # -- start -------------------------------------------------------------------
     def start(self) -> int:
@@ -259,6 +320,7 @@ class Arbiter:
                 os.setpgid(0, 0)
             except OSError as e:
                 log.warning(G, "cannot become a process group leader: %s", e)
+        self.leader_pid = os.getpid()
         self._queue = SignalQueue((signal.SIGCHLD, signal.SIGTERM, signal.SIGINT))
         self._queue.install()
         if self.leader_serves:
@@ -308,8 +370,10 @@ class Arbiter:
     def _child(self, wid: int) -> None:
         code = EXIT_FAILURE
         try:
-            self._queue.close(reset=True)
+            self._queue.close(reset=True)  # first: the leader's death signal must not land in its queue
             self._queue = None
+            if not follow_leader(self.leader_pid):
+                os._exit(EXIT_OK)  # the leader died before we could follow it: nothing to stop
             self.workers.clear()
             self._pin_self(wid)
             mine = self.sockets_for(wid)
@@ -333,9 +397,12 @@ class Arbiter:
     def exec_command(self, worker_id: int) -> list[str]:
         """The command line that replaces a dead worker (fds as -S, same numbers)."""
         return [*self.exec_prefix, *self.exec_args, *fd_args(self.sockets_for(worker_id)),
-                "-f", str(self.count), WORKER_ID_FLAG, str(worker_id)]
+                "-f", str(self.count), WORKER_ID_FLAG, str(worker_id), LEADER_PID_FLAG, str(self.leader_pid)]
 
     def _respawn(self, wid: int) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # the child's death signal would come when this thread ends, not the leader
+            log.warning(G, "respawning worker %d from a thread other than the main one", wid)
         cmd = self.exec_command(wid)
         try:
             p = subprocess.Popen(cmd, pass_fds=pass_fds(self.sockets_for(wid)), close_fds=True,
@@ -434,12 +501,24 @@ class Arbiter:
             self._stop_notified = True
             self._on_stop(self.exit_code if self.exit_code is not None else code)
 
-    def _signal_all(self, sig: int) -> None:
-        for w in self.workers.values():
+    def _signal_all(self, sig: int) -> list[int]:
+        """Send `sig` to every child; returns the pids that refused it (EPERM: the
+        leader ran user() and a fork still runs as root, before its own user())."""
+        return self._signal_pids([w.pid for w in self.workers.values()], sig)
+
+    def _signal_pids(self, pids: Sequence[int], sig: int) -> list[int]:
+        live = {w.pid for w in self.workers.values()}
+        denied = []
+        for pid in pids:
+            if pid not in live:
+                continue
             try:
-                os.kill(w.pid, sig)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+            except PermissionError:
+                denied.append(pid)
+        return denied
 
     def shutdown(self, code: int = EXIT_OK) -> int:
         """Stop and reap every child (SIGKILL after stop_timeout); returns the exit code.
@@ -448,28 +527,42 @@ class Arbiter:
         """
         self.stopping = True
         self.detach()
-        self._signal_all(signal.SIGTERM)
+        denied = self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         killed = False
         while self.workers:
             self.handle_chld()
             if not self.workers:
                 break
+            if denied and not killed:  # until that fork has run user() too
+                denied = self._signal_pids(denied, signal.SIGTERM)
             if time.monotonic() > deadline and not killed:
                 log.warning(G, "%d worker(s) still running after %g s: SIGKILL",
                             len(self.workers), self.stop_timeout)
-                self._signal_all(signal.SIGKILL)
+                if self._signal_all(signal.SIGKILL):
+                    log.warning(G, "not allowed to signal some workers; they stop when this leader exits")
                 killed = True
                 deadline = time.monotonic() + 5.0
             elif killed and time.monotonic() > deadline:
                 break  # unkillable (D state): give up waiting
-            time.sleep(0.02)
+            self._pause(0.05)
         if self._queue is not None:
             self._queue.drain()
             self._queue.uninstall()
             self._queue.close()
             self._queue = None
         return self.exit_code if self.exit_code is not None else code
+
+    def _pause(self, timeout: float) -> None:
+        """Wait for a signal (SIGCHLD) up to `timeout` s; select(), never time.sleep(),
+        which fails under libfaketime (see tests/scenarios)."""
+        if self._queue is not None:
+            self._queue.wait(timeout)
+            self._queue.drain()  # already stopping: a repeated TERM/INT changes nothing
+        else:
+            import select
+
+            select.select([], [], [], timeout)
 
     def __enter__(self) -> "Arbiter":
         return self

@@ -62,6 +62,21 @@ def make_resolve(resolver, transport=outbound.query):
     return resolve
 
 
+def preload(console: bool = False) -> None:
+    """Import now what a worker imports only later (control socket, sd_notify,
+    the console, map(), the default core): kresd/cli.py calls this before
+    `user()` drops privileges, while the process can still read its
+    installation (the new user may not; kresd/cli.py checks what is left)."""
+    import cache.api  # noqa: F401
+    import kresd.control  # noqa: F401
+    import kresd.fanout  # noqa: F401
+    import kresd.systemd  # noqa: F401
+    import workers.resolve  # noqa: F401
+
+    if console:
+        import kresd.console  # noqa: F401
+
+
 def _default_factories():
     from cache.api import Cache  # late: the cache and core land in parallel
     from workers.resolve import Resolver

@@ -181,6 +181,9 @@ def user(engine, name=None, group=None):
             os.setuid(pw.pw_uid)
     except PermissionError:
         raise LuaUsage("Operation not permitted") from None
+    from kresd.supervisor import follow_leader_again
+
+    follow_leader_again()  # the credential change cleared the leader's death signal
     return True
 
 

@@ -9,7 +9,7 @@ points the tests start:
            binds A:P (UDP+TCP), runs kresd.supervisor.Arbiter; the leader
            serves too (with --loop on asyncio + attach, else loop-less and
            the leader only supervises); respawns exec this file's `worker`.
-  worker   -S fd[:kind]... [-f N --worker-id W] [same crash flags]
+  worker   -S fd[:kind]... [-f N --worker-id W --leader-pid P] [same crash flags]
            the exec'd replacement / the program under tools/supervisor.py.
   activated  adopts systemd-style LISTEN_FDS (kresd/systemd.py) and serves.
 Must not: import pytest, or serve anything but the echo.
@@ -143,6 +143,11 @@ def cmd_arbiter(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    if args.leader_pid is not None:  # as kresd's respawned worker: stop when the leader dies
+        from kresd.supervisor import follow_leader
+
+        if not follow_leader(args.leader_pid):
+            return 0
     socks = adopt_fds(parse_fd_spec(s) for s in args.fds)
     wid = args.worker_id if args.worker_id is not None else 0
     crash_if_asked(args, wid)
@@ -171,6 +176,7 @@ def main(argv=None) -> int:
     w.add_argument("-S", dest="fds", action="append", default=[])
     w.add_argument("-f", type=int, default=1)
     w.add_argument("--worker-id", type=int)
+    w.add_argument("--leader-pid", type=int)
     sub.add_parser("activated")
     for q in (a, w):
         q.add_argument("--crash", type=int)

@@ -184,3 +184,18 @@ def test_to_jsonable():
     assert to_jsonable(LuaTable({1: "a", 3: "c"})) == {"1": "a", "3": "c"}
     assert to_jsonable(LuaTable({})) == {}
     assert to_jsonable(b"x") == "x" and to_jsonable(object()).startswith("<object")
+
+
+def test_bound_not_yet_listening_socket_of_a_live_process_kept(tmp_path):
+    """Another process of the group between bind() and listen() refuses connections
+    for a moment: its socket (named by its live pid) is not stale."""
+    tty = tmp_path / "tty"
+    tty.mkdir()
+    starting = socket.socket(socket.AF_UNIX)
+    starting.bind(str(tty / str(os.getppid())))  # a live pid, not listening yet
+    try:
+        assert is_stale(str(tty / str(os.getppid())))
+        assert remove_stale(str(tty)) == []
+        assert (tty / str(os.getppid())).exists()
+    finally:
+        starting.close()

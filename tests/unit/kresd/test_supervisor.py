@@ -62,7 +62,54 @@ def test_exec_command_passes_fds_and_worker_id():
         arb = supervisor.Arbiter(socks, 4, lambda w, s: 0, exec_prefix=["kresd"],
                                  exec_args=["-c", "config", "/rundir"], pin_cpus=False)
         assert arb.exec_command(2) == ["kresd", "-c", "config", "/rundir", "-S", str(u.fileno()),
-                                       "-S", f"{t.fileno()}:tls", "-f", "4", "--worker-id", "2"]
+                                       "-S", f"{t.fileno()}:tls", "-f", "4", "--worker-id", "2",
+                                       "--leader-pid", str(os.getpid())]
+
+
+def test_follow_leader_false_when_the_parent_is_not_the_leader():
+    try:
+        assert supervisor.follow_leader(os.getppid() + 1) is False
+        assert supervisor.follow_leader(os.getppid()) is True
+        assert supervisor.followed_leader() == os.getppid()
+    finally:  # pytest itself must not follow its parent
+        supervisor._set_pdeathsig(0)
+        supervisor._leader_pid = None
+
+
+# A leader (this script) forks a worker that follows it, drops to nobody (which clears
+# PR_SET_PDEATHSIG), re-arms it or not, says ready; the leader then exits. The worker
+# prints TERM when the leader's death signal arrives (else SIGALRM ends it silently).
+FOLLOW_AFTER_SETUID = r"""
+import os, pwd, signal, sys
+sys.path.insert(0, sys.argv[2])
+from kresd import supervisor
+r, w = os.pipe()
+if os.fork() == 0:
+    os.close(r)
+    assert supervisor.follow_leader(os.getppid())
+    signal.signal(signal.SIGTERM, lambda *a: (print("TERM", flush=True), os._exit(0)))
+    signal.alarm(5)
+    nobody = pwd.getpwnam("nobody")
+    os.setgroups([]); os.setgid(nobody.pw_gid); os.setuid(nobody.pw_uid)
+    if sys.argv[1] == "rearm":
+        supervisor.follow_leader_again()
+    os.write(w, b"R")
+    while True:
+        signal.pause()
+os.close(w)
+assert os.read(r, 1) == b"R"
+os._exit(0)
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["rearm", "no-rearm"])
+def test_leader_death_signal_after_user_needs_rearming(mode):
+    r = subprocess.run([sys.executable, "-c", FOLLOW_AFTER_SETUID, mode, str(ROOT)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # the output pipe closes when the worker exits: TERM at once, or SIGALRM after 5 s
+    assert ("TERM" in r.stdout) == (mode == "rearm"), (r.stdout, r.stderr)
 
 
 # --- real process groups ------------------------------------------------------------
@@ -196,6 +243,27 @@ def test_kill9_fork_is_replaced_within_2s(group):
 def wid_of(proc: psutil.Process) -> int:
     cmd = proc.cmdline()
     return int(cmd[cmd.index("--worker-id") + 1])
+
+
+def test_kill9_leader_forks_and_respawned_fork_exit(group):
+    """PR_SET_PDEATHSIG: after kill -9 of the leader, every fork (start-up forks and
+    a fork+exec respawn alike) gets SIGTERM, stops gracefully and exits."""
+    p, addr = group("--count", "3", "--loop")
+    seen = workers_seen(addr, 3)
+    os.kill(seen[2], signal.SIGKILL)
+    end = time.monotonic() + 10
+    respawned = []
+    while not respawned and time.monotonic() < end:
+        respawned = [c.pid for c in psutil.Process(p.pid).children() if c.pid not in seen.values()]
+        time.sleep(0.02)
+    assert respawned, "no replacement fork"
+    assert workers_seen(addr, 3)[2] == respawned[0]  # the respawn serves
+    os.kill(p.pid, signal.SIGKILL)
+    assert p.wait(10) == -signal.SIGKILL
+    end = time.monotonic() + 15
+    while group_members(p.pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert group_members(p.pid) == [], "forks outlived their leader"
 
 
 def test_kill_process_group_stops_all(group):
