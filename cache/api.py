@@ -179,6 +179,22 @@ class _Stash:
     weaker: tuple[bytes, ...]  # removed if expired or rank <= ours
 
 
+_HDR = entry.HEADER.size
+
+
+class _Picked(list):
+    """Keys picked for eviction from one read snapshot, with the value header
+    each had then (see Cache.delete_keys)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers: dict[bytes, bytes] = {}
+
+    def add(self, k: bytes, value: bytes) -> None:
+        self.append(k)
+        self.headers[k] = bytes(value[:_HDR])
+
+
 class Writer:
     """Buffers stashes of one request; applies them in one RW txn on exit."""
 
@@ -418,11 +434,22 @@ class Cache:
         return inserted, skipped
 
     def _apply(self, ops: list[_Stash]) -> None:
-        """Write ops in one txn; on a full map evict progressively and retry."""
+        """Write ops in one txn; on a full map evict progressively and retry.
+
+        While a reader of another process pins pages (see
+        CacheEnv.pinned_by_readers), a full map says nothing about the entries:
+        evicting live ones would not make those pages usable before that
+        reader ends. Then only expired entries go, and if that is not enough
+        this write is dropped; the others' entries are not thrown away for a
+        reader that is about to finish."""
         if self.pressure() > self._limit():
             self._relieve()
         stages = (None, self._evict_expired, self._evict_oldest, self._evict_all)
         for stage in stages:
+            if stage in (self._evict_oldest, self._evict_all) and self._env.pinned_by_readers():
+                self._counters["write_errors"] += 1
+                log.info("cache write dropped: map full of pages pinned by another process's reader")
+                return
             if stage is not None:
                 self._counters["evict_runs"] += 1
                 stage()
@@ -471,12 +498,24 @@ class Cache:
         return max(0.2, min(self.evict_threshold, 1.0 - MIN_HEADROOM_PAGES / max(pages, 1)))
 
     def delete_keys(self, keys: list[bytes]) -> int:
-        """Delete keys in one txn; 0 if even that does not fit into the map."""
+        """Delete keys in one txn; 0 if even that does not fit into the map.
+
+        Keys picked by expired_keys()/soonest_expiring_keys() come from an
+        earlier read snapshot: such a key is deleted only if its entry still
+        has the header seen then, so an entry another process stashed under
+        the key in between (fresh data) survives."""
         if not keys:
             return 0
+        seen = keys.headers if isinstance(keys, _Picked) else None
         try:
             with self._env.begin(write=True) as txn:
-                n = sum(1 for k in keys if txn.delete(k))
+                n = 0
+                for k in keys:
+                    if seen is not None:
+                        v = txn.get(k)
+                        if v is None or v[:_HDR] != seen[k]:
+                            continue
+                    n += bool(txn.delete(k))
         except lmdb.MapFullError:
             return 0
         self._counters["evictions"] += n
@@ -485,14 +524,14 @@ class Cache:
     def expired_keys(self, now: float | None = None) -> list[bytes]:
         """Keys of expired or corrupted entries."""
         now = self.clock() if now is None else now
-        out = []
+        out = _Picked()
         with self._env.begin() as txn:
             for k, v in txn.cursor():
                 try:
                     if entry.unpack_header(v).remaining(now) <= 0:
-                        out.append(k)
+                        out.add(k, v)
                 except EntryError:
-                    out.append(k)
+                    out.add(k, v)
         return out
 
     def soonest_expiring_keys(self, fraction: float) -> list[bytes]:
@@ -503,11 +542,14 @@ class Cache:
             for k, v in txn.cursor():
                 try:
                     hdr = entry.unpack_header(v)
-                    items.append((hdr.inception + hdr.ttl, k))
+                    items.append((hdr.inception + hdr.ttl, k, v[:_HDR]))
                 except EntryError:
-                    items.append((-1, k))
+                    items.append((-1, k, v[:_HDR]))
         items.sort()
-        return [k for _, k in items[: max(1, int(len(items) * fraction))]] if items else []
+        out = _Picked()
+        for _, k, head in items[: max(1, int(len(items) * fraction))] if items else ():
+            out.add(k, head)
+        return out
 
     def _evict_expired(self) -> int:
         self._env.reader_check()

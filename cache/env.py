@@ -184,6 +184,22 @@ class CacheEnv:
     def reader_check(self) -> int:
         return self.require().reader_check()
 
+    def pinned_by_readers(self) -> bool:
+        """True if a read transaction of another live process still holds a
+        snapshot older than the last commit. Pages freed since that snapshot
+        can not be reused until it ends (copy-on-write), so a full map may be
+        full of pinned pages rather than of entries."""
+        env = self.require()
+        env.reader_check()  # slots of dead processes pin nothing
+        last = env.info()["last_txnid"]
+        me = os.getpid()
+        for line in env.readers().splitlines()[1:]:  # "pid thread txnid" ("-": idle)
+            parts = line.split()
+            if (len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit()
+                    and int(parts[0]) != me and int(parts[2]) < last):
+                return True
+        return False
+
     def page_size(self) -> int:
         if self._psize is None:
             self._psize = self.require().stat()["psize"]

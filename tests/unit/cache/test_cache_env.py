@@ -74,7 +74,8 @@ def test_env_inherited_through_fork_is_not_usable_in_child(make_cache, tmp_path)
                 c.count()
             except CacheError:
                 c.open()
-                code = 0 if c.peek_rrset(n("a.example."), T.A) is not None else 2
+                hit = c.peek_rrset(n("a.example."), T.A)
+                code = 0 if hit is not None and hit.rrset[0].address == "192.0.2.1" else 2
         finally:
             os.write(w, bytes([code]))
             os._exit(0)

@@ -14,6 +14,14 @@ def big(name: str, ttl: int = 300):
     return rrset(name, ttl, "TXT", *[f'"{name} {i:03d} ' + "x" * 200 + '"' for i in range(4)])
 
 
+def assert_big(c, name: str, ttl: int) -> None:
+    """name is cached with exactly big(name)'s strings and `ttl` seconds left."""
+    hit = c.peek_rrset(n(name), T.TXT)
+    assert hit is not None, f"{name} missing"
+    assert sorted(rd.strings for rd in hit.rrset) == sorted(rd.strings for rd in big(name))
+    assert (hit.ttl, hit.rrset.ttl, hit.rank) == (ttl, ttl, Rank.AUTH), (name, hit.ttl, hit.rank)
+
+
 def test_tiny_map_never_raises_and_keeps_latest(make_cache):
     c = make_cache(size=TINY)
     for batch in range(60):
@@ -21,7 +29,7 @@ def test_tiny_map_never_raises_and_keeps_latest(make_cache):
             for i in range(10):
                 w.stash_rrset(big(f"r{batch}-{i}.example."), Rank.AUTH)
         for i in range(10):  # what was just written is readable
-            assert c.peek_rrset(n(f"r{batch}-{i}.example."), T.TXT) is not None
+            assert_big(c, f"r{batch}-{i}.example.", 300)
     st = c.stats()
     assert st["evictions"] > 0 and st["write_errors"] == 0
     assert 0 < c.count() < 600
@@ -44,9 +52,9 @@ def test_expired_are_evicted_first(make_cache, clock):
     st = c.stats()
     assert st["evictions"] == 20 and st["map_full"] == 0  # evicted before the map filled up
     for name in keep:
-        assert c.peek_rrset(n(name), T.TXT) is not None
+        assert_big(c, name, 86400 - 60)
     for j in range(20, i):
-        assert c.peek_rrset(n(f"short{j}.example."), T.TXT) is not None
+        assert_big(c, f"short{j}.example.", 10)
 
 
 def test_soonest_expiring_go_when_nothing_expired(make_cache, clock):
@@ -58,8 +66,8 @@ def test_soonest_expiring_go_when_nothing_expired(make_cache, clock):
             w.stash_rrset(big(f"s{i}.example.", ttl=600 + i), Rank.AUTH)
         clock.advance(1)
     assert c.stats()["evictions"] > 0
-    assert c.peek_rrset(n("long.example."), T.TXT) is not None
-    assert c.peek_rrset(n("s199.example."), T.TXT) is not None
+    assert_big(c, "long.example.", 86400 - 200)
+    assert_big(c, "s199.example.", 600 + 199 - 1)
     assert c.peek_rrset(n("s0.example."), T.TXT) is None
 
 
@@ -74,7 +82,8 @@ def test_map_full_fallback_inside_one_big_transaction(make_cache):
                 w.stash_rrset(big(f"b{b}-{i}.example."), Rank.AUTH)
     st = c.stats()
     assert st["map_full"] > 0 and st["write_errors"] == 0
-    assert c.peek_rrset(n("b29-9.example."), T.TXT) is not None
+    for i in range(10):  # the last transaction is there as a whole
+        assert_big(c, f"b29-{i}.example.", 300)
     c._limit = c_limit  # type: ignore[method-assign]
 
 
@@ -89,7 +98,7 @@ def test_value_larger_than_map_is_dropped_quietly(make_cache):
     assert c.stats()["write_errors"] == 1
     with c.writer() as w:  # the cache is still usable
         w.stash_rrset(big("after.example."), Rank.AUTH)
-    assert c.peek_rrset(n("after.example."), T.TXT) is not None
+    assert_big(c, "after.example.", 300)
 
 
 def test_gc_collect_threshold(make_cache, clock):
@@ -105,5 +114,39 @@ def test_gc_collect_threshold(make_cache, clock):
     assert dry.expired == 100 and c.count() == total
     assert collect(c, threshold=1.0).expired == 0  # below threshold: nothing to do
     res = collect(c, threshold=0.05, fraction=0.2)
-    assert res.expired == 100 and res.usage_after <= 0.05 or c.count() == 0
+    assert res.expired == 100 and res.oldest > 0
+    assert res.usage_after <= 0.05 or c.count() == 0
+    assert c.count() == 300 - res.oldest
+    # soonest expiring went first: every batch evicted is older than every batch left
+    names = {(b, i) for b in range(5, 20) for i in range(20)}
+    alive = {(b, i) for b, i in names if c.peek_rrset(n(f"g{b}-{i}.example."), T.TXT) is not None}
+    gone = names - alive
+    assert len(alive) == c.count() and len(gone) == res.oldest
+    assert max(b for b, _ in gone) <= min((b for b, _ in alive), default=20)
     assert res.usage_after < res.usage_before
+
+
+def test_eviction_keeps_an_entry_rewritten_after_it_was_chosen(make_cache, clock):
+    """Eviction picks keys in a read snapshot and deletes them in a later write
+    transaction; another process may stash a fresh entry under a picked key in
+    between. That fresh entry must survive (expired and soonest-expiring alike)."""
+    c = make_cache()
+    with c.writer() as w:
+        w.stash_rrset(big("hot.example.", ttl=10), Rank.AUTH)
+        w.stash_rrset(big("cold.example.", ttl=10), Rank.AUTH)
+        w.stash_rrset(big("long.example.", ttl=86400), Rank.AUTH)
+    clock.advance(60)  # hot and cold expired
+    expired = c.expired_keys()
+    oldest = c.soonest_expiring_keys(0.7)  # hot and cold: they expire first
+    assert len(expired) == len(oldest) == 2
+    with c.writer() as w:  # the other writer, after the snapshot
+        w.stash_rrset(rrset("hot.example.", 300, "TXT", '"fresh"'), Rank.AUTH)
+    assert c.delete_keys(expired) == 1  # cold only
+    assert c.delete_keys(oldest) == 0  # cold is gone already, hot is not the one picked
+    hit = c.peek_rrset(n("hot.example."), T.TXT)
+    assert [rd.strings for rd in hit.rrset] == [(b"fresh",)] and hit.ttl == 300
+    assert c.peek_rrset(n("cold.example."), T.TXT) is None
+    assert_big(c, "long.example.", 86400 - 60)
+    # keys without a snapshot (a plain list) are deleted as asked
+    assert c.delete_keys([k for k in oldest]) == 1
+    assert c.peek_rrset(n("hot.example."), T.TXT) is None
