@@ -20,8 +20,11 @@
 #
 # Without root the system steps are skipped if every package is present,
 # otherwise they run through sudo when available.
-# Environment: PYTHON (default python3) chooses the interpreter for the venv;
-# it must be Python >= 3.11.
+# Environment: PYTHON chooses the interpreter for the venv; it must be
+# Python >= 3.11. The default is Debian's /usr/bin/python3 when it is new
+# enough (an interpreter every user can run: after user('knot-resolver') a
+# respawned fork execs the venv's python as that user, and an interpreter in
+# root's home, e.g. pyenv's, is unreadable to it), else the python3 on PATH.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,7 +87,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- 3. the virtualenv ---------------------------------------------------------
-PYTHON="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+        PYTHON=/usr/bin/python3
+    fi
+fi
 if ! .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
     "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' || {
         log "$PYTHON is older than 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
