@@ -139,12 +139,54 @@ def test_dependency_cycle_fails_fast(resolver):
     assert net.sent < 30
 
 
+LAME_NS, GOOD_NS = "1.2.3.66", "1.2.3.4"  # ns.lame.com. (REFUSED to everything), ns2.lame.com.
+
+
+def _prefer(resolver, addr, other):
+    """Make addr the server selection tries first (lowest smoothed RTT)."""
+    resolver.selection.state(addr).srtt = 0.0
+    resolver.selection.state(other).srtt = 100.0
+
+
+def _asked(server):
+    return [(q[0].to_text(), T.to_text(q[1])) for q in server.queries]
+
+
 def test_lame_server_skipped(resolver):
-    net, _ = make_net()
-    for _ in range(3):
+    """lame.com. has two servers; the preferred one answers REFUSED. It is asked
+    once per resolution (the question is not minimised at the lame.com. cut, so
+    REFUSED breaks it for the query), the other server gives the answer, and a
+    repeated resolution that finds the answer in the cache asks nobody."""
+    net, servers = make_net()
+    lame, good = servers[LAME_NS], servers[GOOD_NS]
+    for _ in range(3):  # each resolution starts with fresh per-query selection state
         resolver.cache.clear()
+        lame.queries.clear()
+        good.queries.clear()
+        _prefer(resolver, LAME_NS, GOOD_NS)
         a = ask(resolver, net, "www.lame.com.")
-        assert a.answer[0][0].address == "10.0.0.4"
+        assert a.rcode() == dns.rcode.NOERROR
+        assert [(rr.name.to_text(), [rd.address for rd in rr]) for rr in a.answer] == \
+            [("www.lame.com.", ["10.0.0.4"])]  # only ns2.lame.com. serves this record
+        assert _asked(lame) == [("www.lame.com.", "A")]  # asked first, and only once
+        assert _asked(good) == [("www.lame.com.", "A")]
+    sent = net.sent
+    a = ask(resolver, net, "www.lame.com.")
+    assert a.answer[0][0].address == "10.0.0.4" and net.sent == sent  # from the cache
+
+
+def test_lame_server_refusing_a_minimised_query(resolver):
+    """Below the cut the question is minimised: REFUSED to it turns minimisation
+    off for the query (kresd selection.c); the other server is asked the full
+    name, and the lame one is not asked again (it has an error counted, the
+    other has none)."""
+    net, servers = make_net()
+    lame, good = servers[LAME_NS], servers[GOOD_NS]
+    _prefer(resolver, LAME_NS, GOOD_NS)
+    a = ask(resolver, net, "a.b.www.lame.com.")
+    assert a.rcode() == dns.rcode.NXDOMAIN and a.authority[0].name.to_text() == "lame.com."
+    assert _asked(lame) == [("www.lame.com.", "NS")]
+    assert _asked(good) == [("a.b.www.lame.com.", "A")]  # the full name: no more minimising
 
 
 def test_tc_falls_back_to_tcp(resolver):
