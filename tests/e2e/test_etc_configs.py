@@ -17,7 +17,13 @@ from .resolver import Resolver
 ETC = Path(__file__).resolve().parents[2] / "etc"
 
 
-@pytest.mark.parametrize("name", ["config.personal.lua", "config.e2e-hierarchy.lua"])
+LISTEN = {
+    "config.personal.lua": [("127.0.0.1", 53, "dns"), ("::1", 53, "dns")],
+    "config.e2e-hierarchy.lua": [("127.0.10.1", 53, "dns")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LISTEN))
 def test_config_is_accepted(name, tmp_path):
     from kresd.engine import Engine
     from workers.settings import Settings
@@ -29,7 +35,7 @@ def test_config_is_accepted(name, tmp_path):
         eng.post_config()
     finally:
         eng.stop()
-    assert settings.listen, f"{name} configures no listener"
+    assert [(e.addr, e.port, e.kind) for e in settings.listen] == LISTEN[name]
 
 
 @pytest.mark.e2e

@@ -21,6 +21,7 @@ import struct
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -302,6 +303,9 @@ def test_examples_good():
         m = dns.message.from_wire(got)
         rem = struct.unpack_from("!I", value, 4)[0] - max(NOW - struct.unpack_from("!I", value)[0], 0)
         assert m.answer[0].ttl == rem
+        assert (m.id, m.question, m.rcode()) == (q.id, q.question, dns.rcode.NOERROR)
+        assert m.answer[0].name == RR.name and sorted(rd.address for rd in m.answer[0]) == \
+            ["192.0.2.1", "192.0.2.2"]
         assert len(m.answer) == 1 and not m.additional  # RRSIGs not on the wire
         assert (m.edns, bool(m.ednsflags & dns.flags.DO)) == ((-1, False) if edns is None else (0, do))
         if edns is not None:

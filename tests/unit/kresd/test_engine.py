@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from cache import Cache
 from kresd.engine import Engine, FakeScheduler
 from kresd.errors import ConfigError
 from workers.settings import Settings
@@ -55,7 +56,9 @@ def test_load_config_file_and_missing_file(eng, tmp_path):
 def test_post_config_defaults(eng, tmp_path):
     eng.post_config()
     assert [(e.addr, e.port) for e in eng.settings.listen] == [("127.0.0.1", 53), ("::1", 53)]
-    assert eng.cache is not None and eng.resolver.cache is eng.cache
+    # kresd opens the default cache in the rundir when the config did not
+    assert isinstance(eng.cache, Cache) and eng.cache.is_open and eng.resolver.cache is eng.cache
+    assert (eng.cache.path, eng.cache.size) == (str(tmp_path), 100 * 1024 * 1024)  # kresd: 100 MB
     assert (tmp_path / "data.mdb").exists()
 
 

@@ -58,9 +58,18 @@ def test_adopt_inherited_udp_and_tcp(listen_addr):
         assert socks[1].sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
         assert all(not ls.sock.getblocking() and not ls.sock.get_inheritable() for ls in socks)
         with socket.create_connection((addr, port), timeout=2) as c:
-            conn, _ = socks[1].sock.accept()
-            conn.close()
-            assert c
+            socks[1].sock.setblocking(True)  # adopted sockets are non-blocking; wait here
+            socks[1].sock.settimeout(2)
+            conn, peer = socks[1].sock.accept()
+            with conn:
+                assert peer == c.getsockname()
+                c.sendall(b"via the adopted tcp socket")
+                assert conn.recv(100) == b"via the adopted tcp socket"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.sendto(b"via the adopted udp socket", (addr, port))
+            socks[0].sock.settimeout(2)
+            data, peer = socks[0].sock.recvfrom(100)
+            assert (data, peer[1]) == (b"via the adopted udp socket", c.getsockname()[1])
         assert fd_args(socks) == ["-S", str(socks[0].fileno()), "-S", f"{socks[1].fileno()}:tls"]
         assert pass_fds(socks) == (socks[0].fileno(), socks[1].fileno())
     finally:

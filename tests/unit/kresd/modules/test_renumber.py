@@ -61,7 +61,7 @@ def test_policy_reroute_by_name():
     p = env.mod("policy")
     p.add(p.all(p.REROUTE({"www.example.cz.": "192.0.2.99"}, True)), True)
     a = env.ask("www.example.cz.")
-    assert [rd.address for rd in a.answer[0]] == ["192.0.2.99", "192.0.2.99"] or \
-        [rd.address for rd in a.answer[0]] == ["192.0.2.99"]
+    # both records become the same address: one rdata in the set
+    assert [rd.address for rd in a.answer[0]] == ["192.0.2.99"]
     assert a.rcode() == dns.rcode.NOERROR
     assert a.answer[0].name == dns.name.from_text("www.example.cz.") and a.answer[0].rdtype == T.A
