@@ -153,9 +153,14 @@ class BinaryPlayer(replay.Player):
                     break
                 sock.settimeout(min(remaining, 0.5))
                 try:
-                    return sock.recv(65535)
+                    data = sock.recv(65535)
                 except socket.timeout:
                     continue
+                # A late answer to an earlier query (a RAW one, whose socket
+                # closed unread) can land on this socket when the kernel hands
+                # out the same ephemeral port again: not ours unless the ID is.
+                if data[:2] == wire[:2]:
+                    return data
                 except ConnectionRefusedError:
                     break
         if not self.daemon.alive():
