@@ -156,13 +156,13 @@ class BinaryPlayer(replay.Player):
                     data = sock.recv(65535)
                 except socket.timeout:
                     continue
+                except ConnectionRefusedError:
+                    break
                 # A late answer to an earlier query (a RAW one, whose socket
                 # closed unread) can land on this socket when the kernel hands
                 # out the same ephemeral port again: not ours unless the ID is.
                 if data[:2] == wire[:2]:
                     return data
-                except ConnectionRefusedError:
-                    break
         if not self.daemon.alive():
             raise replay.StepFailed(f"step {step.id} QUERY: kresd exited with code "
                                     f"{self.daemon.proc.returncode} while resolving")
