@@ -297,9 +297,14 @@ def _listening_inodes() -> set[int]:
     return out
 
 
-def _socket_inodes(pid) -> set[int]:
+def socket_inodes(pid) -> set[int]:
+    """Inodes of the sockets a process holds (empty once it is gone)."""
     out = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
         try:
             link = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
@@ -350,7 +355,7 @@ def test_socket_activation_two_forks_serve_inherited_sockets_without_bind(kresd_
         assert len(served) == 2 and all(s["queries"] > 0 for s in served), served
         listening = _listening_inodes()
         for pid in kresd.pids():
-            mine = _socket_inodes(pid) & listening
+            mine = socket_inodes(pid) & listening
             assert mine == inherited, (pid, mine, inherited)  # nothing bound by kresd itself
         kinds = tty_json(kresd.leader_tty, "net.list()")
         assert sorted(x["transport"]["protocol"] for x in kinds if x["kind"] == "dns") == ["tcp", "udp"]

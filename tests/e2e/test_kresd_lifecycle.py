@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import alloc_test_addr
 
-from .test_kresd_forks import LOCAL_CONFIG, Group, ask, wait_for
+from .test_kresd_forks import LOCAL_CONFIG, Group, ask, socket_inodes, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,22 +67,6 @@ def tcp_listening_inodes() -> set[int]:
             f = line.split()
             if f[3] == "0A":  # LISTEN
                 out.add(int(f[9]))
-    return out
-
-
-def socket_inodes(pid: int) -> set[int]:
-    out = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return out
-    for fd in fds:
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(int(link[8:-1]))
     return out
 
 
