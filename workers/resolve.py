@@ -201,7 +201,8 @@ class Resolver:
                 found = yield from self._resolve_ns_addrs(req, cut, ns_tried, q)
                 if found:
                     continue
-                if q.addrs and cut.from_cache and cut.name != dns.name.root and cut.name not in fell_back:
+                if (q.addrs or q.exhausted) and cut.from_cache and cut.name != dns.name.root \
+                        and cut.name not in fell_back:
                     # Every server of a cached cut failed: its NS set or glue may be
                     # stale, so ask the parent side for a fresh delegation (once).
                     fell_back.add(cut.name)
