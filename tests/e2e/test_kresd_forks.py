@@ -68,17 +68,18 @@ def tty(path, *lines, timeout=10.0) -> list[str]:
         out = []
         for line in lines:
             s.sendall(line.encode() + b"\n")
-            (n,) = struct.unpack(">I", _exact(s, 4))
-            out.append(_exact(s, n).decode() if n else "")
+            (n,) = struct.unpack(">I", recv_exact(s, 4))
+            out.append(recv_exact(s, n).decode() if n else "")
         return out
 
 
-def _exact(s, n):
+def recv_exact(s, n):
+    """Exactly n bytes from stream socket s (ConnectionError if it closes first)."""
     buf = b""
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
         if not chunk:
-            raise ConnectionError("control socket closed")
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
         buf += chunk
     return buf
 

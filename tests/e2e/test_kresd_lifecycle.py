@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import alloc_test_addr
 
-from .test_kresd_forks import LOCAL_CONFIG, Group, ask, socket_inodes, wait_for
+from .test_kresd_forks import LOCAL_CONFIG, Group, ask, recv_exact, socket_inodes, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,17 +128,8 @@ def tcp_query(sock: socket.socket, name: str) -> None:
 
 
 def tcp_answer(sock: socket.socket) -> dns.message.Message:
-    def exact(n):
-        buf = b""
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed before the answer")
-            buf += chunk
-        return buf
-
-    (n,) = struct.unpack(">H", exact(2))
-    return dns.message.from_wire(exact(n))
+    (n,) = struct.unpack(">H", recv_exact(sock, 2))
+    return dns.message.from_wire(recv_exact(sock, n))
 
 
 def owner_of(conn: socket.socket, pids) -> int | None:
