@@ -56,6 +56,11 @@ def _bad_rcode(rcode: int) -> Consumed:
                     error=_RCODE_ERRORS.get(rcode, SelectionError.OTHER_RCODE))
 
 
+def _cname_loop() -> Consumed:
+    """kresd iterate.c "cname chain loop": the reply is KR_SELECTION_BAD_CNAME."""
+    return Consumed(Kind.LAME, "CNAME chain loop", error=SelectionError.BAD_CNAME)
+
+
 def _find(section, name, rtype):
     for rr in section:
         if rr.rdtype == rtype and rr.name == name:
@@ -223,7 +228,7 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
 
     ch = _follow_chain(reply, sname, stype)
     if ch.loop:
-        return Consumed(Kind.LAME, "CNAME chain loop", error=SelectionError.BAD_CNAME)
+        return _cname_loop()
     chain, last, has_data, no_cache = ch.rrsets, ch.last, ch.has_data, ch.no_cache
     for rr in chain:
         if id(rr) not in no_cache:
@@ -266,7 +271,7 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
     if stype != T.CNAME:
         ch = _follow_chain(reply, sname, stype)
         if ch.loop:
-            return Consumed(Kind.LAME, "CNAME chain loop", error=SelectionError.BAD_CNAME)
+            return _cname_loop()
         chain, last, no_cache = ch.rrsets, ch.last, ch.no_cache
         if chain and last != sname:
             head = chain[:2] if chain[0].rdtype == T.DNAME else chain[:1]

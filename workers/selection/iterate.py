@@ -4,7 +4,7 @@ Owns: per-address state shared by all requests of a worker (smoothed RTT,
 consecutive timeouts with exponential back-off, servers that reject EDNS);
 the per-query state of kresd's lib/selection.c (`QuerySelection`: errors
 counted against each address for this query, addresses found broken, the
-query's NO_MINIMIZE/NO_EDNS retry flags); and the choice among candidate
+query's NO_MINIMIZE retry flag); and the choice among candidate
 addresses (kresd lib/selection_iter.c, simplified): broken and exhausted
 addresses excluded, fewer errors first, then the fastest known server,
 unknown servers explored, timed-out servers avoided while their back-off
@@ -14,7 +14,8 @@ Must not: send anything or know about packets beyond the outcome enums.
 What an error does to the address, for this query (kresd selection.c error()):
   TIMEOUT, TCP_CONNECT_FAILED   exhausted at this zone cut (and the shared
                                 back-off of the worker-wide state)
-  FORMERR                       broken once the query runs without EDNS
+  FORMERR                       broken if the question carried no EDNS (to an
+                                EDNS one the server is asked again without it)
   REFUSED, SERVFAIL, LAME       the first time: the query stops minimising
                                 (NO_MINIMIZE) and the address may be asked
                                 again with the full name, after the others;
@@ -88,11 +89,10 @@ class AddrLocal:
 class QuerySelection:
     """Per-query selection state (kresd kr_server_selection.local_state)."""
 
-    def __init__(self, no_minimize: bool = False, no_edns: bool = False):
+    def __init__(self, no_minimize: bool = False):
         self.addrs: dict[str, AddrLocal] = {}
         self.exhausted: set[str] = set()  # this zone cut only (timeouts)
         self.no_minimize = no_minimize
-        self.no_edns = no_edns
         self.last_error: SelectionError | None = None
 
     def local(self, addr: str) -> AddrLocal:
@@ -129,10 +129,10 @@ class QuerySelection:
         elif err in FATAL:
             st.broken = True
         elif err is SelectionError.FORMERR:
-            if self.no_edns or not edns:
+            # to an EDNS question: the caller asks again without EDNS (and
+            # remembers that per address, Selection.set_no_edns); without: broken
+            if not edns:
                 st.broken = True
-            else:
-                self.no_edns = True
         elif err in RETRY_FULL_NAME:
             if self.no_minimize or not minimized:
                 st.broken = True

@@ -59,12 +59,18 @@ def test_refused_to_a_full_name_breaks_the_server(sel, err):
 def test_formerr_first_drops_edns_then_breaks(sel):
     q = QuerySelection()
     sel.report_error("192.0.2.1", E.FORMERR, q, edns=True)
-    assert q.no_edns and q.usable("192.0.2.1")
+    assert q.usable("192.0.2.1") and q.errors("192.0.2.1") == 1
     sel.report_error("192.0.2.1", E.FORMERR, q, edns=False)
     assert not q.usable("192.0.2.1")
     q2 = QuerySelection()
     sel.report_error("192.0.2.9", E.FORMERR, q2, edns=False)
     assert not q2.usable("192.0.2.9")
+    # one server's FORMERR to EDNS does not break another that was never
+    # asked without EDNS (the EDNS fallback is per address)
+    q3 = QuerySelection()
+    sel.report_error("192.0.2.7", E.FORMERR, q3, edns=True)
+    sel.report_error("192.0.2.8", E.FORMERR, q3, edns=True)
+    assert q3.usable("192.0.2.7") and q3.usable("192.0.2.8")
 
 
 def test_timeout_exhausts_at_this_cut_and_backs_off_for_everyone(sel):
