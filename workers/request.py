@@ -136,6 +136,13 @@ class Request:
     # and child data): a server whose child-side address fails can still be
     # reached at its parent-side one.
     ns_addrs: dict = field(default_factory=dict)
+    # DNSSEC outcome of the answer (workers/layers/validate.py fills them):
+    # secure = every record of the answer was proven secure (AD is set when the
+    # client sent DO or AD); bogus = (zone, reason, EDE) of the validation
+    # failure that made the answer SERVFAIL (bogus_log reads it), else None.
+    secure: bool = False
+    bogus: tuple | None = None
+    sig_checks: int = 0  # RRSIG verifications spent on this request (KeyTrap bound)
 
     def learn_addrs(self, ns, addrs) -> None:
         known = self.ns_addrs.setdefault(ns, [])
