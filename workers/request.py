@@ -22,6 +22,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from .dnssec import Status
+from .selection.iterate import QuerySelection
 from .settings import Settings
 
 
@@ -29,8 +31,14 @@ class EDE(enum.IntEnum):
     """Extended DNS Error codes (RFC 8914) used in SERVFAIL answers."""
 
     OTHER = 0
-    DNSSEC_BOGUS = 6
     STALE_ANSWER = 3
+    DNSSEC_BOGUS = 6
+    SIGNATURE_EXPIRED = 7
+    SIGNATURE_NOT_YET_VALID = 8
+    DNSKEY_MISSING = 9
+    RRSIGS_MISSING = 10
+    NO_ZONE_KEY_BIT = 11
+    NSEC_MISSING = 12
     NOT_READY = 14
     PROHIBITED = 18
     NO_REACHABLE_AUTHORITY = 22
@@ -54,6 +62,9 @@ class Result:
     authority: list[dns.rrset.RRset] = field(default_factory=list)  # SOA for negative answers
     target: dns.name.Name | None = None  # next name of the CNAME chain
     aa: bool = False  # answer authoritatively (local data: hints NODATA)
+    # DNSSEC status of everything in it (workers/dnssec Status; the validator
+    # or the cache rank sets it; local data and unvalidated data: INDETERMINATE)
+    status: Status = Status.INDETERMINATE
 
 
 class ResolveFail(Exception):
@@ -155,8 +166,36 @@ class Request:
         return self.query.question[0].name
 
     @property
+    def cd(self) -> bool:
+        """The client set CD: it gets data unvalidated (and no AD)."""
+        return bool(self.query.flags & dns.flags.CD)
+
+    @property
     def qtype(self) -> int:
         return self.query.question[0].rdtype
+
+
+@dataclass
+class Query:
+    """One (sub-)query being iterated (kresd struct kr_query): what it asks,
+    where it stands (zone cut with its DS/DNSKEY and trust state), its flags and
+    its server-selection state. `state` names the step it is in, for the logs."""
+
+    sname: dns.name.Name
+    stype: int
+    uid: int
+    parent: "Query | None" = None
+    cut: object = None  # workers.zonecut.ZoneCut (with ds, keys, trust)
+    sel: QuerySelection = field(default_factory=QuerySelection)
+    want: bool = False  # DNSSEC_WANT: a trust anchor covers it and the client did not set CD
+    key_prime: bool = False  # the DNSKEY fetch of a zone's keys (validated against its DS)
+    ns_tried: set = field(default_factory=set)  # NS names whose addresses were looked up
+    fell_back: set = field(default_factory=set)  # cut names already re-fetched from the parent
+    last_bogus: object = None  # the last reply that failed validation (layers.validate.Bogus)
+    state: str = "begin"
+
+    def __str__(self) -> str:
+        return f"{self.sname} {dns.rdatatype.to_text(self.stype)}"
 
 
 # Types that are not data a resolver looks up (libknot knot_rrtype_is_metatype).

@@ -20,10 +20,12 @@ import dns.name
 import dns.rcode
 import dns.rdatatype as T
 
+from .dnssec import Status
 from .layers import cache as cache_layer
 from .layers.iterate import Kind, consume, consume_forward, consume_stub
+from .layers.validate import Bogus, Validator, worst
 from .layer import Layer, State
-from .request import (EDE, Options, Outcome, QSource, Request, ResolveFail, Result, make_answer,
+from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFail, Result, make_answer,
                       precheck, set_ede)
 from .scrub import scrub
 from .selection.iterate import QuerySelection, Selection, SelectionError
@@ -43,7 +45,12 @@ class Resolver:
         self.rng = rng or random.SystemRandom()
         self.selection = Selection(self.clock.monotonic, self.rng)
         self.layers: list[Layer] = layers if layers is not None else []  # module order
+        self.validator = Validator(self)
         self._uid = 0
+
+    @staticmethod
+    def _trace(req, fmt: str, *args) -> None:
+        _trace(req, fmt, *args)
 
     # -- the request --------------------------------------------------------
 
@@ -109,6 +116,10 @@ class Resolver:
                     lay.subresult(req, name, rdtype, sub)
         except ResolveFail as fail:
             _trace(req, "resolution failed: %s", fail)
+            if isinstance(fail, Bogus):
+                req.bogus = (fail.zone, str(fail), int(fail.ede))
+                log.info("[dnssec] bogus answer for %s %s: %s (zone %s)", req.qname,
+                         T.to_text(req.qtype), fail, fail.zone)
             ans.set_rcode(dns.rcode.SERVFAIL)
             set_ede(ans, fail.ede, str(fail)[:200])
             return
@@ -118,8 +129,12 @@ class Resolver:
             ans.flags |= dns.flags.AA
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
-        if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
+        if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA) or res.authority:
             ans.authority = keep(_dedupe(res.authority))
+        req.secure = res.status is Status.SECURE
+        # AD only for secure data, and only to a client that asked (DO or AD), as kresd
+        if req.secure and (req.query.ednsflags & dns.flags.DO or req.query.flags & dns.flags.AD):
+            ans.flags |= dns.flags.AD
         req.result = res
 
     # -- stages -------------------------------------------------------------
@@ -131,16 +146,19 @@ class Resolver:
             raise ResolveFail("resolution time limit exceeded", EDE.NO_REACHABLE_AUTHORITY)
 
     def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False,
-               no_cache: bool = False):
-        """Resolve (qname, qtype), following CNAMEs across zones."""
+               no_cache: bool = False, key_prime: bool = False):
+        """Resolve (qname, qtype), following CNAMEs across zones. The Result's
+        status is the worst of its parts (secure only if every link is)."""
         answer = []
         seen = {qname}
         name = qname
+        status = Status.SECURE
         for _ in range(self.settings.max_cname_chain + 1):
-            res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname)
+            res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname, key_prime)
             answer.extend(res.answer)
+            status = worst(status, res.status)
             if res.outcome is not Outcome.CNAME:
-                return Result(res.outcome, answer, res.authority, aa=res.aa)
+                return Result(res.outcome, answer, res.authority, aa=res.aa, status=status)
             if res.target in seen:
                 raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
             seen.add(res.target)
@@ -148,18 +166,24 @@ class Resolver:
         raise ResolveFail("CNAME chain too long", EDE.OTHER)
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
-                no_cache: bool = False):
+                no_cache: bool = False, key_prime: bool = False):
         for layer in self.layers:  # local data first (hints), as kresd
             hit = layer.lookup(req, sname, stype)
             if hit is not None:
                 req.cache_hits += 1
                 return hit
-        hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth)
+        min_rank = 0
+        if not (nonauth or key_prime) and self.validator.wanted(req, sname, stype):
+            min_rank = int(cache_layer.INSECURE_RANK)  # kresd get_lowest_rank()
+        hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
         if hit is not None:
             req.cache_hits += 1
-            _trace(req, "cache hit %s %s: %s", sname, T.to_text(stype), hit.outcome.value)
+            if not min_rank:
+                hit.status = Status.INDETERMINATE
+            _trace(req, "cache hit %s %s: %s (%s)", sname, T.to_text(stype), hit.outcome.value,
+                   hit.status.value)
             return hit
-        return (yield from self._iterate(req, sname, stype))
+        return (yield from self._iterate(req, sname, stype, key_prime=key_prime))
 
     def _find_cut(self, req: Request, sname: dns.name.Name, stype: int):
         if req.forward is not None:
@@ -181,42 +205,64 @@ class Resolver:
             return sname, stype
         return sname.split(depth)[1], T.NS
 
-    def _iterate(self, req: Request, sname: dns.name.Name, stype: int):
-        """Ask servers from the closest cut down until the name is answered."""
-        cut = yield from self._find_cut(req, sname, stype)
+    def _state(self, req: Request, q: Query, state: str) -> None:
+        q.state = state
+        _trace(req, "[%s] %s (cut %s)", state, q, q.cut.name if q.cut is not None else "-")
+
+    def _iterate(self, req: Request, sname: dns.name.Name, stype: int, key_prime: bool = False):
+        """Ask servers from the closest cut down until the name is answered.
+
+        Named steps of one query (Query.state, in the trace log): cut (find the
+        closest zone cut), trust (its chain of trust: DS, DNSKEY), send (one
+        upstream exchange), consume (what the reply means), validate (check
+        it; may ask DS/DNSKEY sub-queries), stash (cache it with the ranks the
+        validator chose), then referral (next cut) or done.
+        """
         forward = req.forward is not None
         stub = forward and req.forward.stub
-        # One query's selection state (kresd kr_query.server_selection): errors
-        # counted against each address, broken ones, the NO_MINIMIZE retry.
-        q = QuerySelection(no_minimize=req.options.NO_MINIMIZE or forward)
-        ns_tried: set = set()
-        fell_back: set = set()
+        self._uid += 1
+        q = Query(sname, stype, self._uid, key_prime=key_prime,
+                  sel=QuerySelection(no_minimize=req.options.NO_MINIMIZE or forward))
+        self._state(req, q, "cut")
+        q.cut = yield from self._find_cut(req, sname, stype)
         while True:
             self._check_limits(req)
-            qname, qtype = (sname, stype) if q.no_minimize else self._minimized(sname, stype, cut)
-            addr = self.selection.choose(cut.addresses(req.options), q)
+            q.want = self.validator.cut_wanted(req, q.cut)
+            if q.want:
+                self._state(req, q, "trust")
+                yield from self.validator.trust_check(req, q)
+            cut = q.cut
+            qname, qtype = (sname, stype) if q.sel.no_minimize else self._minimized(sname, stype, cut)
+            addr = self.selection.choose(cut.addresses(req.options), q.sel)
             if addr is None:
                 if forward:
+                    if q.last_bogus is not None:
+                        raise q.last_bogus
                     raise ResolveFail("no forwarder answered", EDE.NO_REACHABLE_AUTHORITY)
-                found = yield from self._resolve_ns_addrs(req, cut, ns_tried, q)
+                found = yield from self._resolve_ns_addrs(req, cut, q.ns_tried, q.sel)
                 if found:
                     continue
-                if (q.addrs or q.exhausted) and cut.from_cache and cut.name != dns.name.root \
-                        and cut.name not in fell_back:
+                if (q.sel.addrs or q.sel.exhausted) and cut.from_cache and cut.name != dns.name.root \
+                        and cut.name not in q.fell_back:
                     # Every server of a cached cut failed: its NS set or glue may be
                     # stale, so ask the parent side for a fresh delegation (once).
-                    fell_back.add(cut.name)
+                    q.fell_back.add(cut.name)
                     _trace(req, "cut %s exhausted, falling back to its parent", cut.name)
-                    cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
-                    q.new_cut()
-                    ns_tried = set()
+                    self._state(req, q, "cut")
+                    q.cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
+                    q.sel.new_cut()
+                    q.ns_tried = set()
                     continue
+                if q.last_bogus is not None:
+                    raise q.last_bogus
                 raise ResolveFail(f"no usable server for zone {cut.name}", EDE.NO_REACHABLE_AUTHORITY)
             minimized = (qname, qtype) != (sname, stype)
-            reply, edns = yield from self._exchange(req, addr, qname, qtype, cut, q)
+            self._state(req, q, "send")
+            reply, edns = yield from self._exchange(req, addr, qname, qtype, cut, q.sel)
             if reply is None:
                 continue
             req.cut_name = cut.name
+            self._state(req, q, "consume")
             if stub:
                 c = consume_stub(reply)
             elif forward:
@@ -225,22 +271,38 @@ class Resolver:
                 c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
             _trace(req, "%s %s @%s (cut %s): %s %s", qname, T.to_text(qtype), addr,
                    cut.name, c.kind.value, c.why)
+            if c.result is not None:
+                _attach_sigs(c.result, reply)
+            if q.want and not stub and not (q.key_prime and c.kind is Kind.FINAL):
+                self._state(req, q, "validate")
+                try:
+                    yield from self.validator.validate(req, q, c, reply)
+                except Bogus as bogus:
+                    if not bogus.server_fault:
+                        raise
+                    q.last_bogus = bogus
+                    self.selection.report_error(addr, SelectionError.DNSSEC_ERROR, q.sel)
+                    _trace(req, "bogus reply from %s: %s", addr, bogus)
+                    continue
             if not stub:
+                self._state(req, q, "stash")
                 self._stash(req, c.stash)
             if c.kind is Kind.REFERRAL:
+                self._state(req, q, "referral")
                 if c.cut.ns is not cut.ns and c.cut.ns != cut.ns:
-                    q.new_cut()
-                    ns_tried = set()
-                cut = c.cut
-                for ns, addrs in cut.ns.items():
+                    q.sel.new_cut()
+                    q.ns_tried = set()
+                q.cut = c.cut
+                for ns, addrs in q.cut.ns.items():
                     req.learn_addrs(ns, addrs)
             elif c.kind is Kind.RETRY_FULL:
-                q.no_minimize = True
+                q.sel.no_minimize = True
             elif c.kind is Kind.LAME:
-                self.selection.report_error(addr, c.error, q, minimized=minimized, edns=edns)
+                self.selection.report_error(addr, c.error, q.sel, minimized=minimized, edns=edns)
                 _trace(req, "%s counted against %s: %s", c.error.name, addr,
-                       "broken" if not q.usable(addr) else f"{q.errors(addr)} error(s)")
+                       "broken" if not q.sel.usable(addr) else f"{q.sel.errors(addr)} error(s)")
             else:
+                self._state(req, q, "done")
                 return c.result
 
     def _cache(self, req: Request):
@@ -344,8 +406,10 @@ class Resolver:
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
             query = dns.message.make_query(qname.canonicalize(), qtype, use_edns=0 if edns else False,
-                                           payload=s.edns_bufsize, id=qid)
+                                           payload=s.edns_bufsize, id=qid, want_dnssec=edns)
             query.flags = dns.flags.RD if forward else 0
+            if forward and req.cd:
+                query.flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
             self._hook(req, "produce", query)
             if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
                 q.exhausted.add(addr)  # a module vetoed this server for this query
@@ -425,6 +489,21 @@ def _dnssec_filter(req: Request):
         return lambda rrsets: rrsets
     qtype = req.qtype
     return lambda rrsets: [rr for rr in rrsets if rr.rdtype == qtype or rr.rdtype not in _DNSSEC_TYPES]
+
+
+def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
+    """Put each answer RRset's RRSIGs (from the reply) right after it, as the
+    answer to a DO client carries them (kresd keeps RRSIGs with their RRset)."""
+    out = []
+    for rr in res.answer:
+        if rr.rdtype == T.RRSIG:
+            continue
+        out.append(rr)
+        for sig in reply.answer:
+            if sig.rdtype == T.RRSIG and sig.covers == rr.rdtype and sig.name == rr.name:
+                out.append(sig)
+                break
+    res.answer = out
 
 
 def _dedupe(rrsets):

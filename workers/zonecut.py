@@ -22,6 +22,12 @@ class ZoneCut:
     ns: dict[dns.name.Name, list[str]] = field(default_factory=dict)  # NS name -> addresses
     from_hints: bool = False
     from_cache: bool = False  # built from cached NS (possibly stale), not a fresh referral
+    # chain of trust (workers/layers/validate.py): the DS (or trust-anchor)
+    # rdatas that name the zone's keys, the validated DNSKEY RRset, and the
+    # zone's status (None = not known yet; dnssec.Status otherwise)
+    ds: list | None = None
+    keys: object = None
+    trust: object = None
 
     def addresses(self, opts) -> list[str]:
         out: list[str] = []

@@ -14,30 +14,61 @@ import dns.rrset
 
 from cache.api import Rank, is_usable_rank
 
+from ..dnssec import Status
 from ..request import Outcome, Result
 from ..zonecut import ZoneCut
 
-ANSWER_RANK = Rank.INITIAL | Rank.AUTH
+ANSWER_RANK = Rank.INITIAL | Rank.AUTH  # authoritative, not validated (yet)
 NONAUTH_RANK = Rank.TRY
+SECURE_RANK = Rank.AUTH | Rank.SECURE
+INSECURE_RANK = Rank.AUTH | Rank.INSECURE
 
 
-def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False) -> Result | None:
-    """A cached answer for exactly (name, rtype), or a CNAME to follow."""
+def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False,
+         min_rank: int = 0) -> Result | None:
+    """A cached answer for exactly (name, rtype), or a CNAME to follow.
+
+    min_rank: kresd get_lowest_rank(): INSECURE|AUTH where a trust anchor
+    covers the name and the client wants validated data (so unvalidated
+    records are not served), else 0. The Result carries the RRSIGs after
+    each RRset and the DNSSEC status its rank records.
+    """
     if cache is None:
         return None
+
+    def ok(rank):
+        return is_usable_rank(rank, nonauth) and int(rank) >= min_rank
+
     hit = cache.peek_rrset(name, rtype)
-    if hit is not None and is_usable_rank(hit.rank, nonauth):
-        return Result(Outcome.ANSWER, [hit.rrset])
+    if hit is not None and ok(hit.rank):
+        return Result(Outcome.ANSWER, _with_sigs(hit), status=rank_status(hit.rank))
     if rtype != T.CNAME:
         hit = cache.peek_rrset(name, T.CNAME)
-        if hit is not None and is_usable_rank(hit.rank, nonauth):
-            return Result(Outcome.CNAME, [hit.rrset], target=hit.rrset[0].target)
+        if hit is not None and ok(hit.rank):
+            return Result(Outcome.CNAME, _with_sigs(hit), target=hit.rrset[0].target,
+                          status=rank_status(hit.rank))
     neg = cache.peek_negative(name, rtype)
-    if neg is not None and is_usable_rank(neg.rank, nonauth):
+    if neg is not None and ok(neg.rank):
         kind = Outcome.NXDOMAIN if neg.kind == "NXDOMAIN" else Outcome.NODATA
         soa = [neg.soa] if neg.soa is not None else []
-        return Result(kind, [], soa + list(neg.authority))
+        return Result(kind, [], soa + list(neg.authority), status=rank_status(neg.rank))
     return None
+
+
+def _with_sigs(hit) -> list:
+    if hit.rrsigs is not None and len(hit.rrsigs):
+        return [hit.rrset, hit.rrsigs]
+    return [hit.rrset]
+
+
+def rank_status(rank: int) -> Status:
+    """The DNSSEC status a cache rank records (kresd kr_rank)."""
+    rank = int(rank)
+    if rank & Rank.SECURE:
+        return Status.SECURE
+    if rank & ~(Rank.AUTH | Rank.SECURE) == Rank.INSECURE:
+        return Status.INSECURE
+    return Status.INDETERMINATE
 
 
 def peek_addresses(cache, name: dns.name.Name, want4: bool, want6: bool) -> list[str]:
@@ -80,11 +111,11 @@ class Stash:
     """Records to write at the end of a consume step, in one transaction."""
 
     def __init__(self):
-        self.rrsets: list[tuple[dns.rrset.RRset, int]] = []
+        self.rrsets: list[tuple] = []  # (rrset, rank, RRSIG RRset or None)
         self.negative: list[tuple] = []
 
-    def add(self, rrset: dns.rrset.RRset, rank) -> None:
-        self.rrsets.append((rrset, rank))
+    def add(self, rrset: dns.rrset.RRset, rank, sigs=None) -> None:
+        self.rrsets.append((rrset, rank, sigs))
 
     def add_negative(self, name, rtype, kind: str, soa, authority, rank) -> None:
         self.negative.append((name, rtype, kind, soa, authority, rank))
@@ -93,7 +124,7 @@ class Stash:
         if cache is None or not (self.rrsets or self.negative):
             return
         with cache.writer() as w:
-            for rrset, rank in self.rrsets:
-                w.stash_rrset(rrset, rank)
+            for rrset, rank, sigs in self.rrsets:
+                w.stash_rrset(rrset, rank, sigs)
             for name, rtype, kind, soa, auth, rank in self.negative:
                 w.stash_negative(name, rtype, kind, soa, auth, rank)

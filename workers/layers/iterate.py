@@ -40,6 +40,8 @@ class Consumed:
     result: Result | None = None
     stash: Stash = field(default_factory=Stash)
     error: SelectionError = SelectionError.OK  # for LAME: what to count against the server
+    last: object = None  # FINAL: the name where the chain ends (a negative answer is about it)
+    no_cache: set = field(default_factory=set)  # ids of CNAMEs synthesised from a DNAME
 
 
 _RCODE_ERRORS = {
@@ -238,20 +240,22 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     # pick_authority() puts it on the wire: SOA, NS, NSEC*, RRSIG.
     authority = list(reply.authority)
     others = [rr for rr in authority if rr is not soa]
+    def final(result):
+        return Consumed(Kind.FINAL, result=result, stash=stash, last=last, no_cache=no_cache)
     if has_data:
-        return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, chain), stash=stash)
+        return final(Result(Outcome.ANSWER, chain))
     if rcode == dns.rcode.NXDOMAIN:
         if soa is not None:
             stash.add_negative(last, stype, "NXDOMAIN", soa, others, ANSWER_RANK)
-        return Consumed(Kind.FINAL, result=Result(Outcome.NXDOMAIN, chain, authority), stash=stash)
+        return final(Result(Outcome.NXDOMAIN, chain, authority))
     if chain and last != sname:
         # The chain leaves what this server answered: go on from the target.
-        return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, chain, target=last), stash=stash)
+        return final(Result(Outcome.CNAME, chain, target=last))
     if soa is not None:
         stash.add_negative(last, stype, "NODATA", soa, others, ANSWER_RANK)
     elif not authority:  # no SOA at all: remembered for min_ttl (as newer kresd)
         stash.add_negative(last, stype, "NODATA", None, [], ANSWER_RANK)
-    return Consumed(Kind.FINAL, result=Result(Outcome.NODATA, [], authority), stash=stash)
+    return final(Result(Outcome.NODATA, chain, authority))
 
 
 def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
@@ -267,7 +271,7 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
     data = _find(reply.answer, sname, stype)
     if data is not None:
         stash.add(data, ANSWER_RANK)
-        return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, [data]), stash=stash)
+        return Consumed(Kind.FINAL, result=Result(Outcome.ANSWER, [data]), stash=stash, last=sname)
     if stype != T.CNAME:
         ch = _follow_chain(reply, sname, stype)
         if ch.loop:
@@ -279,7 +283,8 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
                 if id(rr) not in no_cache:
                     stash.add(rr, ANSWER_RANK)
             target = head[-1][0].target
-            return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, head, target=target), stash=stash)
+            return Consumed(Kind.FINAL, result=Result(Outcome.CNAME, head, target=target), stash=stash,
+                            last=target, no_cache=no_cache)
     soa = next((rr for rr in reply.authority if rr.rdtype == T.SOA), None)
     authority = list(reply.authority)
     others = [rr for rr in authority if rr is not soa]
@@ -287,7 +292,7 @@ def consume_forward(reply: dns.message.Message, sname, stype) -> Consumed:
     if soa is not None:
         stash.add_negative(sname, stype, kind, soa, others, ANSWER_RANK)
     outcome = Outcome.NXDOMAIN if kind == "NXDOMAIN" else Outcome.NODATA
-    return Consumed(Kind.FINAL, result=Result(outcome, [], authority), stash=stash)
+    return Consumed(Kind.FINAL, result=Result(outcome, [], authority), stash=stash, last=sname)
 
 
 def consume_stub(reply: dns.message.Message) -> Consumed:

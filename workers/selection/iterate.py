@@ -22,7 +22,8 @@ What an error does to the address, for this query (kresd selection.c error()):
                                 broken once NO_MINIMIZE is on (or the query
                                 was not minimised anyway: asking again would
                                 send the same question)
-  NOTIMPL, OTHER_RCODE, BAD_CNAME, MALFORMED, MISMATCHED, TRUNCATED (over TCP)
+  NOTIMPL, OTHER_RCODE, BAD_CNAME, MALFORMED, MISMATCHED, TRUNCATED (over TCP),
+  DNSSEC_ERROR (bogus data)
                                 broken: never asked again by this query
 Every error also counts (`errors`); choices prefer fewer errors. The state
 lives as long as one query (one `Resolver._iterate`): it survives referrals
@@ -58,11 +59,13 @@ class SelectionError(enum.Enum):
     TRUNCATED = 10
     BAD_CNAME = 11
     OTHER_RCODE = 12
+    DNSSEC_ERROR = 13  # the reply failed validation (kresd KR_SELECTION_DNSSEC_ERROR)
 
 
 #: errors after which the address is never asked again by this query
 FATAL = frozenset({SelectionError.NOTIMPL, SelectionError.OTHER_RCODE, SelectionError.BAD_CNAME,
-                   SelectionError.MALFORMED, SelectionError.MISMATCHED, SelectionError.TRUNCATED})
+                   SelectionError.MALFORMED, SelectionError.MISMATCHED, SelectionError.TRUNCATED,
+                   SelectionError.DNSSEC_ERROR})
 #: errors that first turn minimisation off, then break the address
 RETRY_FULL_NAME = frozenset({SelectionError.REFUSED, SelectionError.SERVFAIL, SelectionError.LAME})
 #: errors that end the address's use at the current zone cut

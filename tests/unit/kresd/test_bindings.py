@@ -289,6 +289,7 @@ def test_resolve_with_sync_transport(tmp_path):
     eng = Engine(Settings(), rundir=str(tmp_path), scheduler=FakeScheduler(), transport=net)
     try:
         eng.settings.priming = False
+        eng.load_config_text("trust_anchors.remove('.')")  # the fake hierarchy is unsigned
         eng.load_config_text(
             "resolve('www.example.com', kres.type.A, kres.class.IN, {}, function(pkt, req)\n"
             "  got = { rcode = pkt:rcode(), qname = kres.dname2str(pkt:qname()),\n"
@@ -312,6 +313,7 @@ def test_timers_and_resolve_wait_for_the_loop(tmp_path):
 
     eng = Engine(Settings(), rundir=str(tmp_path))  # default AsyncioScheduler, no loop yet
     eng.settings.priming = False
+    eng.load_config_text("trust_anchors.remove('.')")  # the fake hierarchy is unsigned
     eng.load_config_text("event.after(0, function(ev) fired = ev end)\n"
                          "resolve{name = 'www.example.com', type = kres.type.A,"
                          " finish = function(pkt) rc = pkt:rcode() end}\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dns.flags
+import dns.name
 from click.testing import CliRunner
 
 from kresd import log
@@ -74,7 +75,9 @@ def _run(tmp_path, name, rdtype="A", script=None, configs=(), config_text=None):
 
     q = kresd_query.build_query(name, rdtype, False)
     try:
-        return kresd_query._run(Settings(), str(tmp_path), configs, config_text, q, script,
+        s = Settings()
+        s.trust_anchors[dns.name.root] = []  # the fake hierarchy is unsigned: no root anchor
+        return kresd_query._run(s, str(tmp_path), configs, config_text, q, script,
                                 transport=_transport())
     finally:
         log.reset()

@@ -1,0 +1,497 @@
+"""Validator step: the chain of trust for a query, and the verdict on each reply.
+
+Owns (kresd lib/layer/validate.c and lib/resolve.c trust_chain_check):
+  * whether a (sub-)query wants DNSSEC: a trust anchor covers the name, no
+    negative anchor stops the walk, the client did not set CD, not STUB;
+  * `trust_check`: before a query is sent to a zone cut, the cut's keys: DS
+    (from the trust anchor, the referral, the cache or a DS sub-query) then
+    DNSKEY (a sub-query validated against the DS), or a proof that the zone is
+    insecure (no DS, unsupported algorithms, negative anchor);
+  * `validate`: after the iterator interpreted a reply and before anything is
+    stashed: the signatures of the answer chain (wildcard expansions need a
+    denial of the name), the DS of a referral or the proof that there is none,
+    and the NSEC/NSEC3 proofs of negative answers; it sets the rank of every
+    record to stash (SECURE, INSECURE or unvalidated) and the status of the
+    result, or raises `Bogus` (the driver counts it against the server and
+    tries another; SERVFAIL with the EDE when none is left);
+  * the per-request signature budget (KeyTrap) and the RFC 5011 hook.
+Must not: send anything itself: sub-queries go through the driver
+(`Resolver._chain`, generators that yield `Send`), so the same code runs under
+the daemon, the scenario replay and kresd-query.
+"""
+from __future__ import annotations
+
+import logging
+
+import dns.name
+import dns.rdatatype as T
+import dns.rrset
+
+from cache.api import Rank
+
+from ..dnssec import Status
+from ..dnssec.verify import (Budget, BudgetExceeded, Verdict, signer_of, supported_ds, verify_dnskeys,
+                             verify_rrset)
+from ..request import EDE, Outcome, ResolveFail
+from .cache import INSECURE_RANK, SECURE_RANK, rank_status
+
+log = logging.getLogger("kresd.valdtr")
+
+INITIAL_RANK = Rank.AUTH
+MAX_INSECURE_WALK = 6  # labels walked with DS queries to find an unsigned zone cut
+
+
+class Bogus(ResolveFail):
+    """Validation failed for data of `zone`."""
+
+    def __init__(self, msg: str, ede: int = EDE.DNSSEC_BOGUS, zone: dns.name.Name | None = None,
+                 server_fault: bool = True):
+        super().__init__(msg, ede)
+        self.zone = zone
+        self.server_fault = server_fault  # the reply was bad (try another server), not the chain
+
+
+def worst(a: Status, b: Status) -> Status:
+    order = (Status.BOGUS, Status.INDETERMINATE, Status.INSECURE, Status.SECURE)
+    return a if order.index(a) <= order.index(b) else b
+
+
+def status_rank(status: Status) -> int:
+    return {Status.SECURE: SECURE_RANK, Status.INSECURE: INSECURE_RANK}.get(status, INITIAL_RANK)
+
+
+def closest_ta(settings, name: dns.name.Name, rtype: int | None = None):
+    """kresd kr_ta_closest(): the nearest trust anchor at or above the name
+    (DS: above it), None when a negative anchor comes first or none exists."""
+    if rtype == T.DS and name != dns.name.root:
+        name = name.parent()
+    ntas = settings.negative_trust_anchors
+    tas = settings.trust_anchors
+    while True:
+        if tas.get(name):
+            return name
+        if name in ntas:
+            return None
+        if name == dns.name.root:
+            return None
+        name = name.parent()
+
+
+def is_negative(settings, name: dns.name.Name) -> bool:
+    return any(name.is_subdomain(n) for n in settings.negative_trust_anchors)
+
+
+def find_sigs(section, name, rtype):
+    for rr in section:
+        if rr.rdtype == T.RRSIG and rr.covers == rtype and rr.name == name:
+            return rr
+    return None
+
+
+class Validator:
+    def __init__(self, resolver):
+        self.r = resolver
+
+    @property
+    def settings(self):
+        return self.r.settings
+
+    def _now(self) -> int:
+        return int(self.r.clock.time())
+
+    # -- what wants validation ------------------------------------------------
+
+    def wanted(self, req, name, rtype) -> bool:
+        if req.cd or (req.forward is not None and req.forward.stub):
+            return False
+        return closest_ta(self.settings, name, rtype) is not None
+
+    def cut_wanted(self, req, cut) -> bool:
+        """kresd DNSSEC_WANT of a query at this cut (ns_fetch_cut and
+        trust_chain_check): a trust anchor at or above the cut's name. Below an
+        anchor that the iteration has not reached yet (an island of trust),
+        replies are not validated, as kresd."""
+        if req.cd or (req.forward is not None and req.forward.stub):
+            return False
+        return closest_ta(self.settings, cut.name) is not None
+
+    def budget(self, req) -> Budget:
+        b = req.vars.get("_dnssec_budget")
+        if b is None:
+            b = req.vars["_dnssec_budget"] = Budget()
+        return b
+
+    def _verify(self, req, rrset, sigs, keys, zone) -> Verdict:
+        b = self.budget(req)
+        try:
+            v = verify_rrset(rrset, sigs, keys, zone, self._now(), b)
+        except BudgetExceeded as e:
+            req.sig_checks = b.used
+            raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
+        req.sig_checks = b.used
+        return v
+
+    # -- keys of a zone -------------------------------------------------------
+
+    def zone_keys(self, req, zone: dns.name.Name):
+        """Generator -> (Status, DNSKEY RRset or None) for `zone`.
+        SECURE: validated keys; INSECURE: proven unsigned; INDETERMINATE: no
+        trust anchor covers it. Raises Bogus when the chain of trust is broken."""
+        memo = req.vars.setdefault("_zone_keys", {})
+        if zone in memo:
+            return memo[zone]
+        s = self.settings
+        if closest_ta(s, zone) is None:
+            return Status.INDETERMINATE, None
+        pending = req.vars.setdefault("_keys_pending", set())
+        if zone in pending:
+            return Status.INDETERMINATE, None  # cycle: the caller proceeds unvalidated
+        pending.add(zone)
+        try:
+            out = yield from self._zone_keys(req, zone)
+        finally:
+            pending.discard(zone)
+        memo[zone] = out
+        return out
+
+    def _zone_keys(self, req, zone):
+        s = self.settings
+        cache = self.r._cache(req)
+        if cache is not None:
+            hit = cache.peek_rrset(zone, T.DNSKEY)
+            if hit is not None and rank_status(hit.rank) is Status.SECURE:
+                return Status.SECURE, hit.rrset
+        if s.trust_anchors.get(zone):
+            anchors = list(s.trust_anchors[zone])
+        else:
+            st, anchors = yield from self.zone_ds(req, zone)
+            if st is not Status.SECURE:
+                return st, None
+        if not supported_ds(anchors):
+            self.r._trace(req, "zone %s: no supported DS algorithm or digest: insecure", zone)
+            return Status.INSECURE, None
+        pending_ds = req.vars.setdefault("_key_prime", {})
+        pending_ds[zone] = anchors
+        try:
+            res = yield from self.r._chain(req, zone, T.DNSKEY, key_prime=True)
+        except Bogus:
+            raise
+        except ResolveFail as fail:
+            raise Bogus(f"cannot fetch DNSKEY of {zone}: {fail}", EDE.DNSKEY_MISSING, zone,
+                        server_fault=False) from None
+        finally:
+            pending_ds.pop(zone, None)
+        keys = next((rr for rr in res.answer if rr.rdtype == T.DNSKEY and rr.name == zone), None)
+        if keys is None:
+            raise Bogus(f"no DNSKEY for {zone}", EDE.DNSKEY_MISSING, zone, server_fault=False)
+        if res.status is Status.SECURE:
+            return Status.SECURE, keys  # from the cache, validated before
+        sigs = find_sigs(res.answer, zone, T.DNSKEY)
+        b = self.budget(req)
+        try:
+            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b)
+        except BudgetExceeded as e:
+            raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
+        finally:
+            req.sig_checks = b.used
+        if v.status is Status.INSECURE:
+            return Status.INSECURE, None
+        if v.status is not Status.SECURE:
+            raise Bogus(f"DNSKEY of {zone}: {v.reason}", v.ede, zone, server_fault=False)
+        self.r._trace(req, "zone %s: DNSKEY validated (%d keys)", zone, len(keys))
+        self._stash_secure(req, keys, sigs)
+        self._observe_keys(zone, keys)
+        return Status.SECURE, keys
+
+    def _observe_keys(self, zone, keys) -> None:
+        if not self.settings.trust_anchors.get(zone):
+            return
+        try:
+            from ..dnssec import ta
+        except ImportError:
+            return
+        hook = getattr(ta, "observe_dnskey", None)
+        if hook is not None:
+            try:
+                hook(self.settings, zone, keys, self.r.clock.time())
+            except Exception:
+                log.exception("[ta_update] RFC 5011 update of %s failed", zone)
+
+    def _stash_secure(self, req, rrset, sigs) -> None:
+        cache = self.r._cache(req)
+        if cache is None:
+            return
+        try:
+            with cache.writer() as w:
+                w.stash_rrset(rrset, SECURE_RANK, sigs)
+        except Exception as exc:
+            log.warning("[cache] stash failed: %s", exc)
+
+    def zone_ds(self, req, zone):
+        """Generator -> (SECURE, DS rdatas) | (INSECURE, None): the DS of a zone
+        from the cache or a DS sub-query validated in the parent zone."""
+        cache = self.r._cache(req)
+        if cache is not None:
+            hit = cache.peek_rrset(zone, T.DS)
+            if hit is not None:
+                st = rank_status(hit.rank)
+                if st is Status.SECURE:
+                    return Status.SECURE, list(hit.rrset)
+                if st is Status.INSECURE:
+                    return Status.INSECURE, None
+            neg = cache.peek_negative(zone, T.DS)
+            if neg is not None and rank_status(neg.rank) in (Status.SECURE, Status.INSECURE):
+                return Status.INSECURE, None
+        if (zone, T.DS) in req.resolving:
+            return Status.INDETERMINATE, None
+        req.resolving.add((zone, T.DS))
+        try:
+            res = yield from self.r._chain(req, zone, T.DS)
+        except Bogus as b:
+            raise Bogus(str(b), b.ede, b.zone, server_fault=False) from None
+        except ResolveFail as fail:
+            raise Bogus(f"cannot fetch DS of {zone}: {fail}", EDE.DNSSEC_BOGUS, zone,
+                        server_fault=False) from None
+        finally:
+            req.resolving.discard((zone, T.DS))
+        if res.status is Status.SECURE:
+            ds = [rd for rr in res.answer if rr.rdtype == T.DS and rr.name == zone for rd in rr]
+            if ds:
+                return Status.SECURE, ds
+            if res.outcome in (Outcome.NODATA, Outcome.NXDOMAIN):
+                return Status.INSECURE, None
+            return Status.INSECURE, None  # a CNAME at the name: no zone there
+        if res.status is Status.INSECURE:
+            return Status.INSECURE, None
+        return Status.INDETERMINATE, None
+
+    # -- before sending: the cut's chain of trust -------------------------------
+
+    def trust_check(self, req, q):
+        """Generator: make sure q.cut knows its trust state (kresd trust_chain_check)."""
+        cut = q.cut
+        if cut.trust is not None or not q.want:
+            return
+        if is_negative(self.settings, cut.name):
+            cut.trust = Status.INSECURE
+            return
+        if q.key_prime and q.sname == cut.name:
+            return  # the DNSKEY fetch of this very zone: validated by zone_keys
+        if q.stype == T.DS and q.sname == cut.name:
+            return
+        if cut.ds is not None and cut.name not in req.vars.get("_zone_keys", {}):
+            # DS learnt from a validated referral: prime the keys against it
+            if not supported_ds(cut.ds):
+                cut.trust = Status.INSECURE
+                return
+        st, keys = yield from self.zone_keys(req, cut.name)
+        if st is Status.INDETERMINATE:
+            return  # cycle or no anchor: stays unknown, replies are checked by signer
+        cut.trust, cut.keys = st, keys
+
+    # -- after consume: the reply -----------------------------------------------
+
+    def validate(self, req, q, c, reply):
+        """Generator: check a consumed reply; set ranks and statuses, or raise Bogus."""
+        from .iterate import Kind
+        if c.kind is Kind.REFERRAL:
+            self._referral(req, q, c, reply)
+        elif c.kind is Kind.FINAL:
+            yield from self._final(req, q, c, reply)
+
+    def _keys_for(self, req, q, signer):
+        """Generator -> (Status, keys) of the zone that signed something."""
+        cut = q.cut
+        if cut is not None and signer == cut.name and cut.trust is Status.SECURE:
+            return Status.SECURE, cut.keys
+        return (yield from self.zone_keys(req, signer))
+
+    def _referral(self, req, q, c, reply):
+        cut, new = q.cut, c.cut
+        if new.name == cut.name:
+            return
+        if cut.trust is not Status.SECURE:
+            if cut.trust is Status.INSECURE:
+                new.trust = Status.INSECURE
+            return
+        ds = next((rr for rr in reply.authority if rr.rdtype == T.DS and rr.name == new.name), None)
+        if ds is not None:
+            sigs = find_sigs(reply.authority, new.name, T.DS)
+            v = self._verify(req, ds, sigs, cut.keys, cut.name)
+            if v.status is not Status.SECURE:
+                raise Bogus(f"DS of {new.name}: {v.reason}", v.ede, cut.name)
+            new.ds = list(ds)
+            c.stash.add(ds, SECURE_RANK, sigs)
+            if not supported_ds(new.ds):
+                new.trust = Status.INSECURE
+            return
+        proofs = self._denial_records(req, q, reply.authority, cut.name, cut.keys)
+        if not proofs:
+            return  # no DS and no proof: trust_check asks the parent for the DS
+        mod = _denial(proofs)
+        p = mod.referral_no_ds(new.name, cut.name, proofs)
+        if not p.ok:
+            raise Bogus(f"referral to {new.name} without DS: {p.reason}", EDE.NSEC_MISSING, cut.name)
+        self.r._trace(req, "delegation %s proven insecure%s", new.name, " (opt-out)" if p.optout else "")
+        new.trust = Status.INSECURE
+
+    def _denial_records(self, req, q, section, zone, keys):
+        """NSEC/NSEC3 RRsets of a section whose signatures verify with the zone's
+        keys (stashed SECURE with the reply); a bad signature is bogus."""
+        out = []
+        for rr in section:
+            if rr.rdtype not in (T.NSEC, T.NSEC3):
+                continue
+            sigs = find_sigs(section, rr.name, rr.rdtype)
+            v = self._verify(req, rr, sigs, keys, zone)
+            if v.status is not Status.SECURE:
+                raise Bogus(f"{T.to_text(rr.rdtype)} {rr.name}: {v.reason}", v.ede, zone)
+            out.append(rr)
+        return out
+
+    def _final(self, req, q, c, reply):
+        res = c.result
+        status = Status.SECURE
+        no_cache = c.no_cache
+        chain_status: dict[int, Status] = {}
+        wildcard_proofs = []
+        for rr in res.answer:
+            if rr.rdtype == T.RRSIG:
+                continue
+            if id(rr) in no_cache:  # CNAME synthesised from a DNAME: as the DNAME
+                continue
+            st, proof = yield from self._rrset_status(req, q, rr, reply)
+            wildcard_proofs.extend(proof)
+            chain_status[id(rr)] = st
+            status = worst(status, st)
+        if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
+            st = yield from self._negative(req, q, res, reply, c.last or q.sname)
+            status = worst(status, st)
+        elif not any(rr.rdtype != T.RRSIG for rr in res.answer):
+            status = Status.INDETERMINATE
+        if wildcard_proofs:
+            res.authority = _dedupe_sets(list(res.authority) + wildcard_proofs)
+        res.status = status
+        # ranks of what is stashed
+        for i, (rr, rank, sigs) in enumerate(c.stash.rrsets):
+            st = chain_status.get(id(rr))
+            if st is None:
+                continue
+            c.stash.rrsets[i] = (rr, status_rank(st) if rank & Rank.AUTH else rank,
+                                 sigs if sigs is not None else find_sigs(reply.answer, rr.name, rr.rdtype))
+        neg_rank = status_rank(status)
+        c.stash.negative = [(n, t, k, soa, auth, neg_rank) for (n, t, k, soa, auth, _r) in c.stash.negative]
+
+    def _rrset_status(self, req, q, rr, reply):
+        """Generator -> (Status, wildcard proof RRsets) of one answer RRset."""
+        sigs = find_sigs(reply.answer, rr.name, rr.rdtype)
+        signer = signer_of(sigs)
+        if signer is None or not rr.name.is_subdomain(signer):
+            st = yield from self._unsigned_status(req, q, rr.name)
+            if st is Status.SECURE:
+                raise Bogus(f"no valid RRSIG for {rr.name} {T.to_text(rr.rdtype)}", EDE.RRSIGS_MISSING,
+                            q.cut.name if q.cut else None)
+            return st, []
+        st, keys = yield from self._keys_for(req, q, signer)
+        if st is not Status.SECURE:
+            return st, []
+        v = self._verify(req, rr, sigs, keys, signer)
+        if v.status is not Status.SECURE:
+            raise Bogus(f"{rr.name} {T.to_text(rr.rdtype)}: {v.reason}", v.ede, signer)
+        _cap_ttl(rr, sigs, self._now())
+        if v.labels is None:
+            return Status.SECURE, []
+        # wildcard expansion: the name itself must be proven absent
+        proofs = self._denial_records(req, q, reply.authority, signer, keys)
+        mod = _denial(proofs)
+        p = mod.wildcard_answer(rr.name, v.labels, signer, proofs)
+        if not p.ok:
+            raise Bogus(f"wildcard answer {rr.name}: {p.reason}", EDE.NSEC_MISSING, signer)
+        carried = [x for x in reply.authority if x.rdtype in (T.NSEC, T.NSEC3)
+                   or x.rdtype == T.RRSIG and x.covers in (T.NSEC, T.NSEC3)]
+        return (Status.SECURE if p.status is Status.SECURE else Status.INSECURE), carried
+
+    def _unsigned_status(self, req, q, name):
+        """Generator -> Status of the zone holding unsigned data at `name`: the
+        cut's, unless a DS walk below the cut finds an insecure delegation."""
+        cut = q.cut
+        if cut is None or cut.trust is None:
+            base = closest_ta(self.settings, name)
+            if base is None:
+                return Status.INDETERMINATE
+            st, _ = yield from self.zone_keys(req, base)
+        else:
+            base, st = cut.name, cut.trust
+        if st is not Status.SECURE or not name.is_subdomain(base):
+            return st
+        labels = name.relativize(base).labels if name != base else ()
+        walk = base
+        for lab in reversed(labels[-MAX_INSECURE_WALK:] if len(labels) > MAX_INSECURE_WALK else labels):
+            walk = dns.name.Name((lab,) + walk.labels)
+            dst, _ = yield from self.zone_ds(req, walk)
+            if dst is Status.INSECURE:
+                return Status.INSECURE
+        return Status.SECURE
+
+    def _negative(self, req, q, res, reply, last):
+        """Generator -> Status of a NXDOMAIN/NODATA for `last` (proof checked)."""
+        auth = reply.authority
+        signed = [rr for rr in auth if rr.rdtype != T.RRSIG and find_sigs(auth, rr.name, rr.rdtype)]
+        signer = None
+        for rr in signed:
+            signer = signer_of(find_sigs(auth, rr.name, rr.rdtype))
+            if signer is not None:
+                break
+        if signer is None or not last.is_subdomain(signer):
+            st = yield from self._unsigned_status(req, q, last)
+            if st is Status.SECURE:
+                raise Bogus(f"unsigned negative answer for {last}", EDE.NSEC_MISSING,
+                            q.cut.name if q.cut else None)
+            return st
+        st, keys = yield from self._keys_for(req, q, signer)
+        if st is not Status.SECURE:
+            return st
+        for rr in auth:
+            if rr.rdtype == T.SOA:
+                v = self._verify(req, rr, find_sigs(auth, rr.name, T.SOA), keys, signer)
+                if v.status is not Status.SECURE:
+                    raise Bogus(f"SOA {rr.name}: {v.reason}", v.ede, signer)
+        proofs = self._denial_records(req, q, auth, signer, keys)
+        if not proofs:
+            raise Bogus(f"no NSEC/NSEC3 proof for {last}", EDE.NSEC_MISSING, signer)
+        mod = _denial(proofs)
+        if res.outcome is Outcome.NXDOMAIN:
+            p = mod.nxdomain(last, signer, proofs)
+        else:
+            p = mod.nodata(last, q.stype, signer, proofs)
+        if not p.ok:
+            raise Bogus(f"denial of {last} {T.to_text(q.stype)}: {p.reason}", EDE.NSEC_MISSING, signer)
+        return Status.SECURE if p.status is Status.SECURE else Status.INSECURE
+
+
+def _denial(proofs):
+    """The proof module for these records: NSEC3 when any is NSEC3."""
+    from ..dnssec import nsec, nsec3
+    return nsec3 if any(rr.rdtype == T.NSEC3 for rr in proofs) else nsec
+
+
+def _cap_ttl(rr, sigs, now: int) -> None:
+    """RFC 4035 5.3.3: TTL <= the RRSIG's original TTL and its remaining validity."""
+    for rd in sigs or ():
+        if rd.type_covered != rr.rdtype:
+            continue
+        left = (rd.expiration - now) & 0xFFFFFFFF
+        cap = min(rd.original_ttl, left if left < 0x80000000 else 0)
+        if rr.ttl > cap:
+            rr.ttl = max(cap, 0)
+        return
+
+
+def _dedupe_sets(rrsets):
+    out, seen = [], set()
+    for rr in rrsets:
+        k = (rr.name, rr.rdtype, rr.covers)
+        if k not in seen:
+            seen.add(k)
+            out.append(rr)
+    return out
