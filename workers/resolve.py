@@ -273,7 +273,7 @@ class Resolver:
                    cut.name, c.kind.value, c.why)
             if c.result is not None:
                 _attach_sigs(c.result, reply)
-            if q.want and not stub and not (q.key_prime and c.kind is Kind.FINAL):
+            if q.want and not stub:
                 self._state(req, q, "validate")
                 try:
                     yield from self.validator.validate(req, q, c, reply)
@@ -496,9 +496,9 @@ def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
     answer to a DO client carries them (kresd keeps RRSIGs with their RRset)."""
     out = []
     for rr in res.answer:
-        if rr.rdtype == T.RRSIG:
-            continue
         out.append(rr)
+        if rr.rdtype == T.RRSIG:
+            continue  # the data itself (a query for type RRSIG)
         for sig in reply.answer:
             if sig.rdtype == T.RRSIG and sig.covers == rr.rdtype and sig.name == rr.name:
                 out.append(sig)

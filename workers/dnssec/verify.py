@@ -176,11 +176,13 @@ def ds_matches(zone: dns.name.Name, key, ds) -> bool:
 
 
 def verify_dnskeys(zone: dns.name.Name, dnskeys: dns.rrset.RRset, sigs, anchors, now: int,
-                   budget: Budget) -> Verdict:
+                   budget: Budget, configured: bool = False) -> Verdict:
     """The DNSKEY RRset of `zone` against its DS set or trust-anchor keys: some
     key that a usable anchor names (zone flag set, not revoked) must sign the
-    whole RRset (RFC 4035 5.2)."""
-    usable = supported_ds(anchors)
+    whole RRset (RFC 4035 5.2). A DS set with no supported algorithm or digest
+    makes the zone insecure; a configured trust anchor never does (kresd: the
+    operator asked for that zone to be secure, so it is bogus instead)."""
+    usable = list(anchors) if configured else supported_ds(anchors)
     if not usable:
         return Verdict(Status.INSECURE, "no supported DS algorithm or digest")
     trusted = []

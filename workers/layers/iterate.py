@@ -134,13 +134,13 @@ def _follow_chain(reply, sname, stype) -> _Chain:
     name = sname
     seen = {sname}
     for _ in range(16):
-        data = _find(reply.answer, name, stype)
+        dname = _covering_dname(reply.answer, name)  # a DNAME occludes data below it
+        data = _find(reply.answer, name, stype) if dname is None else None
         if data is not None:
             chain.append(data)
             return _Chain(chain, name, True, no_cache)
-        if stype == T.CNAME:
+        if stype == T.CNAME and dname is None:
             break
-        dname = _covering_dname(reply.answer, name)
         cname = _find(reply.answer, name, T.CNAME)
         target = None
         if dname is not None:
@@ -152,6 +152,8 @@ def _follow_chain(reply, sname, stype) -> _Chain:
             cname = dns.rrset.from_text(name, dname.ttl, "IN", "CNAME", target.to_text())
             chain.append(cname)
             no_cache.add(id(cname))
+            if stype == T.CNAME:  # the synthesised CNAME is the answer
+                return _Chain(chain, name, True, no_cache)
         elif cname is not None and len(cname) == 1:
             chain.append(cname)
             target = cname[0].target

@@ -161,13 +161,14 @@ class Validator:
             hit = cache.peek_rrset(zone, T.DNSKEY)
             if hit is not None and rank_status(hit.rank) is Status.SECURE:
                 return Status.SECURE, hit.rrset
-        if s.trust_anchors.get(zone):
+        configured = bool(s.trust_anchors.get(zone))
+        if configured:
             anchors = list(s.trust_anchors[zone])
         else:
             st, anchors = yield from self.zone_ds(req, zone)
             if st is not Status.SECURE:
                 return st, None
-        if not supported_ds(anchors):
+        if not configured and not supported_ds(anchors):
             self.r._trace(req, "zone %s: no supported DS algorithm or digest: insecure", zone)
             return Status.INSECURE, None
         pending_ds = req.vars.setdefault("_key_prime", {})
@@ -185,11 +186,14 @@ class Validator:
         if keys is None:
             raise Bogus(f"no DNSKEY for {zone}", EDE.DNSKEY_MISSING, zone, server_fault=False)
         if res.status is Status.SECURE:
-            return Status.SECURE, keys  # from the cache, validated before
-        sigs = find_sigs(res.answer, zone, T.DNSKEY)
+            self._observe_keys(zone, keys)
+            return Status.SECURE, keys  # validated by _key_prime (or before, from the cache)
+        if res.status is Status.INSECURE:
+            return Status.INSECURE, None
+        sigs = find_sigs(res.answer, zone, T.DNSKEY)  # unvalidated, from the cache
         b = self.budget(req)
         try:
-            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b)
+            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b, configured)
         except BudgetExceeded as e:
             raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
         finally:
@@ -294,10 +298,40 @@ class Validator:
     def validate(self, req, q, c, reply):
         """Generator: check a consumed reply; set ranks and statuses, or raise Bogus."""
         from .iterate import Kind
-        if c.kind is Kind.REFERRAL:
+        anchors = req.vars.get("_key_prime", {}).get(q.sname) if q.key_prime else None
+        if anchors is not None and c.kind is Kind.FINAL:
+            self._key_prime(req, q, c, reply, anchors)
+        elif c.kind is Kind.REFERRAL:
             self._referral(req, q, c, reply)
         elif c.kind is Kind.FINAL:
             yield from self._final(req, q, c, reply)
+
+    def _key_prime(self, req, q, c, reply, anchors) -> None:
+        """The DNSKEY RRset of the zone whose keys are being fetched, against
+        its DS (or trust anchor): a bad one is this server's fault, so the
+        driver asks another (kresd black_prime)."""
+        zone = q.sname
+        res = c.result
+        keys = next((rr for rr in res.answer if rr.rdtype == T.DNSKEY and rr.name == zone), None)
+        if keys is None:
+            raise Bogus(f"no DNSKEY for {zone}", EDE.DNSKEY_MISSING, zone)
+        sigs = find_sigs(reply.answer, zone, T.DNSKEY)
+        configured = bool(self.settings.trust_anchors.get(zone))
+        b = self.budget(req)
+        try:
+            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b, configured)
+        except BudgetExceeded as e:
+            raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
+        finally:
+            req.sig_checks = b.used
+        if v.status is Status.BOGUS:
+            raise Bogus(f"DNSKEY of {zone}: {v.reason}", v.ede, zone)
+        res.status = v.status
+        if v.status is Status.SECURE:
+            _cap_ttl(keys, sigs, self._now())
+        rank = status_rank(v.status)
+        c.stash.rrsets = [(rr, rank if rr is keys else r, sigs if rr is keys else s)
+                          for rr, r, s in c.stash.rrsets]
 
     def _keys_for(self, req, q, signer):
         """Generator -> (Status, keys) of the zone that signed something."""
