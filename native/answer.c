@@ -21,6 +21,7 @@
 #define F_RD 0x0100
 #define F_RA 0x0080
 #define F_CD 0x0010
+#define F_AD 0x0020
 #define VAL_HDR 12
 #define FLAG_RRSIGS 0x01
 #define FLAG_NEGATIVE 0x02
@@ -88,12 +89,18 @@ static int query_ok(const uint8_t *q, size_t qlen, const struct kn_query *pq)
 	uint16_t flags = rd16(q + 2);
 	if ((flags & F_QR) || !(flags & F_RD) || ((flags >> 11) & 0xF) != 0)
 		return 0;
+	/* AD or CD asked: DNSSEC semantics (AD bit, unvalidated data) are the
+	 * full path's; so is DO below (RRSIGs, AD) */
+	if (flags & (F_AD | F_CD))
+		return 0;
 	if (rd16(q + 4) != 1 || rd16(q + 6) != 0 || rd16(q + 8) != 0)
 		return 0;
 	if (pq->has_opt > 1 || rd16(q + 10) > (pq->has_opt ? 1 : 0))
 		return 0;
 	if (pq->has_opt && (pq->edns_version != 0 || pq->opt_flags != 0))
 		return 0;
+	if (pq->has_opt && (pq->edns_flags & 0x8000))
+		return 0; /* DO */
 	if (pq->qclass != CLASS_IN)
 		return 0;
 	uint16_t t = pq->qtype;

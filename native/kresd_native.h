@@ -157,9 +157,9 @@ int kn_rank_is_answer(unsigned int rank);
  * q[0..qlen) is the query wire and pq its kn_parse_query result (KN_OK);
  * pq is cross-checked against q (question bytes, offsets), not trusted.
  * val[0..vlen) is a cache value in the cache/entry.py layout.
- * Query eligible: opcode 0, QR clear, RD set, QDCOUNT 1, ANCOUNT = NSCOUNT
- * = 0, ARCOUNT <= has_opt, a good OPT (opt_flags 0) of EDNS version 0 if
- * any, QCLASS IN, QTYPE not 0, 41 or 128..255, and an uncompressed
+ * Query eligible: opcode 0, QR clear, RD set, AD and CD clear, QDCOUNT 1,
+ * ANCOUNT = NSCOUNT = 0, ARCOUNT <= has_opt, a good OPT (opt_flags 0) of
+ * EDNS version 0 without DO if any, QCLASS IN, QTYPE not 0, 41 or 128..255, and an uncompressed
  * question name. Else KN_ENOTELIG.
  * Value usable: >= 14 bytes, flags only FLAG_RRSIGS (0x01), type == qtype,
  * kn_rank_is_answer(rank), remaining

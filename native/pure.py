@@ -237,9 +237,11 @@ def _eligible(wire: bytes, pq: ParsedQuery) -> bool:
     """answer.c query_ok, for a query parse_query accepted."""
     if pq.flags & 0x8000 or not pq.flags & 0x0100 or pq.opcode != 0:
         return False
+    if pq.flags & 0x0030:  # AD or CD: DNSSEC semantics are the full path's
+        return False
     if pq.qdcount != 1 or pq.ancount or pq.nscount or pq.arcount > pq.has_opt:
         return False
-    if pq.has_opt and (pq.edns_version != 0 or pq.opt_flags):
+    if pq.has_opt and (pq.edns_version != 0 or pq.opt_flags or pq.edns_flags & 0x8000):
         return False
     if pq.qclass != _IN or pq.qtype in (0, _TYPE_OPT) or 128 <= pq.qtype <= 255:
         return False

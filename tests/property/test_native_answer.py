@@ -172,8 +172,10 @@ def test_answer_matches_slow_path_and_twin(c):
     got = native.answer(wire, pq, value, now, bufsize, 65535)
     assert got == pure.answer(wire, pq, value, now, bufsize, 65535)
     remaining = remaining_of(inception, ttl, now)
-    # ranks with bits 0x40/0x80 (no kr_rank) are declined by the fast path
-    if remaining <= 0 or not is_answer_rank(rank):
+    # ranks with bits 0x40/0x80 (no kr_rank) are declined by the fast path;
+    # so are DO, AD and CD (DNSSEC answers are the full path's)
+    dnssec = query.flags & (dns.flags.AD | dns.flags.CD) or query.ednsflags & dns.flags.DO
+    if remaining <= 0 or not is_answer_rank(rank) or dnssec:
         event("declined")
         assert got is None
         return
@@ -292,7 +294,7 @@ def test_examples_good():
                                 "A 8 3 300 20300101000000 20200101000000 12345 example.com. AAAA")
     for value, edns, do in (
         (GOOD_VALUE, None, False),
-        (pack_rrset(RR, rrsig, inception=1000, ttl=300, rank=48), 0, True),
+        (pack_rrset(RR, rrsig, inception=1000, ttl=300, rank=48), 0, False),
         (_hdr(GOOD_VALUE, inc=NOW + 50), 0, False),  # inception in the future: full TTL
     ):
         q = _q(use_edns=edns, want_dnssec=do)
@@ -311,6 +313,24 @@ def test_examples_good():
         if edns is not None:
             assert m.payload == 4096
         assert struct.unpack_from("!H", got, 6)[0] == 2
+
+
+def test_dnssec_queries_take_the_full_path():
+    """DO, AD or CD: the answer needs RRSIGs, the AD bit or unvalidated data,
+    which only the full path decides (C and twin agree)."""
+    rrsig = dns.rrset.from_text("www.example.com.", 300, "IN", "RRSIG",
+                                "A 8 3 300 20300101000000 20200101000000 12345 example.com. AAAA")
+    value = pack_rrset(RR, rrsig, inception=1000, ttl=300, rank=48)
+    ad, cd = _q(), _q()
+    ad.flags |= dns.flags.AD
+    cd.flags |= dns.flags.CD
+    for q in (_q(use_edns=0, want_dnssec=True), ad, cd):
+        wire = q.to_wire()
+        pq = native.parse_query(wire)
+        assert native.answer(wire, pq, value, NOW, 4096, 65535) is None
+        assert pure.answer(wire, pq, value, NOW, 4096, 65535) is None
+    wire = _q().to_wire()  # the same value answers a plain query
+    assert native.answer(wire, native.parse_query(wire), value, NOW, 4096, 65535) is not None
 
 
 def test_remaining_one_and_zero():

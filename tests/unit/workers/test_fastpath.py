@@ -85,15 +85,19 @@ def test_hit_equals_normal_path(env, edns):
     fast, resolver, cache, clock = env
     stash(cache, ("www.example.", 300, "IN", "A", "192.0.2.1", "192.0.2.2"))
     clock.now += 100
-    q = dns.message.make_query("WWW.Example.", "A", use_edns=edns, want_dnssec=edns is not False)
-    q.flags |= dns.flags.CD
+    q = dns.message.make_query("WWW.Example.", "A", use_edns=edns)
     wire = fast(q.to_wire())
     assert wire is not None and fast.hits == 1
     got = dns.message.from_wire(wire)
     same(got, slow(resolver, q.to_wire()))
     assert records(got) == [("WWW.Example.", "A", 200, ["192.0.2.1", "192.0.2.2"])]
     assert got.id == q.id and got.rcode() == dns.rcode.NOERROR
-    assert got.flags & dns.flags.QR and got.flags & dns.flags.RA and got.flags & dns.flags.CD
+    assert got.flags & dns.flags.QR and got.flags & dns.flags.RA
+    for flag in (dns.flags.CD, dns.flags.AD):  # DNSSEC semantics: the full path's
+        q2 = dns.message.make_query("www.example.", "A", use_edns=edns)
+        q2.flags |= flag
+        assert fast(q2.to_wire()) is None
+    assert fast(dns.message.make_query("www.example.", "A", want_dnssec=True).to_wire()) is None
 
 
 def test_everything_else_takes_the_normal_path(env):
@@ -128,3 +132,20 @@ def test_switched_off(env):
     stash(cache, ("www.example.", 300, "IN", "A", "192.0.2.1"))
     resolver.settings.fastpath = False
     assert fast(dns.message.make_query("www.example.", "A").to_wire()) is None
+
+
+def test_with_a_trust_anchor_only_validated_data_is_fast(env):
+    """kresd get_lowest_rank(): where validation is on, unvalidated data is no
+    answer; the fast path leaves such data to the full path, which applies the
+    per-name rule (a name outside every anchor is answered there)."""
+    fast, resolver, cache, clock = env
+    resolver.settings.trust_anchors[dns.name.root] = ["anchor"]
+    stash(cache, ("plain.example.", 300, "IN", "A", "192.0.2.1"))  # INITIAL|AUTH
+    stash(cache, ("secure.example.", 300, "IN", "A", "192.0.2.2"), rank=Rank.AUTH | Rank.SECURE)
+    stash(cache, ("insecure.example.", 300, "IN", "A", "192.0.2.3"), rank=Rank.AUTH | Rank.INSECURE)
+    assert fast(dns.message.make_query("plain.example.", "A").to_wire()) is None
+    for name in ("secure.example.", "insecure.example."):
+        got = answered(fast, dns.message.make_query(name, "A"))
+        assert not got.flags & dns.flags.AD  # no DO/AD asked: no AD, as the full path
+    resolver.settings.trust_anchors.clear()
+    assert fast(dns.message.make_query("plain.example.", "A").to_wire()) is not None
