@@ -286,6 +286,7 @@ class Resolver:
                     continue
             if not stub:
                 self._state(req, q, "stash")
+                _stash_sigs(c.stash, reply)
                 self._stash(req, c.stash)
             if c.kind is Kind.REFERRAL:
                 self._state(req, q, "referral")
@@ -504,6 +505,19 @@ def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
                 out.append(sig)
                 break
     res.answer = out
+
+
+def _stash_sigs(stash, reply: dns.message.Message) -> None:
+    """RRSIGs go to the cache with their RRset (validated or not), so that a DO
+    client answered from the cache gets them too."""
+    for i, (rr, rank, sigs) in enumerate(stash.rrsets):
+        if sigs is None:
+            for section in (reply.answer, reply.authority, reply.additional):
+                sigs = next((s for s in section if s.rdtype == T.RRSIG and s.covers == rr.rdtype
+                             and s.name == rr.name), None)
+                if sigs is not None:
+                    stash.rrsets[i] = (rr, rank, sigs)
+                    break
 
 
 def _dedupe(rrsets):

@@ -299,6 +299,17 @@ class Validator:
         """Generator: check a consumed reply; set ranks and statuses, or raise Bogus."""
         from .iterate import Kind
         anchors = req.vars.get("_key_prime", {}).get(q.sname) if q.key_prime else None
+        if q.cut.trust is Status.INSECURE:
+            # a proven-insecure zone (kresd DNSSEC_INSECURE): nothing below it is checked
+            if c.kind is Kind.REFERRAL:
+                c.cut.trust = Status.INSECURE
+            elif c.kind is Kind.FINAL:
+                c.result.status = Status.INSECURE
+                c.stash.rrsets = [(rr, INSECURE_RANK if r & Rank.AUTH else r, s)
+                                  for rr, r, s in c.stash.rrsets]
+                c.stash.negative = [(n, t, k, soa, auth, INSECURE_RANK)
+                                    for (n, t, k, soa, auth, _r) in c.stash.negative]
+            return
         if anchors is not None and c.kind is Kind.FINAL:
             self._key_prime(req, q, c, reply, anchors)
         elif c.kind is Kind.REFERRAL:
