@@ -2,8 +2,11 @@
 modules/ta_signal_query/ta_signal_query.lua), loaded by default as in kresd 5.6.
 
 Owns: the `consume` hook that watches upstream DNSKEY replies (replies the
-driver got from the network: a cache hit never reaches `consume`). When the
-DNSKEY's owner has trust anchors, it starts, in the background, the query
+driver got from the network: a cache hit never reaches `consume`), and the
+`finish` hook that acts on them once the request is validated: when the
+DNSKEY's owner has trust anchors and its keys were not found bogus (kresd's
+consume hook does not run on a reply the validator failed), it starts, in
+the background, the query
 `_ta-<tag>-<tag>...<zone>` type NULL (the anchors' key tags as 4 lowercase
 hex digits, sorted, as kresd's `string.format('%04x')`), the way kresd does
 it: `event.after(0, function() resolve(name, kres.type.NULL) end)`. Its
@@ -62,12 +65,19 @@ class TaSignalQueryLayer(Layer):
         if _is_signal(req.qname):
             return None
         zone = reply.question[0].name
-        done = req.vars.setdefault("ta_signal_query", set())
-        if zone in done:  # a referral and then the zone's answer: one signal
-            return None
         ttl = min((rr.ttl for rr in reply.answer if rr.rdtype == T.DNSKEY), default=0)
-        if self.m.trigger(zone, ttl) is not None:
-            done.add(zone)
+        seen = req.vars.setdefault("ta_signal_query", {})
+        seen[zone] = max(ttl, seen.get(zone, 0))  # a referral and then the zone's answer: one signal
+        return None
+
+    def finish(self, req):
+        seen = req.vars.get("ta_signal_query")
+        if not seen:
+            return None
+        bogus_zone = req.bogus[0] if req.bogus else None
+        for zone, ttl in seen.items():
+            if zone != bogus_zone:  # kresd's consume hook does not run on a failed (bogus) reply
+                self.m.trigger(zone, ttl)
         return None
 
 

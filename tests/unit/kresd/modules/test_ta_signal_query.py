@@ -53,6 +53,14 @@ def client_req(name="www.example.cz.", rdtype="A"):
     return Request(dns.message.make_query(name, rdtype), ("192.0.2.1", 1), False, 0.0)
 
 
+def feed(layer, reply, req=None):
+    """One request that got this upstream reply, then finished."""
+    req = req or client_req()
+    layer.consume(req, reply)
+    layer.finish(req)
+    return req
+
+
 def test_signal_name_format():
     assert signal_name([54321, 12345], CZ) == dns.name.from_text("_ta-3039-d431.cz.")
     assert signal_name([20326], dns.name.root) == dns.name.from_text("_ta-4f66.")
@@ -62,14 +70,14 @@ def test_signal_name_format():
 
 def test_upstream_dnskey_reply_of_an_anchored_zone_signals():
     env, sent = make_env()
-    env.mod("ta_signal_query").layer.consume(client_req(), dnskey_reply(CZ))
+    feed(env.mod("ta_signal_query").layer, dnskey_reply(CZ), client_req())
     assert sent == [dns.name.from_text("_ta-3039-d431.cz.")]
 
 
 def test_dnskey_anchor_key_tag_is_used():
     import dns.dnssec
     env, sent = make_env({dns.name.root: [DNSKEY]})
-    env.mod("ta_signal_query").layer.consume(client_req(), dnskey_reply(dns.name.root))
+    feed(env.mod("ta_signal_query").layer, dnskey_reply(dns.name.root), client_req())
     assert sent == [signal_name([dns.dnssec.key_id(DNSKEY)], dns.name.root)]
 
 
@@ -80,32 +88,56 @@ def test_dnskey_anchor_key_tag_is_used():
 ])
 def test_other_replies_do_not_signal(reply):
     env, sent = make_env()
-    env.mod("ta_signal_query").layer.consume(client_req(), reply)
+    feed(env.mod("ta_signal_query").layer, reply, client_req())
     assert sent == []
 
 
 def test_at_most_once_per_refresh_of_the_keys():
     env, sent = make_env()
     layer = env.mod("ta_signal_query").layer
-    layer.consume(client_req(), dnskey_reply(CZ, ttl=600))
+    feed(layer, dnskey_reply(CZ, ttl=600), client_req())
     env.resolver.clock.t += 599
-    layer.consume(client_req(), dnskey_reply(CZ, ttl=600))
+    feed(layer, dnskey_reply(CZ, ttl=600), client_req())
     assert len(sent) == 1
     env.resolver.clock.t += 1
-    layer.consume(client_req(), dnskey_reply(CZ, ttl=600))
+    feed(layer, dnskey_reply(CZ, ttl=600), client_req())
     assert len(sent) == 2
     # a reply without keys holds nothing back
-    layer.consume(client_req(), dnskey_reply(dns.name.root, with_keys=False))
+    feed(layer, dnskey_reply(dns.name.root, with_keys=False), client_req())
     env2, sent2 = make_env({dns.name.root: [DS_A]})
     lay2 = env2.mod("ta_signal_query").layer
-    lay2.consume(client_req(), dnskey_reply(dns.name.root, with_keys=False))
-    lay2.consume(client_req(), dnskey_reply(dns.name.root, with_keys=False))
+    feed(lay2, dnskey_reply(dns.name.root, with_keys=False), client_req())
+    feed(lay2, dnskey_reply(dns.name.root, with_keys=False), client_req())
     assert len(sent2) == 2
+
+
+def test_no_signal_when_the_keys_of_that_zone_were_bogus():
+    env, sent = make_env()
+    layer = env.mod("ta_signal_query").layer
+    req = client_req()
+    req.bogus = (CZ, "no valid RRSIG for DNSKEY", 6)
+    feed(layer, dnskey_reply(CZ), req)
+    assert sent == []
+    req = client_req()
+    req.bogus = (dns.name.from_text("example.cz."), "signature expired", 7)
+    feed(layer, dnskey_reply(CZ), req)  # cz.'s keys were fine: signalled
+    assert sent == [dns.name.from_text("_ta-3039-d431.cz.")]
+
+
+def test_signal_waits_for_the_end_of_the_request():
+    env, sent = make_env()
+    layer = env.mod("ta_signal_query").layer
+    req = client_req()
+    layer.consume(req, dnskey_reply(CZ))
+    layer.consume(req, dnskey_reply(CZ))
+    assert sent == []
+    layer.finish(req)
+    assert len(sent) == 1
 
 
 def test_the_signal_query_itself_never_signals():
     env, sent = make_env()
-    env.mod("ta_signal_query").layer.consume(client_req("_ta-3039-d431.cz.", "NULL"), dnskey_reply(CZ))
+    feed(env.mod("ta_signal_query").layer, dnskey_reply(CZ), client_req("_ta-3039-d431.cz.", "NULL"))
     assert sent == []
 
 
