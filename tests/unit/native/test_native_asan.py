@@ -115,8 +115,8 @@ def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int,
     types = {"A": "192.0.2.{}", "AAAA": "2001:db8::{}", "TXT": '"t{}"', "MX": "10 mx{}.example."}
     queries, values = [], []
     for rtype, fmt in types.items():
-        for edns in (False, 0):
-            q = dns.message.make_query("wWw.Example.", rtype, use_edns=edns, want_dnssec=edns == 0)
+        for edns, do in ((False, False), (0, False), (0, True)):  # DO: not eligible
+            q = dns.message.make_query("wWw.Example.", rtype, use_edns=edns, want_dnssec=do)
             queries.append(q.to_wire())
         rrset = dns.rrset.from_text("www.example.", 300, "IN", rtype,
                                     *[fmt.format(i) for i in range(1, rng.randint(2, 6))])
