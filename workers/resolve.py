@@ -118,8 +118,8 @@ class Resolver:
             _trace(req, "resolution failed: %s", fail)
             if isinstance(fail, Bogus):
                 req.bogus = (fail.zone, str(fail), int(fail.ede))
-                log.info("[dnssec] bogus answer for %s %s: %s (zone %s)", req.qname,
-                         T.to_text(req.qtype), fail, fail.zone)
+                # one line per bogus answer is the bogus_log module's (as kresd)
+                _trace(req, "bogus answer: %s (zone %s)", fail, fail.zone)
             ans.set_rcode(dns.rcode.SERVFAIL)
             set_ede(ans, fail.ede, str(fail)[:200])
             return
