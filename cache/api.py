@@ -32,6 +32,20 @@ Contract (unchanged from the interface-first version):
         def count(self) -> int
         def stats(self) -> dict
 
+    NSEC/NSEC3 index (RFC 8198 aggressive use; keys: cache/nsec.py):
+
+        Writer.stash_nsec(self, zone, rrset, rank, rrsigs=None, soa_minimum=None) -> None
+            # an NSEC or NSEC3 RRset of `zone`; TTL = min(rrset, rrsigs, SOA MINIMUM)
+            # (RFC 8198 5.4), clamped like other entries; same rank rule on overwrite
+        Cache.peek_nsec(self, zone, name) -> CachedNSEC | None
+            # the NSEC of `zone` whose owner is `name` (exact=True) or its closest
+            # predecessor in canonical order; expired or corrupt = None (no step back)
+        Cache.peek_nsec3(self, zone, params, raw_hash) -> CachedNSEC | None
+            # the same by hash within one parameter set (cache.nsec.Nsec3Params),
+            # wrapping to the chain's last hash below its first
+        Cache.nsec3_params(self, zone) -> list[Nsec3Params]   # the sets held for zone
+        # clear() drops them all; clear(zone, subtree=True) those of zone and below.
+
 Semantics worth knowing:
   * Slots: the positive RRset (tag E) and the NODATA (tag N) of one (name, type)
     share a slot as in kresd: stashing one removes the other, and a fresh entry
@@ -60,6 +74,7 @@ import lmdb
 
 import native as _native
 from cache import entry
+from cache import nsec as _nsec
 from cache.entry import EntryError, Header
 from cache.env import CacheEnv
 from cache.errors import CacheError
@@ -75,8 +90,8 @@ EVICT_HYSTERESIS = 0.15  # ... and then down to (threshold - hysteresis) if expi
 MIN_HEADROOM_PAGES = 16  # copy-on-write needs free pages even to delete
 
 __all__ = [
-    "Cache", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer", "is_answer_rank",
-    "is_usable_rank",
+    "Cache", "CachedNSEC", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer",
+    "is_answer_rank", "is_usable_rank",
 ]
 
 
@@ -130,6 +145,15 @@ class CachedNegative:
     authority: list[dns.rrset.RRset]
     rank: Rank
     ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class CachedNSEC:
+    rrset: dns.rrset.RRset  # an NSEC or NSEC3 RRset, TTL = remaining
+    rrsigs: dns.rrset.RRset | None
+    rank: Rank
+    ttl: int  # remaining seconds (> 0)
+    exact: bool  # the owner (hash) is the looked-up name (hash), not a predecessor
 
 
 NXDOMAIN = "NXDOMAIN"
@@ -265,6 +289,42 @@ class Writer:
             return
         self._ops.append(_Stash(k, value, int(rank), rivals, ()))
 
+    def stash_nsec(self, zone: dns.name.Name, rrset: dns.rrset.RRset, rank: int,
+                   rrsigs: dns.rrset.RRset | None = None, soa_minimum: int | None = None) -> None:
+        """Stash an NSEC/NSEC3 RRset of `zone` into the index (cache/nsec.py keys).
+        TTL = min(rrset, rrsigs, SOA MINIMUM) (RFC 8198 5.4), then clamped."""
+        cache = self._cache
+        rtype = int(rrset.rdtype)
+        if rtype not in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3):
+            raise ValueError(f"not an NSEC or NSEC3 RRset: {rtype}")
+        if len(rrset) == 0 or not rrset.name.is_subdomain(zone):
+            return
+        try:
+            if rtype == dns.rdatatype.NSEC:
+                k = _nsec.nsec_key(zone, rrset.name)
+            elif rrset.name == zone or rrset.name.parent() != zone:
+                return  # an NSEC3 owner is one hash label above the zone
+            else:
+                k = _nsec.nsec3_key(zone, _nsec.Nsec3Params.of(rrset[0]),
+                                    _nsec.hash_of_owner(rrset.name))
+        except (ValueError, TypeError) as exc:  # bad base32hex owner, long salt
+            log.debug("not indexing %s: %s", rrset.name, exc)
+            return
+        if k is None:
+            return
+        ttls = [rrset.ttl]
+        if rrsigs is not None and len(rrsigs):
+            ttls.append(rrsigs.ttl)
+        if soa_minimum is not None:
+            ttls.append(int(soa_minimum))
+        try:
+            value = entry.pack_rrset(rrset, rrsigs, inception=int(cache.clock()),
+                                     ttl=cache.clamp_ttl(min(ttls)), rank=int(rank))
+        except EntryError as exc:
+            log.debug("not indexing %s: %s", rrset.name, exc)
+            return
+        self._ops.append(_Stash(k, value, int(rank), (), ()))
+
     def commit(self) -> None:
         if self._done:
             return
@@ -384,6 +444,44 @@ class Cache:
             return CachedNegative(kind, soa, auth, Rank(hdr.rank), remaining)
         self._counters["misses"] += 1
         return None
+
+    # -- NSEC/NSEC3 index (RFC 8198) ---------------------------------------
+    def _nsec_hit(self, found, rtype: int, exact_owner) -> CachedNSEC | None:
+        if found is None:
+            self._counters["misses"] += 1
+            return None
+        owner, value = found
+        try:
+            hdr = entry.unpack_header(value)
+            remaining = hdr.remaining(self.clock())
+            if remaining > 0 and hdr.rtype == rtype:
+                _, rrset, sigs = entry.unpack_rrset(value, owner, remaining)
+                self._counters["hits"] += 1
+                return CachedNSEC(rrset, sigs, Rank(hdr.rank), remaining, owner == exact_owner)
+        except EntryError:
+            self._counters["corrupt"] += 1
+        self._counters["misses"] += 1
+        return None
+
+    def peek_nsec(self, zone: dns.name.Name, name: dns.name.Name) -> CachedNSEC | None:
+        """The NSEC of `zone` at `name` or its closest predecessor (see the contract)."""
+        if not name.is_subdomain(zone):
+            return None
+        with self._env.begin() as txn:
+            found = _nsec.find_nsec(txn, zone, name)
+            return self._nsec_hit(found, dns.rdatatype.NSEC, name)
+
+    def peek_nsec3(self, zone: dns.name.Name, params: _nsec.Nsec3Params,
+                   raw_hash: bytes) -> CachedNSEC | None:
+        """The NSEC3 of `zone` matching `raw_hash` or its closest predecessor (wrapping)."""
+        with self._env.begin() as txn:
+            found = _nsec.find_nsec3(txn, zone, params, raw_hash)
+            return self._nsec_hit(found, dns.rdatatype.NSEC3,
+                                  _nsec.owner_of_hash(zone, raw_hash))
+
+    def nsec3_params(self, zone: dns.name.Name) -> list[_nsec.Nsec3Params]:
+        with self._env.begin() as txn:
+            return _nsec.nsec3_params(txn, zone)
 
     # -- writes -----------------------------------------------------------
     def writer(self) -> Writer:
