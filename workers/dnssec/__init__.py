@@ -42,6 +42,9 @@ class Proof:
     reason: str = ""
     optout: bool = False
     closest_encloser: object = None  # dns.name.Name when the proof names one
+    # a NODATA for DS that shows a delegation there (NS without SOA, or opt-out):
+    # the child is insecure; without it the name is simply no zone cut
+    delegation: bool = False
 
     @property
     def ok(self) -> bool:

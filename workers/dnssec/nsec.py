@@ -109,13 +109,13 @@ def nxdomain(qname, zone, rrsets) -> Proof:
     return Proof(Status.SECURE, closest_encloser=ce)
 
 
-def _nodata_at(rd, qtype) -> str:
+def _nodata_at(rd, qtype, root: bool = False) -> str:
     """Why a matching NSEC does not prove NODATA for qtype ('' = it does)."""
     if has_type(rd, qtype):
         return "the type exists"
     if has_type(rd, T.CNAME) and qtype != T.CNAME:
         return "a CNAME exists"
-    if qtype == T.DS and has_type(rd, T.SOA):
+    if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
         return "the NSEC is the child zone's apex, not the parent side"
     if qtype != T.DS and has_type(rd, T.NS) and not has_type(rd, T.SOA):
         return "the NSEC is a delegation's, from the parent side"
@@ -126,10 +126,11 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
     recs = _records(zone, rrsets)
     m = _matching(recs, qname)
     if m is not None:
-        why = _nodata_at(m[2], qtype)
+        why = _nodata_at(m[2], qtype, qname == dns.name.root)
         if why:
             return Proof(Status.BOGUS, f"NSEC at {qname}: {why}")
-        return Proof(Status.SECURE, closest_encloser=qname)
+        cut = qtype == T.DS and has_type(m[2], T.NS) and not has_type(m[2], T.SOA)
+        return Proof(Status.SECURE, closest_encloser=qname, delegation=cut)
     for owner, nxt, rd in recs:  # empty non-terminal: the next name is below qname
         if _covers(owner, nxt, qname) and nxt != qname and nxt.is_subdomain(qname):
             return Proof(Status.SECURE, closest_encloser=qname)

@@ -146,12 +146,12 @@ def nxdomain(qname, zone, rrsets) -> Proof:
     return Proof(Status.SECURE, closest_encloser=ce)
 
 
-def _nodata_at(rd, qtype) -> str:
+def _nodata_at(rd, qtype, root: bool = False) -> str:
     if has_type(rd, qtype):
         return "the type exists"
     if has_type(rd, T.CNAME) and qtype != T.CNAME:
         return "a CNAME exists"
-    if qtype == T.DS and has_type(rd, T.SOA):
+    if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
         return "the NSEC3 is the child zone's apex, not the parent side"
     return ""
 
@@ -164,16 +164,17 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
         return bad
     rd = ch.matching(qname)
     if rd is not None:
-        why = _nodata_at(rd, qtype)
+        why = _nodata_at(rd, qtype, qname == dns.name.root)
         if why:
             return Proof(Status.BOGUS, f"NSEC3 of {qname}: {why}")
-        return Proof(Status.SECURE, closest_encloser=qname)
+        cut = qtype == T.DS and has_type(rd, T.NS) and not has_type(rd, T.SOA)
+        return Proof(Status.SECURE, closest_encloser=qname, delegation=cut)
     cp = ch.closest_encloser(qname)
     if cp is None:
         return Proof(Status.BOGUS, f"no NSEC3 proves {qname} has no {T.to_text(qtype)}")
     ce, _nc, cov = cp
     if qtype == T.DS and cov.flags & 1:  # RFC 5155 8.6: opt-out covers the delegation
-        return Proof(Status.INSECURE, "opt-out", optout=True, closest_encloser=ce)
+        return Proof(Status.INSECURE, "opt-out", optout=True, closest_encloser=ce, delegation=True)
     wc = _wildcard(ce)
     w = ch.matching(wc) if wc is not None else None
     if w is not None and not _nodata_at(w, qtype):  # 8.7 wildcard no data

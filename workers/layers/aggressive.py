@@ -25,7 +25,7 @@ import dns.rdatatype as T
 import dns.rrset
 
 from cache.api import Rank
-from cache.nsec import Nsec3Params
+from cache.nsec import Nsec3Params, hash_of_owner
 
 from ..dnssec import NSEC3_MAX_ITERATIONS, Status
 from ..request import Outcome, Result
@@ -83,8 +83,8 @@ def synthesize(cache, zone: dns.name.Name | None, qname: dns.name.Name, qtype: i
 
     NXDOMAIN/NODATA carry [SOA, RRSIG SOA, NSEC*, RRSIG...] in authority; a
     wildcard expansion comes back as ANSWER (or CNAME) with the covering
-    NSEC/NSEC3. zone None: the deepest enclosing zone whose SOA the cache holds
-    (for DS, above qname), which must be SECURE."""
+    NSEC/NSEC3. zone None: the deepest enclosing zone whose DNSKEY the cache
+    holds (for DS, above qname), which must be SECURE."""
     if cache is None:
         return None
     try:
@@ -106,11 +106,17 @@ def synthesize(cache, zone: dns.name.Name | None, qname: dns.name.Name, qtype: i
 
 
 def _zone_of(cache, qname, qtype):
+    """The deepest zone at or above the name (for DS: above it) that the cache
+    knows: its DNSKEY, which the validator caches SECURE once it checked it. A
+    cut whose keys are not cached SECURE (unsigned, or not validated yet)
+    stops the walk: the parent's denials say nothing about names below it."""
     name = qname.parent() if qtype == T.DS and qname != dns.name.root else qname
     while True:
-        hit = cache.peek_rrset(name, T.SOA)
-        if hit is not None:
-            return name if _secure(hit.rank) else None
+        keys = cache.peek_rrset(name, T.DNSKEY)
+        if keys is not None:
+            return name if _secure(keys.rank) else None
+        if name != qname and cache.peek_rrset(name, T.NS) is not None:
+            return None
         if name == dns.name.root:
             return None
         name = name.parent()
@@ -199,6 +205,13 @@ def _wildcard_answer(cache, zone, qname, qtype, wild, proofs, mod, now) -> Resul
     return None
 
 
+def _covers(hit, name) -> bool:
+    """Whether a cached (non-matching) NSEC covers the name: it lies before the
+    next owner, or the record is the zone's last (its next is the apex)."""
+    owner, nxt = hit.rrset.name, hit.rrset[0].next
+    return name < nxt or nxt <= owner
+
+
 def _from_nsec(cache, zone, qname, qtype, now) -> Result | None:
     from ..dnssec import nsec as mod
     hit = cache.peek_nsec(zone, qname)
@@ -213,6 +226,8 @@ def _from_nsec(cache, zone, qname, qtype, now) -> Result | None:
         return _negative(cache, zone, now, Outcome.NODATA, [hit],
                          lambda rrs: mod.nodata(qname, qtype, zone, rrs))
     owner, nxt = hit.rrset.name, hit.rrset[0].next
+    if not _covers(hit, qname):
+        return None  # a gap in the cached chain
     if qname.is_subdomain(owner) and (_delegation(types) or T.DNAME in types):
         return None  # below a cut or a DNAME: not this zone's name
     ce = max(_common(qname, owner), _common(qname, nxt), key=lambda n: len(n.labels))
@@ -223,7 +238,7 @@ def _from_nsec(cache, zone, qname, qtype, now) -> Result | None:
     if res is not None:
         return res
     whit = cache.peek_nsec(zone, wild)
-    if not _fresh(whit, now):
+    if not _fresh(whit, now) or not (whit.exact or _covers(whit, wild)):
         return None
     if whit.exact:
         wtypes = _types(whit.rrset[0])
@@ -254,17 +269,25 @@ def _from_nsec3(cache, zone, qname, qtype, now) -> Result | None:
     return None
 
 
+def _covers3(hit, raw: bytes) -> bool:
+    """Whether a cached (non-matching) NSEC3 covers this hash: owner < hash < next, or
+    the chain's last record (next <= owner) for hashes past it or before the first."""
+    owner, nxt = hash_of_owner(hit.rrset.name), bytes(hit.rrset[0].next)
+    return owner < raw < nxt if owner < nxt else (raw > owner or raw < nxt)
+
+
 def _from_nsec3_chain(cache, zone, qname, qtype, now, params) -> Result | None:
     from ..dnssec import nsec3 as mod
 
     def find(name):
-        h = cache.peek_nsec3(zone, params, _hash(name, params))
-        return h if _fresh(h, now) else None
+        raw = _hash(name, params)
+        h = cache.peek_nsec3(zone, params, raw)
+        if not _fresh(h, now) or not (h.exact or _covers3(h, raw)):
+            return None
+        return h
 
     hit = find(qname)
-    if hit is None:
-        return None
-    if hit.exact:
+    if hit is not None and hit.exact:
         types = _types(hit.rrset[0])
         if qtype in types or T.CNAME in types:
             return None
@@ -272,31 +295,36 @@ def _from_nsec3_chain(cache, zone, qname, qtype, now, params) -> Result | None:
             return None
         return _negative(cache, zone, now, Outcome.NODATA, [hit],
                          lambda rrs: mod.nodata(qname, qtype, zone, rrs))
-    # the closest encloser: the deepest ancestor whose hash is matched
-    cover, name, ce_hit = hit, qname, None
+    # the closest encloser (kresd nsec3_encloser): walking up from the name, the
+    # matched parent of the shallowest covered name (the next closer name)
+    cover, nc, ce_hit = hit, (qname if hit is not None else None), None
+    name = qname
     for _ in range(MAX_CE_WALK):
         if name == zone:
-            return None  # not even the apex matched: the chain is not cached
-        nc, name = name, name.parent()
+            break
+        name = name.parent()
         h = find(name)
         if h is None:
-            return None
-        if h.exact:
-            ce_hit = h
-            break
-        cover = h
-    else:
+            continue  # not cached at this depth
+        if not h.exact:
+            cover, nc = h, name
+            continue
+        if nc is None or nc.parent() != name:
+            return None  # an existing ancestor with no proof below it
+        ce_hit = h
+        break
+    if cover is None or nc is None:
         return None
-    # `cover` now covers the next closer name `nc` (one label below the encloser)
     if cover.rrset[0].flags & 1:
         return None  # opt-out: proves no secure delegation, not non-existence (RFC 8198 4.5)
+    ce = nc.parent()
+    wild = dns.name.Name((b"*",) + ce.labels)
+    res = _wildcard_answer(cache, zone, qname, qtype, wild, [cover], mod, now)
+    if res is not None or ce_hit is None:
+        return res  # without the encloser's own NSEC3 only a wildcard answer is possible (as kresd)
     ce_types = _types(ce_hit.rrset[0])
     if _delegation(ce_types) or T.DNAME in ce_types:
         return None
-    wild = dns.name.Name((b"*",) + name.labels)
-    res = _wildcard_answer(cache, zone, qname, qtype, wild, [cover], mod, now)
-    if res is not None:
-        return res
     whit = find(wild)
     if whit is None:
         return None

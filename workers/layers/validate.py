@@ -168,6 +168,9 @@ class Validator:
             st, anchors = yield from self.zone_ds(req, zone)
             if st is not Status.SECURE:
                 return st, None
+            if not anchors:
+                raise Bogus(f"{zone} signs data but is no delegated zone (no DS, no NS)",
+                            EDE.DNSSEC_BOGUS, zone)
         if not configured and not supported_ds(anchors):
             self.r._trace(req, "zone %s: no supported DS algorithm or digest: insecure", zone)
             return Status.INSECURE, None
@@ -244,8 +247,11 @@ class Validator:
                 if st is Status.INSECURE:
                     return Status.INSECURE, None
             neg = cache.peek_negative(zone, T.DS)
-            if neg is not None and rank_status(neg.rank) in (Status.SECURE, Status.INSECURE):
+            if neg is not None and rank_status(neg.rank) is Status.INSECURE:
                 return Status.INSECURE, None
+            if neg is not None and rank_status(neg.rank) is Status.SECURE:
+                auth = ([neg.soa] if neg.soa is not None else []) + list(neg.authority)
+                return (Status.INSECURE, None) if _denies_delegated_ds(zone, auth) else (Status.SECURE, [])
         if (zone, T.DS) in req.resolving:
             return Status.INDETERMINATE, None
         req.resolving.add((zone, T.DS))
@@ -262,9 +268,9 @@ class Validator:
             ds = [rd for rr in res.answer if rr.rdtype == T.DS and rr.name == zone for rd in rr]
             if ds:
                 return Status.SECURE, ds
-            if res.outcome in (Outcome.NODATA, Outcome.NXDOMAIN):
-                return Status.INSECURE, None
-            return Status.INSECURE, None  # a CNAME at the name: no zone there
+            if res.outcome is Outcome.NODATA and _denies_delegated_ds(zone, res.authority):
+                return Status.INSECURE, None  # a delegation without DS: the child is unsigned
+            return Status.SECURE, []  # no delegation at the name: no zone cut there
         if res.status is Status.INSECURE:
             return Status.INSECURE, None
         return Status.INDETERMINATE, None
@@ -512,6 +518,18 @@ class Validator:
         if not p.ok:
             raise Bogus(f"denial of {last} {T.to_text(q.stype)}: {p.reason}", EDE.NSEC_MISSING, signer)
         return Status.SECURE if p.status is Status.SECURE else Status.INSECURE
+
+
+def _denies_delegated_ds(name, authority) -> bool:
+    """Does this (already validated) DS denial show a delegation at `name`
+    (NS bit without SOA, or NSEC3 opt-out)? Otherwise there is no zone cut."""
+    proofs = [rr for rr in authority if rr.rdtype in (T.NSEC, T.NSEC3)]
+    sigs = next((rr for rr in authority if rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3)), None)
+    zone = signer_of(sigs)
+    if not proofs or zone is None:
+        return False
+    p = _denial(proofs).nodata(name, T.DS, zone, proofs)
+    return p.ok and p.delegation
 
 
 def _denial(proofs):
