@@ -173,8 +173,12 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
     if cp is None:
         return Proof(Status.BOGUS, f"no NSEC3 proves {qname} has no {T.to_text(qtype)}")
     ce, _nc, cov = cp
-    if qtype == T.DS and cov.flags & 1:  # RFC 5155 8.6: opt-out covers the delegation
-        return Proof(Status.INSECURE, "opt-out", optout=True, closest_encloser=ce, delegation=True)
+    if cov.flags & 1:
+        # RFC 5155 8.6: opt-out covers the name: an unsigned delegation may be
+        # there (a DS NODATA proves it; other types come from such a
+        # delegation's parent side), so the answer stands, insecure (kresd)
+        return Proof(Status.INSECURE, "opt-out", optout=True, closest_encloser=ce,
+                     delegation=qtype == T.DS)
     wc = _wildcard(ce)
     w = ch.matching(wc) if wc is not None else None
     if w is not None and not _nodata_at(w, qtype):  # 8.7 wildcard no data
