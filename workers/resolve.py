@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype as T
 
 from .dnssec import Status
+from .layers import aggressive
 from .layers import cache as cache_layer
 from .layers.iterate import Kind, consume, consume_forward, consume_stub
 from .layers.validate import Bogus, Validator, worst
@@ -150,6 +151,7 @@ class Resolver:
         """Resolve (qname, qtype), following CNAMEs across zones. The Result's
         status is the worst of its parts (secure only if every link is)."""
         answer = []
+        proofs = []  # NSEC/NSEC3 of wildcard-expanded links (kresd keeps them in authority)
         seen = {qname}
         name = qname
         status = Status.SECURE
@@ -158,7 +160,10 @@ class Resolver:
             answer.extend(res.answer)
             status = worst(status, res.status)
             if res.outcome is not Outcome.CNAME:
-                return Result(res.outcome, answer, res.authority, aa=res.aa, status=status)
+                return Result(res.outcome, answer, res.authority + proofs if proofs else res.authority,
+                              aa=res.aa, status=status)
+            proofs.extend(rr for rr in res.authority if rr.rdtype in (T.NSEC, T.NSEC3)
+                          or rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3))
             if res.target in seen:
                 raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
             seen.add(res.target)
@@ -176,6 +181,8 @@ class Resolver:
         if not (nonauth or key_prime) and self.validator.wanted(req, sname, stype):
             min_rank = int(cache_layer.INSECURE_RANK)  # kresd get_lowest_rank()
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
+        if hit is None and min_rank and not no_cache:  # RFC 8198: from validated NSEC/NSEC3
+            hit = aggressive.synthesize(self._cache(req), None, sname, stype, self.clock.time())
         if hit is not None:
             req.cache_hits += 1
             if not min_rank:

@@ -52,11 +52,21 @@ def remember(cache, zone: dns.name.Name, rrsets, sigs_for, soa_minimum: int | No
                 if rr.rdtype == T.NSEC3 and not _checkable(Nsec3Params.of(rr[0])):
                     continue
                 if rr.rdtype in (T.NSEC, T.NSEC3):
-                    w.stash_nsec(zone, rr, SECURE_RANK, sigs_for(rr), soa_minimum)
+                    sigs = sigs_for(rr)
+                    w.stash_nsec(zone, rr, SECURE_RANK, sigs, _cap(soa_minimum, sigs, cache.clock()))
             if soa is not None and soa.rdtype == T.SOA and soa.name == zone:
                 w.stash_rrset(soa, SECURE_RANK, soa_sigs)
     except Exception as exc:  # the cache is an optimisation: never fail the request on it
         log.warning("[cache] NSEC stash failed: %s", exc)
+
+
+def _cap(soa_minimum, sigs, now) -> int | None:
+    """The TTL cap of a remembered record: SOA MINIMUM and its RRSIGs' expiry."""
+    caps = [] if soa_minimum is None else [int(soa_minimum)]
+    for rd in sigs or ():
+        left = (rd.expiration - int(now)) & 0xFFFFFFFF
+        caps.append(left if left < 0x80000000 else 0)
+    return min(caps) if caps else None
 
 
 def remember_wildcard(cache, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, labels: int) -> None:

@@ -33,6 +33,7 @@ from ..dnssec import Status
 from ..dnssec.verify import (Budget, BudgetExceeded, Verdict, signer_of, supported_ds, verify_dnskeys,
                              verify_rrset)
 from ..request import EDE, Outcome, ResolveFail
+from . import aggressive
 from .cache import INSECURE_RANK, SECURE_RANK, rank_status
 
 log = logging.getLogger("kresd.valdtr")
@@ -458,6 +459,10 @@ class Validator:
         p = mod.wildcard_answer(rr.name, v.labels, signer, proofs)
         if not p.ok:
             raise Bogus(f"wildcard answer {rr.name}: {p.reason}", EDE.NSEC_MISSING, signer)
+        if p.status is Status.SECURE:  # RFC 8198: kept for aggressive use
+            cache = self.r._cache(req)
+            aggressive.remember(cache, signer, proofs, lambda x: find_sigs(reply.authority, x.name, x.rdtype), None)
+            aggressive.remember_wildcard(cache, rr, sigs, v.labels)
         carried = [x for x in reply.authority if x.rdtype in (T.NSEC, T.NSEC3)
                    or x.rdtype == T.RRSIG and x.covers in (T.NSEC, T.NSEC3)]
         return (Status.SECURE if p.status is Status.SECURE else Status.INSECURE), carried
@@ -517,6 +522,11 @@ class Validator:
             p = mod.nodata(last, q.stype, signer, proofs)
         if not p.ok:
             raise Bogus(f"denial of {last} {T.to_text(q.stype)}: {p.reason}", EDE.NSEC_MISSING, signer)
+        if p.status is Status.SECURE:  # RFC 8198: kept for aggressive use, with the zone's SOA
+            soa = next((rr for rr in auth if rr.rdtype == T.SOA and rr.name == signer), None)
+            aggressive.remember(self.r._cache(req), signer, proofs, lambda x: find_sigs(auth, x.name, x.rdtype),
+                                soa[0].minimum if soa else None, soa=soa,
+                                soa_sigs=find_sigs(auth, signer, T.SOA) if soa else None)
         return Status.SECURE if p.status is Status.SECURE else Status.INSECURE
 
 

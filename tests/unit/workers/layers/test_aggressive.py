@@ -334,3 +334,15 @@ def test_nsec3_too_many_iterations_not_remembered(cache):
 def test_nsec3_insecure_rank_refused(cache):
     fill(cache, nsec3_chain(EXISTING), rank=INSECURE)
     assert aggressive.synthesize(cache, ZONE, n("b.example.org."), T.A, NOW) is None
+
+
+def test_remembered_ttl_capped_by_soa_minimum_and_rrsig_expiry(cache):
+    import time
+    rr = rrset("a.example.org.", 3600, "NSEC", "d.example.org. A RRSIG NSEC")
+    expires = time.strftime("%Y%m%d%H%M%S", time.gmtime(NOW + 100))
+    soon = rrset("a.example.org.", 3600, "RRSIG",
+                 f"NSEC 13 3 3600 {expires} 20200101000000 12345 example.org. dGVzdHNpZ25hdHVyZWRhdGE=")
+    aggressive.remember(cache, ZONE, [rr], lambda x: soon, 600)
+    assert cache.peek_nsec(ZONE, n("a.example.org.")).ttl == 100
+    aggressive.remember(cache, ZONE, [rr], sig, 600)
+    assert cache.peek_nsec(ZONE, n("a.example.org.")).ttl == 600
