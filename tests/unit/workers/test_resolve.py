@@ -305,3 +305,26 @@ def test_failing_module_hook_costs_nothing(resolver):
     resolver.layers.append(Broken())
     a = ask(resolver, net, "www.example.com.")
     assert a.rcode() == dns.rcode.SERVFAIL  # begin FAIL -> SERVFAIL, no exception escapes
+
+
+def test_trace_names_each_step_of_a_query(resolver, caplog):
+    """Each (sub-)query walks named steps (Query.state), shown in the trace:
+    cut -> send -> consume -> stash -> referral ... -> done."""
+    import logging
+    import re
+
+    from workers.layer import Layer
+
+    class Trace(Layer):
+        def begin(self, req):
+            req.options.TRACE = True
+
+    net, _ = make_net()
+    resolver.layers.append(Trace())
+    caplog.handler.setLevel(logging.NOTSET)
+    ask(resolver, net, "www.example.com.")
+    steps = [m.group(1) for r in caplog.records
+             for m in [re.search(r"\] \[(\w+)\] www\.example\.com\. A", r.getMessage())] if m]
+    assert steps[0] == "cut" and steps[-1] == "done"
+    assert {"send", "consume", "stash", "referral"} <= set(steps)
+    assert "validate" not in steps and "trust" not in steps  # no trust anchor configured
