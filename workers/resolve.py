@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype as T
 
 from .dnssec import Status
+from .dnssec.verify import owner_labels
 from .layers import aggressive
 from .layers import cache as cache_layer
 from .layers.iterate import Kind, consume, consume_forward, consume_stub
@@ -181,6 +182,13 @@ class Resolver:
         if not (nonauth or key_prime) and self.validator.wanted(req, sname, stype):
             min_rank = int(cache_layer.INSECURE_RANK)  # kresd get_lowest_rank()
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
+        if hit is not None and req.query.ednsflags & dns.flags.DO and _wildcard_expanded(hit):
+            # A DO client needs the NSEC proof of a wildcard expansion, which the
+            # cache does not keep with the RRset: ask again (plain clients are
+            # answered from the cache).
+            _trace(req, "cache hit %s %s is a wildcard expansion: refetching its proof", sname,
+                   T.to_text(stype))
+            hit = None
         if hit is None and min_rank and not no_cache:  # RFC 8198: from validated NSEC/NSEC3
             hit = aggressive.synthesize(self._cache(req), None, sname, stype, self.clock.time())
         if hit is not None:
@@ -512,6 +520,16 @@ def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
                 out.append(sig)
                 break
     res.answer = out
+
+
+def _wildcard_expanded(res: Result) -> bool:
+    """Does an RRSIG in the (cached) answer show a wildcard expansion?"""
+    for rr in res.answer:
+        if rr.rdtype == T.RRSIG:
+            for rd in rr:
+                if rd.labels < owner_labels(rr.name):
+                    return True
+    return False
 
 
 def _stash_sigs(stash, reply: dns.message.Message) -> None:
