@@ -102,6 +102,7 @@ class Args:
     leader_pid: int | None = None  # hidden: the leader a respawned worker follows
     cpu_map: object = None  # None (not given) | False (off) | {worker: (cpu, ...)}
     cpu_map_text: str | None = None
+    keyfiles: tuple[str, ...] = ()  # -k: trust_anchors.add_file(keyfile), before the configs
 
 
 def parse_addr(text: str, default_port: int = 53) -> Endpoint:
@@ -172,6 +173,9 @@ def _print_version(ctx, param, value):
               help="Listen on given fd (handed out by supervisor, :kind is optional).")
 @click.option("-c", "--config", "configs", multiple=True, metavar="path",
               help="Config file path (relative to [rundir]) (default: config). A subset of kresd's Lua for now.")
+@click.option("-k", "--keyfile", "keyfiles", multiple=True, metavar="keyfile",
+              help="Trust anchor key file, managed by RFC 5011 (kresd 3 option; same as "
+                   "trust_anchors.add_file(keyfile) before the config).")
 @click.option("-f", "--forks", type=click.IntRange(min=1), default=1, metavar="N",
               help="Start N forks sharing the configuration (implies -n when N > 1).")
 @click.option("--cpu-map", "cpu_map", default=None, callback=_cpu_map, metavar="MAP",
@@ -185,14 +189,15 @@ def _print_version(ctx, param, value):
 @click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print version of the server.")
 @click.argument("rundir", required=False, default=".")
-def main(addrs, tls, fds, configs, forks, cpu_map, worker_id, leader_pid, noninteractive, quiet, verbose,
-         rundir):
+def main(addrs, tls, fds, configs, keyfiles, forks, cpu_map, worker_id, leader_pid, noninteractive, quiet,
+         verbose, rundir):
     """Knot Resolver (kresd-py): a caching recursive DNS resolver.
 
     RUNDIR is the working directory (default: .).
     """
     args = Args(addrs, tls, tuple(fds), tuple(configs), forks, noninteractive or forks > 1,
-                quiet, verbose, rundir, worker_id, leader_pid, cpu_map, cpu_map_text(cpu_map))
+                quiet, verbose, rundir, worker_id, leader_pid, cpu_map, cpu_map_text(cpu_map),
+                tuple(keyfiles))
     sys.exit(run(args))
 
 
@@ -238,6 +243,10 @@ def load_config(args: Args, settings: Settings, *, worker_id: int = 0,
     engine = Engine(settings, rundir=".", worker_id=worker_id, worker_count=args.forks)
     if sockets:
         engine.listen_sockets = list(sockets)
+    if args.keyfiles:
+        from kresd.bindings.trust_anchors import add_keyfile
+        for path in args.keyfiles:
+            add_keyfile(engine, path)
     for path in config_files(args):
         engine.load_config(path)
         if engine.quit_requested is not None:
@@ -476,6 +485,7 @@ def run_group(args: Args, inherited: list[ListenSocket], rundir_abs: str) -> int
                 ls.close()
         return _fail(str(e), e.exit_code)
     exec_args = [*(a for c in args.configs for a in ("-c", c if c == "-" else os.path.abspath(c)))]
+    exec_args += [a for k in args.keyfiles for a in ("-k", os.path.abspath(k))]
     exec_args += ["-v"] * args.verbose + ["-q"] * args.quiet
     if args.cpu_map_text is not None:
         exec_args += ["--cpu-map", args.cpu_map_text]

@@ -1,81 +1,26 @@
 """`trust_anchors` namespace: add_file, add, remove, set_insecure, insecure,
-keysets, summary.
+keysets, summary, hold_down_time, refresh_time, keep_removed.
 
-Owns: storing DNSSEC trust anchors in settings.trust_anchors
-(dns.name.Name -> list of DS/DNSKEY rdata) and negative trust anchors in
-settings.negative_trust_anchors (list of dns.name.Name). kresd 5.6 starts with
-the IANA root KSK-2017 anchor; `trust_anchors.remove('.')` drops it.
-Must not: validate anything (the DNSSEC layer reads these settings).
+Owns: the Lua edge of workers/dnssec/ta.py: argument checks and usage texts,
+names from text or wire form, ta.TrustAnchorError -> LuaUsage (so a config
+fails with file:line), installing the built-in root anchors when the engine
+starts (kresd 5.6 loads its root key before the config; a config's
+add_file/add for '.' replaces it, `trust_anchors.remove('.')` drops it), and
+`-k keyfile` (`add_keyfile`).
+Must not: parse key files, keep anchor state or validate anything
+(workers/dnssec/ta.py and the validator do).
 """
 from __future__ import annotations
 
 import dns.exception
 import dns.name
-import dns.rdatatype
-import dns.zonefile
+
+from kresd.errors import ConfigError
+from workers.dnssec import ta
 
 from .bridge import LuaUsage
 
-ROOT_DS = ". 172800 IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D"
-
-
-def _parse_line(line: str, where: str) -> list:
-    """[(name, rdata)] of one zone-file line; a DS whose digest length does not
-    fit its digest type is kept as written (kresd loads it; it never matches)."""
-    try:
-        rrsets = dns.zonefile.read_rrsets(line, origin=dns.name.root, relativize=False, rdclass=None,
-                                          default_ttl=3600)
-        return [(rr.name, rd, rr.rdtype) for rr in rrsets for rd in rr]
-    except (dns.exception.DNSException, ValueError) as e:
-        lenient = _lenient_ds(line)
-        if lenient is None:
-            raise LuaUsage(f"{where}: cannot parse trust anchor: {e}") from None
-        return [lenient]
-
-
-def _lenient_ds(line: str):
-    import dns.dnssec
-    import dns.rdataclass
-    import dns.rdtypes.ANY.DS as DS
-
-    toks = line.split(";", 1)[0].split()
-    upper = [t.upper() for t in toks]
-    if "DS" not in upper or len(toks) < upper.index("DS") + 5:
-        return None
-    i = upper.index("DS")
-    try:
-        alg = int(toks[i + 2]) if toks[i + 2].isdigit() else int(dns.dnssec.algorithm_from_text(toks[i + 2]))
-        fields = dict(rdclass=dns.rdataclass.IN, rdtype=dns.rdatatype.DS, rdcomment=None,
-                      key_tag=int(toks[i + 1]), algorithm=alg, digest_type=int(toks[i + 3]),
-                      digest=bytes.fromhex("".join(toks[i + 4:])))
-        name = dns.name.from_text(toks[0])
-    except (ValueError, dns.exception.DNSException):
-        return None
-    rd = DS.DS.__new__(DS.DS)
-    for k, v in fields.items():
-        object.__setattr__(rd, k, v)
-    return (name, rd, dns.rdatatype.DS)
-
-
-def add_text(settings, text: str, where: str = "trust_anchors.add") -> int:
-    """Parse zone-file lines of DS/DNSKEY records into settings.trust_anchors."""
-    try:  # whole text first: records may span lines in parentheses
-        rrsets = dns.zonefile.read_rrsets(text, origin=dns.name.root, relativize=False, rdclass=None,
-                                          default_ttl=3600)
-        parsed = [(rr.name, rd, rr.rdtype) for rr in rrsets for rd in rr]
-    except (dns.exception.DNSException, ValueError):
-        parsed = [x for line in text.splitlines() if line.split(";", 1)[0].strip()
-                  for x in _parse_line(line, where)]
-    n = 0
-    if True:
-        for name, rd, rdtype in parsed:
-            if rdtype not in (dns.rdatatype.DS, dns.rdatatype.DNSKEY):
-                raise LuaUsage(f"{where}: {name} {dns.rdatatype.to_text(rdtype)}: only DS or DNSKEY")
-            known = settings.trust_anchors.setdefault(name, [])
-            if rd not in known:
-                known.append(rd)
-                n += 1
-    return n
+_TIMING = {"hold_down_time", "refresh_time", "keep_removed"}
 
 
 def _name(text) -> dns.name.Name:
@@ -87,67 +32,98 @@ def _name(text) -> dns.name.Name:
         raise LuaUsage(f"trust_anchors: invalid name '{text}': {e}") from None
 
 
+def _usage(e: ta.TrustAnchorError) -> LuaUsage:
+    return LuaUsage(f"[ta] {e}")
+
+
+def add_keyfile(engine, path: str) -> None:
+    """`kresd -k keyfile`: trust_anchors.add_file(keyfile) (writable, RFC 5011),
+    before the config files, so a config may still remove or replace it."""
+    try:
+        ta.add_file(engine.settings, path)
+    except ta.TrustAnchorError as e:
+        raise ConfigError(f"-k {path}: {e}", "-k") from None
+
+
+def _rr_table(a: ta.Anchor) -> dict:
+    return {"owner": a.owner.to_wire(), "ttl": a.ttl, "type": int(a.rdtype), "key_tag": a.key_tag,
+            "state": a.state.value, "timer": a.timer, "rdata": a.rdata.to_digestable(),
+            "text": ta.anchor_line(a).lstrip("; ").rstrip("\n")}
+
+
 def install(engine) -> None:
     from . import namespace
 
     s = engine.settings
-    if not s.trust_anchors:
-        add_text(s, ROOT_DS)
+    st = ta.store(s)
+    if not s.trust_anchors and not st.keysets:
+        ta.install_builtin(s)
 
     def add(text=None):
         """trust_anchors.add('. IN DS ...')"""
         if not isinstance(text, str):
             raise LuaUsage("trust_anchors.add(rr_string): a DS or DNSKEY record in zone-file form")
-        add_text(s, text)
+        try:
+            ta.add(s, text)
+        except ta.TrustAnchorError as e:
+            raise _usage(e) from None
         return True
 
     def add_file(path=None, readonly=None):
         """trust_anchors.add_file(path[, readonly])"""
-        if not isinstance(path, str):
-            raise LuaUsage("trust_anchors.add_file(path[, readonly])")
+        if not isinstance(path, str) or not isinstance(readonly, (bool, type(None))):
+            raise LuaUsage("trust_anchors.add_file(path[, readonly]): a key file with DS or DNSKEY "
+                           "records of one domain; readonly = true: no RFC 5011 rewrites")
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise LuaUsage(f"trust_anchors.add_file: cannot read '{path}': {e.strerror or e}") from None
-        if add_text(s, text, "trust_anchors.add_file") == 0:
-            raise LuaUsage(f"trust_anchors.add_file: no trust anchors in '{path}'")
+            ta.add_file(s, path, bool(readonly))
+        except ta.TrustAnchorError as e:
+            raise _usage(e) from None
         return True
 
     def remove(zone=None):
         """trust_anchors.remove(zone) -> true if there was one"""
         if not isinstance(zone, (str, bytes)):
             raise LuaUsage("trust_anchors.remove(zone)")
-        return s.trust_anchors.pop(_name(zone), None) is not None
+        return ta.remove(s, _name(zone))
 
     def set_insecure(names=None):
         """trust_anchors.set_insecure({'name', ...}): replaces the negative anchors"""
         if isinstance(names, dict) and not names:
             names = []
-        if not isinstance(names, list):
-            raise LuaUsage("trust_anchors.set_insecure({'name', ...})")
-        s.negative_trust_anchors[:] = [_name(x) for x in names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise LuaUsage("trust_anchors.set_insecure({'name', ...}): a list of domain names")
+        try:
+            ta.set_insecure(s, names)
+        except ta.TrustAnchorError as e:
+            raise _usage(e) from None
         return True
 
-    def summary():
-        lines = []
-        for name, rds in s.trust_anchors.items():
-            for rd in rds:
-                lines.append(f"{name} {dns.rdatatype.to_text(rd.rdtype)} {rd.to_text()}")
-        return "\n".join(lines)
+    def summary(owner=None):
+        """trust_anchors.summary([owner]) -> text"""
+        return ta.summary(s, None if owner is None else _name(owner))
 
     def getter(key):
         if key == "insecure":
-            return [n.to_text() for n in s.negative_trust_anchors]
+            return list(st.insecure)
         if key == "keysets":
-            return {n.to_wire(): [rd.to_text() for rd in rds] for n, rds in s.trust_anchors.items()}
+            return {n.to_wire(): [_rr_table(a) for a in ks.anchors] for n, ks in st.keysets.items()}
+        if key in _TIMING:
+            return getattr(st, key)
         return None
 
     def setter(key, value):
         if key == "insecure":
             return set_insecure(value)
-        if key in ("hold_down_time", "refresh_time", "keep_removed"):
-            return None  # RFC 5011 tuning: accepted, no effect yet
+        if key in ("hold_down_time", "keep_removed"):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise LuaUsage(f"trust_anchors.{key} = number >= 0"
+                               + (" (milliseconds, e.g. 30 * day)" if key == "hold_down_time" else ""))
+            return setattr(st, key, int(value))
+        if key == "refresh_time":
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or value <= 0):
+                raise LuaUsage("trust_anchors.refresh_time = milliseconds > 0 (e.g. 12 * hour) or nil")
+            return setattr(st, key, None if value is None else int(value))
         raise LuaUsage(f"trust_anchors.{key}: no such property")
 
     namespace(engine, "trust_anchors", {

@@ -237,38 +237,6 @@ def test_worker(eng):
     assert eng.eval("worker.stats().queries") == "7"
 
 
-# -- trust anchors -----------------------------------------------------------------------
-
-DS = ". IN DS 49060 8 2 E7B1EB56D7D5791B3D45630FEAA9C823DB84B385ACEEAC5F44DD08885C36700F"
-
-
-def test_trust_anchors_storage(eng, tmp_path):
-    s = eng.settings
-    assert dns.name.root in s.trust_anchors  # kresd's built-in root anchor
-    run(eng, "trust_anchors.remove('.')\n")
-    assert not s.trust_anchors
-    f = tmp_path / "root.key"
-    f.write_text(DS + "\n")
-    run(eng, f"trust_anchors.add_file('{f}')\n"
-             "trust_anchors.add('example. 3600 IN DS 1 8 2 "
-             "E7B1EB56D7D5791B3D45630FEAA9C823DB84B385ACEEAC5F44DD08885C36700F')\n"
-             "trust_anchors.set_insecure({'bad.example', 'worse.'})\n")
-    assert [rd.key_tag for rd in s.trust_anchors[dns.name.root]] == [49060]
-    assert dns.name.from_text("example.") in s.trust_anchors
-    assert s.negative_trust_anchors == [dns.name.from_text("bad.example."), dns.name.from_text("worse.")]
-    assert eng.eval("trust_anchors.insecure[1]") == '"bad.example."'
-    with pytest.raises(ConfigError):
-        run(eng, "trust_anchors.add_file('/nonexistent/file')")
-    with pytest.raises(ConfigError):
-        run(eng, "trust_anchors.add('example. IN A 192.0.2.1')")
-
-
-def test_trust_anchor_with_mismatched_digest_length_is_kept(eng):
-    run(eng, "trust_anchors.add('. IN DS 49060 8 1 "
-             "E7B1EB56D7D5791B3D45630FEAA9C823DB84B385ACEEAC5F44DD08885C36700F')\n")
-    assert any(rd.digest_type == 1 for rd in eng.settings.trust_anchors[dns.name.root])
-
-
 # -- modules -------------------------------------------------------------------------------
 
 def test_modules_load_list_unload_and_errors(eng):
