@@ -338,7 +338,7 @@ def needs_after_drop(args: Args) -> list[Need]:
             dirs.add(os.path.dirname(os.path.dirname(path)))
     needs += [(d, os.R_OK | os.X_OK, "read") for d in sorted(dirs)]
     if args.forks > 1:
-        needs += [(os.path.abspath(c), os.R_OK, "read") for c in config_files(args)]
+        needs += [(os.path.abspath(c), os.R_OK, "read") for c in (*config_files(args), *args.keyfiles)]
         needs.append((os.getcwd(), os.X_OK, "enter"))
     return [need for need in dict.fromkeys(needs) if os.path.exists(need[0])]
 

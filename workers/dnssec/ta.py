@@ -706,10 +706,12 @@ def refresh_interval(st: Store, ks: Keyset, ok: bool = True) -> float:
 
 
 def refresh_due(settings, zone: dns.name.Name, now: float) -> bool:
-    """Should the DNSKEY of `zone` be asked again now? (first time: at once)"""
+    """Should the DNSKEY of `zone` be asked again now? (first time: at once).
+    Only zones loaded with add_file (and the built-in root) that still have a
+    published anchor are refreshed: without one the answer cannot be validated."""
     st = getattr(settings, "ta_store", None)
     ks = st.keysets.get(zone) if st is not None else None
-    if ks is None or not ks.tracked:
+    if ks is None or not ks.tracked or not settings.trust_anchors.get(zone):
         return False
     return ks.next_refresh is None or now >= ks.next_refresh
 

@@ -146,3 +146,12 @@ def test_k_with_a_missing_file_exits_with_the_config_error(tmp_path, keep_cwd):
     assert r.exit_code == EXIT_CONFIG
     r = CliRunner().invoke(cli.main, ["-h"])
     assert "--keyfile" in r.output
+
+
+def test_k_file_must_stay_readable_for_restarted_forks(tmp_path, keep_cwd):
+    f = tmp_path / "root.key"
+    f.write_text(DS + "\n")
+    os.chdir(tmp_path)
+    single = {p for p, _, _ in cli.needs_after_drop(cli.Args(keyfiles=("root.key",)))}
+    group = {p: (m, v) for p, m, v in cli.needs_after_drop(cli.Args(keyfiles=("root.key",), forks=2))}
+    assert str(f) not in single and group[str(f)] == (os.R_OK, "read")

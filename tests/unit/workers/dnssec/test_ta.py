@@ -445,6 +445,8 @@ def test_refresh_is_due_at_once_then_after_half_the_ttl_capped(managed):
     ta.store(s).refresh_time = 5000
     ta.observe_dnskey(s, ROOT, keyset(ROOT, old.dnskey), T0)
     assert ta.refresh_due(s, ROOT, T0 + 5)
+    s.trust_anchors[ROOT] = []  # no published anchor (a test hierarchy without one): no refresh
+    assert not ta.refresh_due(s, ROOT, T0 + 5)
 
 
 def test_anchors_from_add_are_not_refreshed():
