@@ -344,17 +344,17 @@ def publish(settings, ks: Keyset) -> int:
         settings.trust_anchors[ks.owner] = trusted
     else:
         settings.trust_anchors.pop(ks.owner, None)
-        log.error("[ta] ERROR: no anchors are trusted for %s !", ks.owner)
+        log.error("ERROR: no anchors are trusted for %s !", ks.owner)
     return len(trusted)
 
 
 def _install(settings, ks: Keyset) -> None:
     st = store(settings)
     if ks.owner in st.keysets or settings.trust_anchors.get(ks.owner):
-        log.warning("[ta] warning: overriding previously set trust anchors for %s", ks.owner)
+        log.warning("warning: overriding previously set trust anchors for %s", ks.owner)
     st.keysets[ks.owner] = ks
     if publish(settings, ks):
-        log.info("[ta] installed trust anchors for domain %s are:\n%s", ks.owner,
+        log.info("installed trust anchors for domain %s are:\n%s", ks.owner,
                  summary(settings, ks.owner).rstrip("\n"))
 
 
@@ -569,7 +569,7 @@ def _present(ks: Keyset, rd, rrset, sigs, now: int, hold: int) -> None:
     if a is None:
         if not revoked:  # NewKey
             ks.anchors.append(Anchor(ks.owner, rd, rrset.ttl, KeyState.ADDPEND, now + hold))
-            log_upd.info("[taupd] key: %d state: %s", dns.dnssec.key_id(rd), KeyState.ADDPEND.value)
+            log_upd.info("key: %d state: %s", dns.dnssec.key_id(rd), KeyState.ADDPEND.value)
         return
     a.ttl = rrset.ttl
     if a.state is KeyState.MISSING:  # KeyPres
@@ -580,7 +580,7 @@ def _present(ks: Keyset, rd, rrset, sigs, now: int, hold: int) -> None:
         a.state, a.timer = KeyState.REMOVED, None
     if a.state is KeyState.ADDPEND and a.timer is not None and a.timer <= now:  # AddTime
         a.state, a.timer = KeyState.VALID, None
-        log_upd.info("[taupd] key: %d state: %s", a.key_tag, a.state.value)
+        log_upd.info("key: %d state: %s", a.key_tag, a.state.value)
 
 
 def _missing_key(a: Anchor, now: int, hold: int) -> bool:
@@ -589,10 +589,10 @@ def _missing_key(a: Anchor, now: int, hold: int) -> bool:
         a.state, a.timer = KeyState.MISSING, now + hold
     elif a.state is KeyState.MISSING and a.timer is not None and a.timer <= now:
         a.state = KeyState.REMOVED
-        log_upd.info("[taupd] key: %d removed because missing for too long", a.key_tag)
+        log_upd.info("key: %d removed because missing for too long", a.key_tag)
         return False
     elif a.state is KeyState.ADDPEND:
-        log_upd.info("[taupd] key: %d purging", a.key_tag)
+        log_upd.info("key: %d purging", a.key_tag)
         return False
     return True
 
@@ -633,7 +633,7 @@ def _unmanaged_check(ks: Keyset, rrset) -> None:
     news = frozenset(news)
     if news and news != ks.warned:
         where = ks.filename or "the built-in anchors"
-        log_upd.warning("[taupd] you need to update package with trust anchors in \"%s\" before it "
+        log_upd.warning("you need to update package with trust anchors in \"%s\" before it "
                         "breaks (%s)", where, ", ".join(f"{w} key {t}" for w, t in sorted(news)))
     ks.warned = news
 
@@ -675,7 +675,7 @@ def write_atomic(path: str, text: str, rename=os.replace) -> bool:
             os.close(fd)
         rename(tmp, path)
     except OSError as e:
-        log_upd.error("[taupd] cannot rewrite trust anchor file '%s': %s", path, e.strerror or e)
+        log_upd.error("cannot rewrite trust anchor file '%s': %s", path, e.strerror or e)
         try:
             os.unlink(tmp)
         except OSError:
