@@ -239,8 +239,11 @@ class Hierarchy:
 
     START_TIMEOUT = 20.0  # seconds for all servers to answer
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, servers: dict[str, tuple[str, str | None, str]] | None = None):
+        """servers: {name: (address, origin or None, zone text)}; SERVERS by default
+        (signed_hierarchy.py passes its own signed zones)."""
         self.base = Path(base)
+        self.servers = SERVERS if servers is None else servers
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _write(self, name: str, addr: str, origin: str | None, text: str) -> Path:
@@ -256,12 +259,12 @@ class Hierarchy:
         return d
 
     def start(self) -> None:
-        busy = [a for a, _, _ in SERVERS.values() if not port_53_free(a)]
+        busy = [a for a, _, _ in self.servers.values() if not port_53_free(a)]
         if busy:
             raise RuntimeError(f"port 53 already in use on {busy} (stale knotd? see `ss -lunp`)")
         self.base.mkdir(parents=True, exist_ok=True)
         try:
-            for name, (addr, origin, text) in SERVERS.items():
+            for name, (addr, origin, text) in self.servers.items():
                 d = self._write(name, addr, origin, text)
                 log = open(d / "knotd.log", "ab")
                 # Foreground (no -d), own session so stop() can signal the group by its id.
@@ -277,7 +280,7 @@ class Hierarchy:
     def wait_ready(self) -> None:
         """Until every server answers: its SOA, or REFUSED for the zone-less lame one."""
         deadline = time.monotonic() + self.START_TIMEOUT
-        pending = dict(SERVERS)
+        pending = dict(self.servers)
         while pending:
             for name, (addr, origin, _) in list(pending.items()):
                 proc = self.procs[name]
