@@ -48,7 +48,6 @@ anchor file and a config for kresd.
 """
 from __future__ import annotations
 
-import base64
 import datetime
 import os
 import shutil
@@ -73,6 +72,12 @@ import dns.zone
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .hierarchy import Hierarchy
+from .resolver import Resolver
+
+try:  # the fixtures below are for pytest; tools/dnssec_diff.py uses the rest without it
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
 
 ROOT_ADDR = "127.0.10.160"
 TTL = 3600
@@ -452,6 +457,39 @@ def resolver_bin(kind: str, kresd_bin: Path) -> Path:
         raise RuntimeError(f"{KRESD56} is missing: run tools/install.sh (Debian package "
                            "knot-resolver, the kresd 5.6 reference)")
     return KRESD56
+
+
+def start_resolver(kind: str, kresd_bin: Path, addr: str, rundir: Path, ta_file: Path,
+                   extra: str = "") -> Resolver:
+    """Our kresd or kresd56 on addr@53 with config(ta_file, extra), answering already."""
+    return Resolver(resolver_bin(kind, kresd_bin), addr, rundir, config=config(ta_file, extra)).start()
+
+
+# --------------------------------------------------------------------------- pytest
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def signed_hierarchy(tmp_path_factory) -> SignedHierarchy:
+        """The signed hierarchy, built and started once per session (test modules load this
+        file with ``pytest_plugins``, so every module shares this one instance)."""
+        try:
+            h = SignedHierarchy(tmp_path_factory.mktemp("signed"))
+            h.start()
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        yield h
+        h.stop()
+
+    def resolver_fixture(kind: str, kresd_bin: Path, addr: str, rundir: Path, ta_file: Path,
+                         extra: str = ""):
+        """Generator body for a fixture: start (pytest.fail on a missing binary), yield, stop
+        and print the log tail (pytest shows it when a test failed)."""
+        try:
+            r = start_resolver(kind, kresd_bin, addr, rundir, ta_file, extra)
+        except RuntimeError as e:
+            pytest.fail(f"{kind}: {e}")
+        yield r
+        r.stop()
+        print(r.log_tail())
 
 
 # --------------------------------------------------------------------------- DNS client
