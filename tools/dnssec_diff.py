@@ -125,6 +125,12 @@ def normal_form(msg: dns.message.Message | None) -> dict:
     }
 
 
+def _short(rr: tuple) -> str:
+    """One record for the report: signatures and keys cut to their first 12 characters."""
+    text = " ".join(x for x in rr if x)
+    return " ".join(w[:12] + "..." if len(w) > 24 else w for w in text.split())
+
+
 def differences(ours: dict, ref: dict) -> list[str]:
     """Human-readable differences between two normal forms (empty: they agree)."""
     out = []
@@ -134,8 +140,8 @@ def differences(ours: dict, ref: dict) -> list[str]:
     for key in ("answer", "authority"):
         a, b = ours.get(key, frozenset()), ref.get(key, frozenset())
         if a != b:
-            extra = "; ".join(" ".join(x) for x in sorted(a - b))
-            missing = "; ".join(" ".join(x) for x in sorted(b - a))
+            extra = "; ".join(_short(x) for x in sorted(a - b))
+            missing = "; ".join(_short(x) for x in sorted(b - a))
             out.append(f"{key}: only ours [{extra}] only kresd5.6 [{missing}]")
     return out
 
