@@ -34,8 +34,8 @@ Addresses (port 53):
                                    RSASHA256 keys sharing the DS's key tag, signed only
                                    by KEYTRAP_SIGS RRSIGs of that tag, all invalid
   127.0.10.172  'sigtrap.test.'    DNSKEY set valid, plus KEYTRAP_KEYS ZSKs sharing one
-                                   key tag; www A carries KEYTRAP_SIGS RRSIGs of that
-                                   tag, all invalid
+                                   key tag; www A and the wildcard * A carry
+                                   KEYTRAP_SIGS RRSIGs of that tag, all invalid
   127.0.10.173  'bomb.test.'       NSEC3 with BOMB_ITERATIONS iterations (CVE-2023-50868)
   127.0.10.174  'badkey.test.'     signed, DS in test., the RRSIG over its DNSKEY set tampered
 
@@ -214,6 +214,7 @@ www      {TTL} IN A     192.0.2.13
 @        86400 IN NS    ns
 ns       86400 IN A     127.0.10.172
 www      {TTL} IN A     192.0.2.14
+*        {TTL} IN A     192.0.2.140
 """, hostile="sigtrap"),
     Zone("bomb.test.", "127.0.10.173", f"""{_soa('ns')}
 @        86400 IN NS    ns
@@ -353,17 +354,20 @@ def _hostile(z: Zone, inception: datetime.datetime, expiration: datetime.datetim
                          dnskey_ttl=TTL)
     if z.hostile == "keytrap":
         # ... and the DNSKEY set signed only by failing RRSIGs of that tag
-        target, covers = origin, dns.rdatatype.DNSKEY
+        targets, covers = [origin], dns.rdatatype.DNSKEY
         fake_tag = tag
     else:
-        target, covers = dns.name.from_text("www", origin), dns.rdatatype.A
+        # www and the wildcard (so that every name costs a fresh validation)
+        targets = [dns.name.from_text(n, origin) for n in ("www", "*")]
+        covers = dns.rdatatype.A
         fake_tag = (tag + 1) & 0xFFFF
-    node = zone.find_node(target)
-    real = node.find_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, covers)
-    new = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, covers, real.ttl)
-    for s in failing_sigs(next(iter(real)), fake_tag, KEYTRAP_SIGS):
-        new.add(s)
-    node.replace_rdataset(new)
+    for target in targets:
+        node = zone.find_node(target)
+        real = node.find_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, covers)
+        new = dns.rdataset.Rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, covers, real.ttl)
+        for s in failing_sigs(next(iter(real)), fake_tag, KEYTRAP_SIGS):
+            new.add(s)
+        node.replace_rdataset(new)
     ds = dns.dnssec.make_ds(origin, ksk, "SHA256")
     return zone.to_text(relativize=False), f"{z.origin} 86400 IN DS {ds.to_text()}\n"
 
