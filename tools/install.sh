@@ -42,8 +42,12 @@ done
 # knot/knot-dnsutils: knotd and kdig for the e2e hierarchy; faketime, socat,
 # dnsutils: test helpers; gcc + python3-dev: the cffi extension;
 # python3-venv: Debian's python3 needs it for `python3 -m venv` (ensurepip);
-# systemd: systemd-socket-activate and systemd-analyze (units, activation).
-PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils systemd)
+# systemd: systemd-socket-activate and systemd-analyze (units, activation);
+# knot-resolver: Debian's kresd 5.6 (/usr/sbin/kresd), the reference the DNSSEC
+# e2e and differential tests run side by side with ours; ldnsutils (ldns-keygen,
+# ldns-signzone) signs the e2e hierarchy; knot-dnssecutils: kzonecheck, knsec3hash.
+PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils systemd
+          knot-resolver ldnsutils knot-dnssecutils)
 
 log() { echo "install.sh: $*" >&2; }
 
