@@ -165,6 +165,8 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     try:
         asyncio.set_event_loop(loop)
         engine.start(loop, outbound.query)
+        from kresd import ta_update
+        ta_update.arm(engine)  # RFC 5011: keep the trust anchors' keys up to date
         if console is not None:
             console(loop)
         loop.run_until_complete(_serve(server, socks, ready, engine, opts))

@@ -29,7 +29,8 @@ import dns.rrset
 
 from cache.api import Rank
 
-from ..dnssec import Status
+from ..dnssec import Status, ta
+from ..dnssec.ta import closest_ta, is_negative
 from ..dnssec.verify import (Budget, BudgetExceeded, Verdict, signer_of, supported_ds, verify_dnskeys,
                              verify_rrset)
 from ..request import EDE, Outcome, ResolveFail
@@ -59,27 +60,6 @@ def worst(a: Status, b: Status) -> Status:
 
 def status_rank(status: Status) -> int:
     return {Status.SECURE: SECURE_RANK, Status.INSECURE: INSECURE_RANK}.get(status, INITIAL_RANK)
-
-
-def closest_ta(settings, name: dns.name.Name, rtype: int | None = None):
-    """kresd kr_ta_closest(): the nearest trust anchor at or above the name
-    (DS: above it), None when a negative anchor comes first or none exists."""
-    if rtype == T.DS and name != dns.name.root:
-        name = name.parent()
-    ntas = settings.negative_trust_anchors
-    tas = settings.trust_anchors
-    while True:
-        if tas.get(name):
-            return name
-        if name in ntas:
-            return None
-        if name == dns.name.root:
-            return None
-        name = name.parent()
-
-
-def is_negative(settings, name: dns.name.Name) -> bool:
-    return any(name.is_subdomain(n) for n in settings.negative_trust_anchors)
 
 
 def find_sigs(section, name, rtype):
@@ -190,7 +170,7 @@ class Validator:
         if keys is None:
             raise Bogus(f"no DNSKEY for {zone}", EDE.DNSKEY_MISSING, zone, server_fault=False)
         if res.status is Status.SECURE:
-            self._observe_keys(zone, keys)
+            self._observe_keys(zone, keys, find_sigs(res.answer, zone, T.DNSKEY))
             return Status.SECURE, keys  # validated by _key_prime (or before, from the cache)
         if res.status is Status.INSECURE:
             return Status.INSECURE, None
@@ -208,22 +188,17 @@ class Validator:
             raise Bogus(f"DNSKEY of {zone}: {v.reason}", v.ede, zone, server_fault=False)
         self.r._trace(req, "zone %s: DNSKEY validated (%d keys)", zone, len(keys))
         self._stash_secure(req, keys, sigs)
-        self._observe_keys(zone, keys)
+        self._observe_keys(zone, keys, sigs)
         return Status.SECURE, keys
 
-    def _observe_keys(self, zone, keys) -> None:
+    def _observe_keys(self, zone, keys, sigs=None) -> None:
+        """RFC 5011: a trust-anchor zone's DNSKEY set was validated."""
         if not self.settings.trust_anchors.get(zone):
             return
         try:
-            from ..dnssec import ta
-        except ImportError:
-            return
-        hook = getattr(ta, "observe_dnskey", None)
-        if hook is not None:
-            try:
-                hook(self.settings, zone, keys, self.r.clock.time())
-            except Exception:
-                log.exception("[ta_update] RFC 5011 update of %s failed", zone)
+            ta.observe_dnskey(self.settings, zone, keys, self.r.clock.time(), sigs=sigs)
+        except Exception:
+            log.exception("[ta_update] RFC 5011 update of %s failed", zone)
 
     def _stash_secure(self, req, rrset, sigs) -> None:
         cache = self.r._cache(req)
