@@ -288,6 +288,7 @@ class Resolver:
                    cut.name, c.kind.value, c.why)
             if c.result is not None:
                 _attach_sigs(c.result, reply)
+                _attach_wildcard_proof(c.result, reply)
             if q.want and not stub:
                 self._state(req, q, "validate")
                 try:
@@ -520,6 +521,17 @@ def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
                 out.append(sig)
                 break
     res.answer = out
+
+
+def _attach_wildcard_proof(res: Result, reply: dns.message.Message) -> None:
+    """A wildcard expansion carries its NSEC/NSEC3 proof in the authority
+    section for a DO client, validated or not (CD), as kresd puts it there."""
+    if res.outcome not in (Outcome.ANSWER, Outcome.CNAME) or not _wildcard_expanded(res):
+        return
+    proof = [rr for rr in reply.authority if rr.rdtype in (T.NSEC, T.NSEC3)
+             or rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3)]
+    if proof:
+        res.authority = _dedupe(list(res.authority) + proof)
 
 
 def _wildcard_expanded(res: Result) -> bool:

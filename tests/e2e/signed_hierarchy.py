@@ -491,6 +491,7 @@ if pytest is not None:
             r = start_resolver(kind, kresd_bin, addr, rundir, ta_file, extra)
         except RuntimeError as e:
             pytest.fail(f"{kind}: {e}")
+        r.kind = kind  # "ours" or "kresd56", for expectations that differ on purpose
         yield r
         r.stop()
         print(r.log_tail())
