@@ -160,7 +160,8 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
     server = Server(settings, make_resolve(engine.resolver), stats,
                     fast=FastPath(engine.resolver, settings, engine.clock))
-    engine.worker.stats_provider = lambda: _stats_dict(server.stats)
+    engine.worker.stats_provider = lambda: dict(_stats_dict(server.stats),
+                                                sig_checks=engine.resolver.sig_checks)
     loop = asyncio.new_event_loop()
     try:
         asyncio.set_event_loop(loop)

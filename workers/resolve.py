@@ -48,6 +48,7 @@ class Resolver:
         self.selection = Selection(self.clock.monotonic, self.rng)
         self.layers: list[Layer] = layers if layers is not None else []  # module order
         self.validator = Validator(self)
+        self.sig_checks = 0  # RRSIG verifications of all requests (worker.stats().sig_checks)
         self._uid = 0
 
     @staticmethod
@@ -83,6 +84,7 @@ class Resolver:
             req.answer = make_answer(query, self.settings)
             req.answer.set_rcode(dns.rcode.SERVFAIL)
         finally:
+            self.sig_checks += req.sig_checks
             self._hook(req, "finish")
         return None if req.drop else req.answer
 
