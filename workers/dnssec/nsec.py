@@ -109,14 +109,14 @@ def nxdomain(qname, zone, rrsets) -> Proof:
     return Proof(Status.SECURE, closest_encloser=ce)
 
 
-def _nodata_at(rd, qtype, root: bool = False) -> str:
-    """Why a matching NSEC does not prove NODATA for qtype ('' = it does)."""
+def nodata_at(rd, qtype, root: bool = False, kind: str = "NSEC") -> str:
+    """Why a matching NSEC (or NSEC3) does not prove NODATA for qtype ('' = it does)."""
     if has_type(rd, qtype):
         return "the type exists"
     if has_type(rd, T.CNAME) and qtype != T.CNAME:
         return "a CNAME exists"
     if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
-        return "the NSEC is the child zone's apex, not the parent side"
+        return f"the {kind} is the child zone's apex, not the parent side"
     if qtype != T.DS and has_type(rd, T.NS) and not has_type(rd, T.SOA):
         return "the NSEC is a delegation's, from the parent side"
     return ""
@@ -126,7 +126,7 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
     recs = _records(zone, rrsets)
     m = _matching(recs, qname)
     if m is not None:
-        why = _nodata_at(m[2], qtype, qname == dns.name.root)
+        why = nodata_at(m[2], qtype, qname == dns.name.root)
         if why:
             return Proof(Status.BOGUS, f"NSEC at {qname}: {why}")
         cut = qtype == T.DS and has_type(m[2], T.NS) and not has_type(m[2], T.SOA)
@@ -139,7 +139,7 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
         ce = _closest_encloser(qname, cov[0], cov[1], zone)
         wc = _wildcard(ce)
         w = _matching(recs, wc) if wc is not None else None
-        if w is not None and not _nodata_at(w[2], qtype):
+        if w is not None and not nodata_at(w[2], qtype):
             return Proof(Status.SECURE, closest_encloser=ce)
     return Proof(Status.BOGUS, f"no NSEC proves {qname} has no {T.to_text(qtype)}")
 

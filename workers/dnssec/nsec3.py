@@ -18,7 +18,7 @@ import dns.name
 import dns.rdatatype as T
 
 from . import NSEC3_MAX_ITERATIONS, Proof, Status
-from .nsec import has_type
+from .nsec import has_type, nodata_at
 
 MAX_HASHES = 64  # distinct (name, parameters) hashes per proof
 SHA1 = 1
@@ -146,16 +146,6 @@ def nxdomain(qname, zone, rrsets) -> Proof:
     return Proof(Status.SECURE, closest_encloser=ce)
 
 
-def _nodata_at(rd, qtype, root: bool = False) -> str:
-    if has_type(rd, qtype):
-        return "the type exists"
-    if has_type(rd, T.CNAME) and qtype != T.CNAME:
-        return "a CNAME exists"
-    if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
-        return "the NSEC3 is the child zone's apex, not the parent side"
-    return ""
-
-
 @_guard
 def nodata(qname, qtype, zone, rrsets) -> Proof:
     ch = _Chain(zone, rrsets)
@@ -164,7 +154,7 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
         return bad
     rd = ch.matching(qname)
     if rd is not None:
-        why = _nodata_at(rd, qtype, qname == dns.name.root)
+        why = nodata_at(rd, qtype, qname == dns.name.root, "NSEC3")
         if why:
             return Proof(Status.BOGUS, f"NSEC3 of {qname}: {why}")
         cut = qtype == T.DS and has_type(rd, T.NS) and not has_type(rd, T.SOA)
@@ -181,7 +171,7 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
                      delegation=qtype == T.DS)
     wc = _wildcard(ce)
     w = ch.matching(wc) if wc is not None else None
-    if w is not None and not _nodata_at(w, qtype):  # 8.7 wildcard no data
+    if w is not None and not nodata_at(w, qtype, kind="NSEC3"):  # 8.7 wildcard no data
         if cov.flags & 1:  # the next closer name is covered by opt-out: maybe an unsigned delegation
             return Proof(Status.INSECURE, "opt-out", optout=True, closest_encloser=ce)
         return Proof(Status.SECURE, closest_encloser=ce)

@@ -103,14 +103,21 @@ class Validator:
         return b
 
     def _verify(self, req, rrset, sigs, keys, zone) -> Verdict:
+        return self._budgeted(req, zone, verify_rrset, rrset, sigs, keys, zone)
+
+    def _verify_keys(self, req, zone, keys, sigs, anchors, configured) -> Verdict:
+        return self._budgeted(req, zone, verify_dnskeys, zone, keys, sigs, anchors, configured=configured)
+
+    def _budgeted(self, req, zone, check, *args, **kw) -> Verdict:
+        """Run a signature check on the request's budget; over it, the request is
+        bogus (KeyTrap bound), whatever server is asked next."""
         b = self.budget(req)
         try:
-            v = verify_rrset(rrset, sigs, keys, zone, self._now(), b)
+            return check(*args, now=self._now(), budget=b, **kw)
         except BudgetExceeded as e:
-            req.sig_checks = b.used
             raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
-        req.sig_checks = b.used
-        return v
+        finally:
+            req.sig_checks = b.used
 
     # -- keys of a zone -------------------------------------------------------
 
@@ -175,13 +182,7 @@ class Validator:
         if res.status is Status.INSECURE:
             return Status.INSECURE, None
         sigs = find_sigs(res.answer, zone, T.DNSKEY)  # unvalidated, from the cache
-        b = self.budget(req)
-        try:
-            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b, configured)
-        except BudgetExceeded as e:
-            raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
-        finally:
-            req.sig_checks = b.used
+        v = self._verify_keys(req, zone, keys, sigs, anchors, configured)
         if v.status is Status.INSECURE:
             return Status.INSECURE, None
         if v.status is not Status.SECURE:
@@ -310,13 +311,7 @@ class Validator:
             raise Bogus(f"no DNSKEY for {zone}", EDE.DNSKEY_MISSING, zone)
         sigs = find_sigs(reply.answer, zone, T.DNSKEY)
         configured = bool(self.settings.trust_anchors.get(zone))
-        b = self.budget(req)
-        try:
-            v = verify_dnskeys(zone, keys, sigs, anchors, self._now(), b, configured)
-        except BudgetExceeded as e:
-            raise Bogus(f"validation work limit: {e}", EDE.DNSSEC_BOGUS, zone, server_fault=False)
-        finally:
-            req.sig_checks = b.used
+        v = self._verify_keys(req, zone, keys, sigs, anchors, configured)
         if v.status is Status.BOGUS:
             raise Bogus(f"DNSKEY of {zone}: {v.reason}", v.ede, zone)
         res.status = v.status
