@@ -99,6 +99,8 @@ def nxdomain(qname, zone, rrsets) -> Proof:
     cov = _covering(recs, qname)
     if cov is None:
         return Proof(Status.BOGUS, f"no NSEC covers {qname}")
+    if cov[1].is_subdomain(qname):
+        return Proof(Status.BOGUS, f"{qname} is an empty non-terminal: it exists")
     ce = _closest_encloser(qname, cov[0], cov[1], zone)
     wc = _wildcard(ce)
     if wc is not None and wc != qname:
