@@ -4,6 +4,13 @@ Each address serves one or more dnspython zones and answers like an
 authoritative server: referrals with glue below delegations, answers, CNAMEs,
 NXDOMAIN and NODATA with the SOA. Per-address behaviour switches simulate
 broken servers (timeouts, REFUSED, TC over UDP, FORMERR to EDNS).
+
+Signed zones (a DNSKEY at the apex, e.g. from tests/unit/workers/signedzones.py)
+are served as a DNSSEC-aware server does to a DO query: RRSIGs with every
+signed RRset, the DS (or the NSEC proving there is none) in referrals, and the
+NSEC proofs of NXDOMAIN, NODATA and wildcard answers. Wildcards are expanded
+(RFC 4592) in any zone; a DS query for a zone apex is answered from the parent
+zone when the server also holds it (RFC 4035 3.1.4.1).
 """
 from __future__ import annotations
 
@@ -28,10 +35,58 @@ def _glue(z, ns_rdataset):
     return out
 
 
+def _signed(z) -> bool:
+    return z.get_rdataset(z.origin, T.DNSKEY) is not None
+
+
+def _rrset(z, owner, rtype, covers=T.NONE, name=None):
+    rds = z.get_rdataset(owner, rtype, covers)
+    if rds is None:
+        return None
+    return dns.rrset.from_rdata_list(name or owner, rds.ttl, list(rds))
+
+
+def _sig(z, owner, rtype, name=None):
+    return _rrset(z, owner, T.RRSIG, rtype, name)
+
+
+def _nsec_at(z, name):
+    nsec = _rrset(z, name, T.NSEC)
+    return [nsec, _sig(z, name, T.NSEC)] if nsec is not None else []
+
+
+def _covering_nsec(z, name):
+    """The NSEC RRset (and its RRSIG) whose owner precedes `name` most closely."""
+    owners = sorted(n for n, node in z.nodes.items() if node.get_rdataset(dns.rdataclass.IN, T.NSEC))
+    best = None
+    for o in owners:
+        if o < name:
+            best = o
+    return _nsec_at(z, best if best is not None else owners[-1]) if owners else []
+
+
+def _exists(z, name) -> bool:
+    """A node at `name`, or below it (an empty non-terminal)."""
+    return any(n.is_subdomain(name) for n in z.nodes)
+
+
+def _closest_encloser(z, qname):
+    n = qname.parent()
+    while n != z.origin and not _exists(z, n):
+        n = n.parent()
+    return n
+
+
+def _wild(name):
+    return dns.name.Name((b"*",) + name.labels)
+
+
 class AuthServer:
     def __init__(self, *zone_texts: tuple[str, str], behaviour: str = "ok"):
-        self.zones = [dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
-                      for origin, text in zone_texts]
+        # each item is (origin, zone text) or an already built dns.zone.Zone
+        self.zones = [zt if isinstance(zt, dns.zone.Zone) else
+                      dns.zone.from_text(zt[1], origin=zt[0], relativize=False, check_origin=False)
+                      for zt in zone_texts]
         self.behaviour = behaviour  # ok | timeout | refused | servfail | tc | noedns | garbage
         self.queries: list[tuple[dns.name.Name, int, bool]] = []
 
@@ -62,10 +117,14 @@ class AuthServer:
             r.set_rcode(dns.rcode.FORMERR)
             return r.to_wire()
         z = self._zone_for(qname)
+        if z is not None and qtype == T.DS and qname == z.origin and qname != dns.name.root:
+            z = self._zone_for(qname.parent()) or z  # DS is the parent's data
         if z is None:
             r.set_rcode(dns.rcode.REFUSED)
             return r.to_wire()
-        self._fill(r, z, qname, qtype)
+        kind = self._fill(r, z, qname, qtype)
+        if q.ednsflags & dns.flags.DO and _signed(z):
+            self._dnssec(r, z, qname, qtype, *kind)
         if b == "tc" and not tcp:
             r.flags |= dns.flags.TC
             r.answer, r.authority, r.additional = [], [], []
@@ -84,7 +143,7 @@ class AuthServer:
             if ns is not None and not (cut == qname and qtype == T.DS):
                 r.authority.append(dns.rrset.from_rdata_list(cut, ns.ttl, list(ns)))
                 r.additional.extend(_glue(z, ns))
-                return
+                return "referral", cut
         r.flags |= dns.flags.AA
         for owner in reversed(cuts):  # DNAME at an ancestor: DNAME + synthesised CNAME
             dn = z.get_node(owner)
@@ -93,25 +152,63 @@ class AuthServer:
                 target = qname.relativize(owner).derelativize(dname[0].target)
                 r.answer.append(dns.rrset.from_rdata_list(owner, dname.ttl, list(dname)))
                 r.answer.append(dns.rrset.from_text(qname, dname.ttl, "IN", "CNAME", target.to_text()))
-                return
+                return "dname", owner
         node = z.get_node(qname)
         soa = z.get_rdataset(z.origin, T.SOA)
         soa_rr = dns.rrset.from_rdata_list(z.origin, soa.ttl, list(soa))
+        source = qname
+        if node is None and not _exists(z, qname):  # RFC 4592: a wildcard at the closest encloser?
+            wild = _wild(_closest_encloser(z, qname)) if qname != z.origin else None
+            node = z.get_node(wild) if wild is not None else None
+            source = wild
         if node is None:
+            if _exists(z, qname):  # an empty non-terminal: NODATA
+                r.authority.append(soa_rr)
+                return "nodata", None
             r.set_rcode(dns.rcode.NXDOMAIN)
             r.authority.append(soa_rr)
-            return
+            return "nxdomain", None
         rds = node.get_rdataset(dns.rdataclass.IN, qtype)
         if rds is not None:
             r.answer.append(dns.rrset.from_rdata_list(qname, rds.ttl, list(rds)))
             if qtype == T.NS:
                 r.additional.extend(_glue(z, rds))
-            return
+            return "answer", source
         cname = node.get_rdataset(dns.rdataclass.IN, T.CNAME)
         if cname is not None:
             r.answer.append(dns.rrset.from_rdata_list(qname, cname.ttl, list(cname)))
-            return
+            return "answer", source
         r.authority.append(soa_rr)
+        return "nodata", source
+
+    def _dnssec(self, r, z, qname, qtype, kind, detail):
+        """Add what a DO query gets from a signed zone (after _fill)."""
+        for section in (r.answer, r.authority):
+            for rr in list(section):
+                if rr.rdtype == T.RRSIG:
+                    continue
+                owner = detail if kind == "answer" and rr.name == qname else rr.name
+                sig = _sig(z, owner, rr.rdtype, name=rr.name)
+                if sig is not None:
+                    section.insert(section.index(rr) + 1, sig)
+        extra = []
+        if kind == "referral":
+            ds = _rrset(z, detail, T.DS)
+            extra = [ds, _sig(z, detail, T.DS)] if ds is not None else _nsec_at(z, detail)
+        elif kind == "nxdomain":
+            extra = _covering_nsec(z, qname)
+            wild = _wild(_closest_encloser(z, qname))
+            extra += [rr for rr in _covering_nsec(z, wild) if rr not in extra]
+        elif kind == "nodata":
+            if detail != qname:  # wildcard NODATA: qname covered, the wildcard's NSEC
+                extra = _covering_nsec(z, qname) + _nsec_at(z, detail)
+            elif z.get_node(qname) is None:  # an empty non-terminal
+                extra = _covering_nsec(z, qname)
+            else:
+                extra = _nsec_at(z, qname)
+        elif kind == "answer" and detail != qname:  # wildcard expansion: qname does not exist
+            extra = _covering_nsec(z, qname)
+        r.authority.extend(rr for rr in extra if rr is not None)
 
 
 class FakeNet:
