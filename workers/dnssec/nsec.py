@@ -4,10 +4,12 @@ Owns: the set logic of NSEC proofs: name error (the name and the wildcard
 that could have produced it are covered), no data (matching NSEC without the
 type, empty non-terminal, wildcard no data), an insecure delegation (NSEC at
 the delegation with NS and without DS/SOA), and the denial behind a wildcard
-expansion.
+expansion; plus the type-bitmap helpers (`has_type`, `nodata_at`) that
+nsec3.py shares.
 Must not: check signatures (the validator passes only NSEC RRsets whose RRSIGs
 verified, with the signer as `zone`) or raise on odd records: a record that
-does not fit is ignored, and what is not proven is BOGUS with a reason.
+does not fit (outside the zone, relative or unparsed rdata) is ignored, and
+what is not proven is BOGUS with a reason.
 """
 from __future__ import annotations
 
@@ -18,31 +20,36 @@ from . import Proof, Status
 
 
 def has_type(rd, rtype: int) -> bool:
-    """Is rtype in the type bitmap of an NSEC or NSEC3 rdata?"""
+    """Is rtype in the type bitmap of an NSEC or NSEC3 rdata? (False for garbage.)"""
     window, bit = rtype >> 8, rtype & 0xFF
     try:
         for win, bitmap in rd.windows:
             if win == window:
                 i = bit // 8
                 return i < len(bitmap) and bool(bitmap[i] & (0x80 >> (bit % 8)))
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, IndexError):
         return False
     return False
 
 
+def _is_delegation(rd) -> bool:
+    """The parent side of a zone cut: NS without SOA."""
+    return has_type(rd, T.NS) and not has_type(rd, T.SOA)
+
+
 def _records(zone, rrsets):
-    """(owner, next, rdata) of the NSEC records inside the zone."""
+    """(owner, next, rdata) of the NSEC records inside the zone; anything odd is skipped."""
     out = []
     for rr in rrsets:
-        if rr.rdtype != T.NSEC or not rr.name.is_subdomain(zone):
-            continue
-        for rd in rr:
-            try:
-                nxt = rd.next
+        try:
+            if rr.rdtype != T.NSEC or not rr.name.is_subdomain(zone):
+                continue
+            for rd in rr:
+                nxt = getattr(rd, "next", None)
                 if isinstance(nxt, dns.name.Name) and nxt.is_absolute():
                     out.append((rr.name, nxt, rd))
-            except AttributeError:
-                continue
+        except (AttributeError, TypeError, ValueError):
+            continue
     return out
 
 
@@ -75,7 +82,7 @@ def _delegation_above(owner, rd, qname) -> bool:
     """An NSEC at a delegation (NS, no SOA) or a DNAME above qname proves nothing below it."""
     if owner == qname or not qname.is_subdomain(owner):
         return False
-    return (has_type(rd, T.NS) and not has_type(rd, T.SOA)) or has_type(rd, T.DNAME)
+    return _is_delegation(rd) or has_type(rd, T.DNAME)
 
 
 def _covering(recs, name):
@@ -92,7 +99,17 @@ def _matching(recs, name):
     return None
 
 
+def _outside(name, zone) -> Proof | None:
+    if not name.is_subdomain(zone):
+        return Proof(Status.BOGUS, f"{name} is not in the zone {zone} that signed the NSEC")
+    return None
+
+
 def nxdomain(qname, zone, rrsets) -> Proof:
+    """Name error: qname is covered, is no empty non-terminal, and the wildcard
+    at its closest encloser is covered too."""
+    if (bad := _outside(qname, zone)) is not None:
+        return bad
     recs = _records(zone, rrsets)
     if _matching(recs, qname):
         return Proof(Status.BOGUS, f"an NSEC at {qname} says it exists")
@@ -119,22 +136,28 @@ def nodata_at(rd, qtype, root: bool = False, kind: str = "NSEC") -> str:
         return "a CNAME exists"
     if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
         return f"the {kind} is the child zone's apex, not the parent side"
-    if qtype != T.DS and has_type(rd, T.NS) and not has_type(rd, T.SOA):
-        return "the NSEC is a delegation's, from the parent side"
+    if qtype != T.DS and _is_delegation(rd):
+        return f"the {kind} is a delegation's, from the parent side"
     return ""
 
 
 def nodata(qname, qtype, zone, rrsets) -> Proof:
+    """No data: an NSEC at qname without the type (nor CNAME), qname an empty
+    non-terminal, or qname covered and the wildcard at its closest encloser
+    without the type. `delegation` says a DS denial shows a zone cut."""
+    if (bad := _outside(qname, zone)) is not None:
+        return bad
     recs = _records(zone, rrsets)
     m = _matching(recs, qname)
     if m is not None:
         why = nodata_at(m[2], qtype, qname == dns.name.root)
         if why:
             return Proof(Status.BOGUS, f"NSEC at {qname}: {why}")
-        cut = qtype == T.DS and has_type(m[2], T.NS) and not has_type(m[2], T.SOA)
+        cut = qtype == T.DS and _is_delegation(m[2])
         return Proof(Status.SECURE, closest_encloser=qname, delegation=cut)
     for owner, nxt, rd in recs:  # empty non-terminal: the next name is below qname
-        if _covers(owner, nxt, qname) and nxt != qname and nxt.is_subdomain(qname):
+        if _covers(owner, nxt, qname) and nxt != qname and nxt.is_subdomain(qname) \
+                and not _delegation_above(owner, rd, qname):
             return Proof(Status.SECURE, closest_encloser=qname)
     cov = _covering(recs, qname)
     if cov is not None:  # wildcard NODATA
@@ -147,6 +170,9 @@ def nodata(qname, qtype, zone, rrsets) -> Proof:
 
 
 def referral_no_ds(name, zone, rrsets) -> Proof:
+    """An unsigned delegation: the NSEC at `name` has NS, and neither DS nor SOA."""
+    if (bad := _outside(name, zone)) is not None:
+        return bad
     recs = _records(zone, rrsets)
     m = _matching(recs, name)
     if m is None:
@@ -154,14 +180,28 @@ def referral_no_ds(name, zone, rrsets) -> Proof:
     rd = m[2]
     if has_type(rd, T.DS):
         return Proof(Status.BOGUS, f"NSEC at {name} lists a DS")
-    if has_type(rd, T.SOA) or not has_type(rd, T.NS):
+    if not _is_delegation(rd):
         return Proof(Status.BOGUS, f"NSEC at {name} is no delegation")
-    return Proof(Status.SECURE, closest_encloser=name)
+    return Proof(Status.SECURE, closest_encloser=name, delegation=True)
 
 
 def wildcard_answer(qname, labels, zone, rrsets) -> Proof:
-    recs = _records(zone, rrsets)
-    if _covering(recs, qname) is None:
-        return Proof(Status.BOGUS, f"no NSEC proves {qname} does not exist (wildcard answer)")
+    """A wildcard expansion (RRSIG labels < qname's labels): an NSEC covers qname
+    and shows nothing between it and the closest encloser (the rightmost
+    `labels` labels) exists, so no closer match could have answered."""
+    if (bad := _outside(qname, zone)) is not None:
+        return bad
+    if not 0 <= labels < len(qname.labels) - 1:
+        return Proof(Status.BOGUS, f"RRSIG labels {labels} is no wildcard expansion of {qname}")
     ce = dns.name.Name(qname.labels[-(labels + 1):])
+    if not ce.is_subdomain(zone):
+        return Proof(Status.BOGUS, f"the wildcard's closest encloser {ce} is outside {zone}")
+    recs = _records(zone, rrsets)
+    cov = _covering(recs, qname)
+    if cov is None:
+        return Proof(Status.BOGUS, f"no NSEC proves {qname} does not exist (wildcard answer)")
+    # a name between the encloser and qname (owner or next sharing more labels
+    # with qname than the encloser) exists: the wildcard could not have matched
+    if len(_closest_encloser(qname, cov[0], cov[1], zone).labels) > len(ce.labels):
+        return Proof(Status.BOGUS, f"a closer match than {ce} exists for {qname}")
     return Proof(Status.SECURE, closest_encloser=ce)
