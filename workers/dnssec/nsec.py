@@ -136,7 +136,9 @@ def nodata_at(rd, qtype, root: bool = False, kind: str = "NSEC") -> str:
         return "a CNAME exists"
     if qtype == T.DS and has_type(rd, T.SOA) and not root:  # the root has no parent side
         return f"the {kind} is the child zone's apex, not the parent side"
-    if qtype != T.DS and _is_delegation(rd):
+    # the parent side of a cut proves nothing about the child's data (RFC 6840
+    # 4.1), except that no CNAME is there (none may stand at an apex; kresd)
+    if qtype not in (T.DS, T.CNAME) and _is_delegation(rd):
         return f"the {kind} is a delegation's, from the parent side"
     return ""
 
