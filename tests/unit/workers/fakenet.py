@@ -14,6 +14,7 @@ zone when the server also holds it (RFC 4035 3.1.4.1).
 """
 from __future__ import annotations
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -128,7 +129,12 @@ class AuthServer:
         if b == "tc" and not tcp:
             r.flags |= dns.flags.TC
             r.answer, r.authority, r.additional = [], [], []
-        return r.to_wire()
+        try:
+            return r.to_wire(max_size=65535 if tcp else 0)
+        except dns.exception.TooBig:  # over the client's UDP size: TC, as a server does
+            r.flags |= dns.flags.TC
+            r.answer, r.authority, r.additional = [], [], []
+            return r.to_wire()
 
     def _fill(self, r, z, qname, qtype):
         # delegation below the apex, on the way to qname?

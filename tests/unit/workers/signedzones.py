@@ -24,6 +24,11 @@ from an hour before the session started to 30 days after it.
   192.0.2.4    'broken.test.'    ns1: www A carries a tampered RRSIG
   192.0.2.5    'broken.test.'    ns2: the same zone, correctly signed
   192.0.2.6    'expired.test.'   ECDSAP256, every signature expired a day ago
+  192.0.2.7    'keytrap.test.'   KeyTrap: DNSKEY set of 50 keys sharing one key tag,
+                                 each named by a DS in test., signed only by 50
+                                 failing RRSIGs of that tag
+  192.0.2.8    'sigtrap.test.'   DNSKEY set valid, plus 50 ZSKs sharing one key tag;
+                                 www A signed only by 50 failing RRSIGs of that tag
   192.0.2.99   a forwarder: holds every zone (broken.test. correctly signed)
 """
 from __future__ import annotations
@@ -58,6 +63,8 @@ INSECURE_ADDR = "192.0.2.3"
 BROKEN_BAD_ADDR = "192.0.2.4"
 BROKEN_GOOD_ADDR = "192.0.2.5"
 EXPIRED_ADDR = "192.0.2.6"
+KEYTRAP_ADDR = "192.0.2.7"
+SIGTRAP_ADDR = "192.0.2.8"
 FORWARDER_ADDR = "192.0.2.99"
 
 ROOT_HINTS = {dns.name.from_text("a.root-servers.net."): [ROOT_ADDR]}
@@ -101,7 +108,7 @@ def sign_rrset(rrset, zone, keypair, inception=INCEPTION, expiration=EXPIRATION)
 def sign_zone(origin: str, text: str, keypair=None, inception=INCEPTION, expiration=EXPIRATION):
     """A dns.zone.Zone from text, signed with one key (its DNSKEY added), NSEC."""
     z = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
-    keypair = keypair or key(Algorithm.ECDSAP256SHA256, _key_index(origin))
+    keypair = keypair or _zone_keypair(origin)
     dns.dnssec.sign_zone(z, keys=[keypair], inception=inception, expiration=expiration,
                          dnskey_ttl=3600, policy=dns.dnssec.allow_all_policy)
     return z
@@ -116,8 +123,69 @@ def _key_index(origin: str) -> int:
 
 def ds_text(origin: str, keypair=None) -> str:
     """The DS line (zone-file text) of a zone's key, for its parent."""
-    _, dnskey = keypair or key(Algorithm.ECDSAP256SHA256, _key_index(origin))
+    _, dnskey = keypair or _zone_keypair(origin)
     return f"{origin} 3600 IN DS {dns.dnssec.make_ds(origin, dnskey, 'SHA256').to_text()}"
+
+
+def colliding_keys(real, count: int) -> list:
+    """`real` (a DNSKEY rdata) and count-1 other keys with the same key tag
+    (KeyTrap, CVE-2023-50387): its public key bytes with two bytes of the same
+    parity swapped (the key tag is a sum of 16-bit words, so it does not move).
+    The others are no valid keys, as an attacker's need not be."""
+    tag = dns.dnssec.key_id(real)
+    out, seen = [real], {real.key}
+    raw = bytearray(real.key)
+    for step in (2, 4, 6, 8):
+        for i in range(len(raw) - step):
+            b = bytearray(raw)
+            b[i], b[i + step] = b[i + step], b[i]
+            if bytes(b) in seen:
+                continue
+            seen.add(bytes(b))
+            k = real.replace(key=bytes(b))
+            assert dns.dnssec.key_id(k) == tag
+            out.append(k)
+            if len(out) == count:
+                return out
+    raise ValueError("not enough colliding keys")
+
+
+def failing_sigs(rr, zone, keypair, count: int, inception=INCEPTION, expiration=EXPIRATION):
+    """`count` RRSIGs over rr by `zone` with keypair's key tag, none of which verifies."""
+    good = sign_rrset(rr, zone, keypair, inception, expiration)[0]
+    n = len(good.signature)
+    return dns.rrset.from_rdata_list(rr.name, rr.ttl, [
+        good.replace(signature=bytes([(i + j) % 256 for j in range(n)])) for i in range(count)])
+
+
+def keytrap(z: dns.zone.Zone, keypair, count: int = 50) -> dns.zone.Zone:
+    """z with a DNSKEY set of `count` keys sharing keypair's tag, signed only
+    by `count` failing RRSIGs of that tag."""
+    keys = dns.rrset.from_rdata_list(z.origin, 3600, colliding_keys(keypair[1], count))
+    sigs = failing_sigs(keys, z.origin, keypair, count)
+    z.replace_rdataset(z.origin, dns.rdataset.from_rdata_list(3600, list(keys)))
+    z.replace_rdataset(z.origin, dns.rdataset.from_rdata_list(3600, list(sigs)))
+    return z
+
+
+def sigtrap(z: dns.zone.Zone, owner: dns.name.Name, rtype: int, count: int = 50) -> dns.zone.Zone:
+    """z with `count` more ZSKs sharing one key tag in its DNSKEY set (signed
+    as the zone's key signs it) and (owner, rtype) signed only by `count`
+    failing RRSIGs of that tag."""
+    zone_key = _zone_keypair(z.origin.to_text())
+    zsk = key(Algorithm.ECDSAP256SHA256, _key_index("zsk." + z.origin.to_text()), flags=256)
+    keys = dns.rrset.from_rdata_list(z.origin, 3600,
+                                     list(z.get_rdataset(z.origin, T.DNSKEY)) + colliding_keys(zsk[1], count))
+    z.replace_rdataset(z.origin, dns.rdataset.from_rdata_list(3600, list(keys)))
+    z.replace_rdataset(z.origin, dns.rdataset.from_rdata_list(3600, list(sign_rrset(keys, z.origin, zone_key))))
+    rds = z.get_rdataset(owner, rtype)
+    data = dns.rrset.from_rdata_list(owner, rds.ttl, list(rds))
+    z.replace_rdataset(owner, dns.rdataset.from_rdata_list(rds.ttl, list(failing_sigs(data, z.origin, zsk, count))))
+    return z
+
+
+def _zone_keypair(origin: str):
+    return key(Algorithm.ECDSAP256SHA256, _key_index(origin))
 
 
 def copy_zone(z: dns.zone.Zone) -> dns.zone.Zone:
@@ -160,6 +228,10 @@ ns1.broken.test. 3600 IN A 192.0.2.4
 ns2.broken.test. 3600 IN A 192.0.2.5
 expired.test. 3600 IN NS ns.expired.test.
 ns.expired.test. 3600 IN A 192.0.2.6
+keytrap.test. 3600 IN NS ns.keytrap.test.
+ns.keytrap.test. 3600 IN A 192.0.2.7
+sigtrap.test. 3600 IN NS ns.sigtrap.test.
+ns.sigtrap.test. 3600 IN A 192.0.2.8
 """
 SECURE = """
 @ 3600 IN SOA ns h 1 1800 900 604800 300
@@ -194,6 +266,14 @@ ns 3600 IN A 192.0.2.6
 www 3600 IN A 192.0.2.110
 """
 
+KEYTRAP = """
+@ 3600 IN SOA ns h 1 1800 900 604800 300
+@ 3600 IN NS ns
+ns 3600 IN A 192.0.2.7
+www 3600 IN A 192.0.2.120
+"""
+SIGTRAP = KEYTRAP.replace("192.0.2.7", "192.0.2.8")
+
 
 @dataclass(frozen=True)
 class Hierarchy:
@@ -204,6 +284,8 @@ class Hierarchy:
     broken: dns.zone.Zone  # correctly signed
     broken_bad: dns.zone.Zone  # www A with a tampered RRSIG
     expired: dns.zone.Zone
+    keytrap: dns.zone.Zone
+    sigtrap: dns.zone.Zone
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,16 +296,21 @@ def hierarchy() -> Hierarchy:
     insecure = dns.zone.from_text(INSECURE, origin="insecure.test.", relativize=False)
     broken = sign_zone("broken.test.", BROKEN)
     expired = sign_zone("expired.test.", EXPIRED, inception=START - 30 * DAY, expiration=START - DAY)
-    test = sign_zone("test.", TEST + "\n".join(ds_text(z) for z in
-                                               ("secure.test.", "broken.test.", "expired.test.")))
+    kt = keytrap(sign_zone("keytrap.test.", KEYTRAP), _zone_keypair("keytrap.test."))
+    st = sigtrap(sign_zone("sigtrap.test.", SIGTRAP), N("www.sigtrap.test."), T.A)
+    # a DS for every key of the trap: each one is trusted, 50 keys x 50 RRSIGs to try
+    kt_ds = [f"keytrap.test. 3600 IN DS {dns.dnssec.make_ds('keytrap.test.', k, 'SHA256').to_text()}"
+             for k in kt.get_rdataset(kt.origin, T.DNSKEY)]
+    test = sign_zone("test.", TEST + "\n".join([ds_text(z) for z in (
+        "secure.test.", "broken.test.", "expired.test.", "sigtrap.test.")] + kt_ds))
     root = sign_zone(".", ROOT + ds_text("test."))
     return Hierarchy(root, test, secure, insecure, broken, tamper(broken, N("www.broken.test."), T.A),
-                     expired)
+                     expired, kt, st)
 
 
 def root_ds():
     """The trust anchor: the DS rdata of the root's key."""
-    _, dnskey = key(Algorithm.ECDSAP256SHA256, _key_index("."))
+    _, dnskey = _zone_keypair(".")
     return dns.dnssec.make_ds(dns.name.root, dnskey, "SHA256")
 
 
@@ -295,6 +382,8 @@ def make_net(broken: str = "mixed", wrap: dict | None = None):
         BROKEN_BAD_ADDR: AuthServer(bad),
         BROKEN_GOOD_ADDR: AuthServer(good),
         EXPIRED_ADDR: AuthServer(h.expired),
+        KEYTRAP_ADDR: AuthServer(h.keytrap),
+        SIGTRAP_ADDR: AuthServer(h.sigtrap),
         FORWARDER_ADDR: AuthServer(h.root, h.test, h.secure, h.insecure, good, h.expired),
     }
     for addr, fn in (wrap or {}).items():

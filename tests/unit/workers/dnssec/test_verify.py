@@ -13,6 +13,7 @@ from dns.dnssec import Algorithm
 from workers.dnssec import Status
 from workers.dnssec import verify as V
 
+from .. import signedzones as sz
 from ..signedzones import key, sign_rrset
 
 Z = dns.name.from_text("example.")
@@ -287,37 +288,18 @@ def test_key_without_zone_flag_is_never_used():
 # -- KeyTrap (CVE-2023-50387) ------------------------------------------------------
 
 def colliding_keys(count: int):
-    """`count` distinct ECDSAP256 zone keys sharing one key tag: the public key
-    bytes of a real key with two bytes of the same parity swapped (the key tag
-    is a one's-complement-style sum of 16-bit words, so it does not change)."""
+    """`count` distinct ECDSAP256 zone keys sharing one key tag, and the tag."""
     _, real = key(Algorithm.ECDSAP256SHA256, 4)
-    tag = dns.dnssec.key_id(real)
-    out, seen = [real], {real.key}
-    raw = bytearray(real.key)
-    for step in (2, 4, 6, 8):
-        for i in range(len(raw) - step):
-            if raw[i] == raw[i + step]:
-                continue
-            b = bytearray(raw)
-            b[i], b[i + step] = b[i + step], b[i]
-            if bytes(b) in seen:
-                continue
-            seen.add(bytes(b))
-            k = real.replace(key=bytes(b))
-            assert dns.dnssec.key_id(k) == tag
-            out.append(k)
-            if len(out) == count:
-                return out, tag
-    raise AssertionError("not enough colliding keys")
+    keys = sz.colliding_keys(real, count)
+    assert len({k.key for k in keys}) == count
+    return keys, dns.dnssec.key_id(real)
 
 
 def failing_sigs(rr, tag, count: int):
     """`count` RRSIGs over rr by ZONE with key tag `tag`, none of which verifies."""
-    kp = key(Algorithm.ECDSAP256SHA256, 4)
-    good = signed(rr, kp)[0]
-    assert good.key_tag == tag
-    return dns.rrset.from_rdata_list(rr.name, rr.ttl, [
-        good.replace(signature=bytes([(i + j) % 256 for j in range(64)])) for i in range(count)])
+    sigs = sz.failing_sigs(rr, ZONE, key(Algorithm.ECDSAP256SHA256, 4), count, T0 - DAY, T0 + DAY)
+    assert {rd.key_tag for rd in sigs} == {tag} and len(sigs) == count
+    return sigs
 
 
 @pytest.fixture

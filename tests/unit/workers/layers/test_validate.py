@@ -307,3 +307,59 @@ def test_stub_does_not_validate(resolver):
     resolver.layers.append(Policy(stub=True))
     a = ask(resolver, net, "www.broken.test.")
     assert a.rcode() == dns.rcode.NOERROR and not a.flags & dns.flags.AD
+
+
+# -- cache ---------------------------------------------------------------------------
+
+def test_secure_negative_answers_from_cache_keep_ad_and_proof(resolver):
+    net, _ = sz.make_net()
+    first = ask(resolver, net, "nope.secure.test.")
+    nodata = ask(resolver, net, "www.secure.test.", "AAAA")
+    sent = net.sent
+    a = ask(resolver, net, "nope.secure.test.")
+    assert net.sent == sent and a.rcode() == dns.rcode.NXDOMAIN and a.flags & dns.flags.AD
+    assert sorted(types(a.authority)) == sorted(types(first.authority))
+    a = ask(resolver, net, "www.secure.test.", "AAAA")
+    assert net.sent == sent and a.flags & dns.flags.AD
+    assert sorted(types(a.authority)) == sorted(types(nodata.authority))
+
+
+def test_cd_answer_in_cache_is_validated_for_the_next_client(resolver):
+    """Data fetched for a CD client is not trusted as validated: a later
+    validating client gets it checked (secure: AD; bogus: SERVFAIL)."""
+    net, _ = sz.make_net(broken="bad")
+    a = ask(resolver, net, "www.secure.test.", flags=dns.flags.CD)
+    assert not a.flags & dns.flags.AD
+    a = ask(resolver, net, "www.secure.test.")
+    assert a.rcode() == dns.rcode.NOERROR and a.flags & dns.flags.AD
+    assert ask(resolver, net, "www.broken.test.", flags=dns.flags.CD).rcode() == dns.rcode.NOERROR
+    assert ask(resolver, net, "www.broken.test.").rcode() == dns.rcode.SERVFAIL
+
+
+def test_later_names_of_a_zone_reuse_its_validated_keys(resolver):
+    net, servers = sz.make_net()
+    ask(resolver, net, "www.secure.test.")
+    sent = net.sent
+    a = ask(resolver, net, "ttl.secure.test.")
+    assert a.flags & dns.flags.AD and net.sent == sent + 1  # only the A query itself
+
+
+# -- KeyTrap (CVE-2023-50387) through the driver -----------------------------------
+
+@pytest.mark.parametrize("name", ["www.keytrap.test.", "www.sigtrap.test."])
+def test_keytrap_zone_is_bogus_within_the_request_budget(resolver, name):
+    import time
+
+    from workers.dnssec.verify import MAX_FAILS_PER_RRSET, MAX_SIG_CHECKS_PER_REQUEST
+    net, _ = sz.make_net()
+    ask(resolver, net, "www.secure.test.")  # the root and test. keys are in the cache
+    t0 = time.perf_counter()
+    a, req = ask_req(resolver, net, name)
+    elapsed = time.perf_counter() - t0
+    print(f"{name}: {req.sig_checks} signature checks, {elapsed * 1000:.0f} ms")
+    assert a.rcode() == dns.rcode.SERVFAIL and ede(a) == [6] and req.bogus is not None
+    assert 0 < req.sig_checks <= MAX_SIG_CHECKS_PER_REQUEST  # 50 keys x 50 RRSIGs would be 2500
+    # the hostile RRset costs its failure cap, the honest ones (DS, DNSKEY) one check each
+    assert req.sig_checks <= min(MAX_FAILS_PER_RRSET, 16) + 4
+    assert elapsed < 1.0
+    assert resolver.sig_checks >= req.sig_checks  # the worker-wide counter
