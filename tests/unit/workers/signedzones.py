@@ -19,7 +19,8 @@ from an hour before the session started to 30 days after it.
   192.0.2.2    'secure.test.'    ECDSAP256: www A/TXT, wildcard *.wild A, in-zone
                                  CNAME incname -> www, cname -> www.insecure.test.,
                                  ttl A served with TTL 86400 but signed with 300,
-                                 empty non-terminal ent (b.ent A)
+                                 soon A whose RRSIG expires 10 minutes after START,
+                                 empty non-terminal ent (b.ent A), DNAME dn -> ent
   192.0.2.3    'insecure.test.'  unsigned, delegated without DS (NSEC proof)
   192.0.2.4    'broken.test.'    ns1: www A carries a tampered RRSIG
   192.0.2.5    'broken.test.'    ns2: the same zone, correctly signed
@@ -244,6 +245,8 @@ incname 3600 IN CNAME www
 cname 3600 IN CNAME www.insecure.test.
 ttl 300 IN A 192.0.2.82
 b.ent 3600 IN A 192.0.2.83
+dn 3600 IN DNAME ent.secure.test.
+soon 3600 IN A 192.0.2.84
 """
 INSECURE = """
 @ 3600 IN SOA ns h 1 1800 900 604800 300
@@ -293,6 +296,11 @@ def hierarchy() -> Hierarchy:
     secure = sign_zone("secure.test.", SECURE)
     # served with a TTL above the RRSIG's original TTL (RFC 4035 5.3.3 caps it)
     secure.get_rdataset(N("ttl.secure.test."), T.A).ttl = 86400
+    # soon A: its only RRSIG expires 10 minutes after the session started
+    soon = dns.rrset.from_rdata_list(N("soon.secure.test."), 3600,
+                                     list(secure.get_rdataset(N("soon.secure.test."), T.A)))
+    secure.replace_rdataset(soon.name, dns.rdataset.from_rdata_list(3600, list(sign_rrset(
+        soon, secure.origin, _zone_keypair("secure.test."), expiration=START + 600))))
     insecure = dns.zone.from_text(INSECURE, origin="insecure.test.", relativize=False)
     broken = sign_zone("broken.test.", BROKEN)
     expired = sign_zone("expired.test.", EXPIRED, inception=START - 30 * DAY, expiration=START - DAY)

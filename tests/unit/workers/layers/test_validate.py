@@ -363,3 +363,19 @@ def test_keytrap_zone_is_bogus_within_the_request_budget(resolver, name):
     assert req.sig_checks <= min(MAX_FAILS_PER_RRSET, 16) + 4
     assert elapsed < 1.0
     assert resolver.sig_checks >= req.sig_checks  # the worker-wide counter
+
+
+def test_ttl_capped_by_signature_expiry(resolver):
+    net, _ = sz.make_net()
+    a = ask(resolver, net, "soon.secure.test.")
+    assert a.flags & dns.flags.AD
+    assert a.answer[0].rdtype == T.A and a.answer[0].ttl <= 600  # served with 3600
+
+
+def test_dname_in_a_secure_zone_is_secure(resolver):
+    net, _ = sz.make_net()
+    a = ask(resolver, net, "b.dn.secure.test.")
+    assert a.rcode() == dns.rcode.NOERROR and a.flags & dns.flags.AD
+    assert [t for t in types(a.answer) if t[1] != "RRSIG"] == [
+        ("dn.secure.test.", "DNAME", ""), ("b.dn.secure.test.", "CNAME", ""), ("b.ent.secure.test.", "A", "")]
+    assert ("dn.secure.test.", "RRSIG", "DNAME") in types(a.answer)
