@@ -371,3 +371,12 @@ def test_a_good_signature_among_colliding_keys_verifies():
     sigs = dns.rrset.from_rdata_list(rr.name, rr.ttl, list(failing_sigs(rr, tag, 1)) + list(good))
     verdict = check(rr, sigs, list(reversed(keys)))
     assert verdict.status is Status.SECURE
+
+
+def test_signatures_after_the_32_bit_wrap_verify():
+    """Times are 32-bit serial numbers (RFC 4034 3.1.5): in 2106 a window stored
+    as small numbers is current, and the check must not compare plain numbers."""
+    priv, key = keypair()
+    sig = sign(A, priv, key, inception=100, expiration=86400)  # 2106 + a day, stored wrapped
+    v = V.verify_rrset(A, sigset(A, sig), [key], Z, 2**32 + 1000, V.Budget())
+    assert v.status is Status.SECURE, v
