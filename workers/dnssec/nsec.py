@@ -187,17 +187,26 @@ def referral_no_ds(name, zone, rrsets) -> Proof:
     return Proof(Status.SECURE, closest_encloser=name, delegation=True)
 
 
+def wildcard_encloser(qname, labels, zone):
+    """The closest encloser a wildcard expansion claims (the rightmost `labels`
+    labels of qname), or a BOGUS Proof when `labels` is no expansion."""
+    if not 0 <= labels < len(qname.labels) - 1:
+        return Proof(Status.BOGUS, f"RRSIG labels {labels} is no wildcard expansion of {qname}")
+    ce = dns.name.Name(qname.labels[-(labels + 1):])
+    if not ce.is_subdomain(zone):
+        return Proof(Status.BOGUS, f"the wildcard's closest encloser {ce} is outside {zone}")
+    return ce
+
+
 def wildcard_answer(qname, labels, zone, rrsets) -> Proof:
     """A wildcard expansion (RRSIG labels < qname's labels): an NSEC covers qname
     and shows nothing between it and the closest encloser (the rightmost
     `labels` labels) exists, so no closer match could have answered."""
     if (bad := _outside(qname, zone)) is not None:
         return bad
-    if not 0 <= labels < len(qname.labels) - 1:
-        return Proof(Status.BOGUS, f"RRSIG labels {labels} is no wildcard expansion of {qname}")
-    ce = dns.name.Name(qname.labels[-(labels + 1):])
-    if not ce.is_subdomain(zone):
-        return Proof(Status.BOGUS, f"the wildcard's closest encloser {ce} is outside {zone}")
+    ce = wildcard_encloser(qname, labels, zone)
+    if isinstance(ce, Proof):
+        return ce
     recs = _records(zone, rrsets)
     cov = _covering(recs, qname)
     if cov is None:

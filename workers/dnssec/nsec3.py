@@ -23,7 +23,7 @@ import dns.name
 import dns.rdatatype as T
 
 from . import NSEC3_MAX_ITERATIONS, Proof, Status
-from .nsec import _is_delegation, has_type, nodata_at
+from .nsec import _is_delegation, has_type, nodata_at, wildcard_encloser
 
 MAX_HASHES = 64  # distinct (name, parameters) hashes per proof
 SHA1 = 1
@@ -245,11 +245,9 @@ def wildcard_answer(qname, labels, zone, rrsets) -> Proof:
     ch, bad = _chain(qname, zone, rrsets)
     if bad:
         return bad
-    if not 0 <= labels < len(qname.labels) - 1:
-        return Proof(Status.BOGUS, f"RRSIG labels {labels} is no wildcard expansion of {qname}")
-    ce = dns.name.Name(qname.labels[-(labels + 1):])
-    if not ce.is_subdomain(zone):
-        return Proof(Status.BOGUS, f"the wildcard's closest encloser {ce} is outside {zone}")
+    ce = wildcard_encloser(qname, labels, zone)
+    if isinstance(ce, Proof):
+        return ce
     nc = dns.name.Name(qname.labels[-(labels + 2):])
     cov = ch.covering(nc)
     if cov is None:
