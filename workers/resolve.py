@@ -186,9 +186,10 @@ class Resolver:
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
         if hit is not None and req.query.ednsflags & dns.flags.DO and _wildcard_expanded(hit):
             # A DO client needs the NSEC proof of a wildcard expansion, which the
-            # cache does not keep with the RRset: ask again (plain clients are
-            # answered from the cache).
-            _trace(req, "cache hit %s %s is a wildcard expansion: refetching its proof", sname,
+            # cache does not keep with the RRset: the answer is rebuilt from the
+            # cached wildcard and NSEC/NSEC3 just below (RFC 8198, as kresd), or
+            # asked again (plain clients are answered from the cache).
+            _trace(req, "cache hit %s %s is a wildcard expansion: looking for its proof", sname,
                    T.to_text(stype))
             hit = None
         if hit is None and min_rank and not no_cache:  # RFC 8198: from validated NSEC/NSEC3

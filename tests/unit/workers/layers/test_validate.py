@@ -263,6 +263,19 @@ def test_wildcard_answer_with_proof_is_secure(resolver):
     assert ("*.wild.secure.test.", "NSEC", "") in auth and ("*.wild.secure.test.", "RRSIG", "NSEC") in auth
 
 
+def test_cached_wildcard_answer_keeps_its_proof_without_asking_again(resolver):
+    """A wildcard expansion from the cache goes to a DO client with its NSEC proof,
+    rebuilt from the cached wildcard and NSEC (RFC 8198, as kresd): no upstream query."""
+    net, _ = sz.make_net()
+    ask(resolver, net, "x.wild.secure.test.")  # validated, cached
+    sent = net.sent
+    a = ask(resolver, net, "x.wild.secure.test.")
+    assert net.sent == sent and a.flags & dns.flags.AD
+    assert a.answer[0][0].address == "192.0.2.81"
+    auth = types(a.authority)
+    assert ("*.wild.secure.test.", "NSEC", "") in auth and ("*.wild.secure.test.", "RRSIG", "NSEC") in auth
+
+
 def test_wildcard_answer_without_proof_is_bogus(resolver):
     net, _ = sz.make_net(wrap={sz.SECURE_ADDR: sz.strip_nsec})
     a = ask(resolver, net, "x.wild.secure.test.")
