@@ -25,7 +25,7 @@ from .dnssec.verify import owner_labels
 from .layers import aggressive
 from .layers import cache as cache_layer
 from .layers.iterate import Kind, consume, consume_forward, consume_stub
-from .layers.validate import Bogus, Validator, worst
+from .layers.validate import Bogus, Validator, find_sigs, proof_records, worst
 from .layer import Layer, State
 from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFail, Result, make_answer,
                       precheck, set_ede)
@@ -165,8 +165,7 @@ class Resolver:
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority + proofs if proofs else res.authority,
                               aa=res.aa, status=status)
-            proofs.extend(rr for rr in res.authority if rr.rdtype in (T.NSEC, T.NSEC3)
-                          or rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3))
+            proofs.extend(proof_records(res.authority))
             if res.target in seen:
                 raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
             seen.add(res.target)
@@ -519,10 +518,9 @@ def _attach_sigs(res: Result, reply: dns.message.Message) -> None:
         out.append(rr)
         if rr.rdtype == T.RRSIG:
             continue  # the data itself (a query for type RRSIG)
-        for sig in reply.answer:
-            if sig.rdtype == T.RRSIG and sig.covers == rr.rdtype and sig.name == rr.name:
-                out.append(sig)
-                break
+        sig = find_sigs(reply.answer, rr.name, rr.rdtype)
+        if sig is not None:
+            out.append(sig)
     res.answer = out
 
 
@@ -531,8 +529,7 @@ def _attach_wildcard_proof(res: Result, reply: dns.message.Message) -> None:
     section for a DO client, validated or not (CD), as kresd puts it there."""
     if res.outcome not in (Outcome.ANSWER, Outcome.CNAME) or not _wildcard_expanded(res):
         return
-    proof = [rr for rr in reply.authority if rr.rdtype in (T.NSEC, T.NSEC3)
-             or rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3)]
+    proof = proof_records(reply.authority)
     if proof:
         res.authority = _dedupe(list(res.authority) + proof)
 
@@ -553,8 +550,7 @@ def _stash_sigs(stash, reply: dns.message.Message) -> None:
     for i, (rr, rank, sigs) in enumerate(stash.rrsets):
         if sigs is None:
             for section in (reply.answer, reply.authority, reply.additional):
-                sigs = next((s for s in section if s.rdtype == T.RRSIG and s.covers == rr.rdtype
-                             and s.name == rr.name), None)
+                sigs = find_sigs(section, rr.name, rr.rdtype)
                 if sigs is not None:
                     stash.rrsets[i] = (rr, rank, sigs)
                     break

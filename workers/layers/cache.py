@@ -117,6 +117,13 @@ class Stash:
     def add(self, rrset: dns.rrset.RRset, rank, sigs=None) -> None:
         self.rrsets.append((rrset, rank, sigs))
 
+    def rerank(self, rrset_rank, negative_rank: int | None = None) -> None:
+        """Ranks decided after the iterator (the validator): rrset_rank(rrset,
+        old rank) -> new rank for each RRset; negative_rank for every negative."""
+        self.rrsets = [(rr, rrset_rank(rr, r), s) for rr, r, s in self.rrsets]
+        if negative_rank is not None:
+            self.negative = [(*neg[:5], negative_rank) for neg in self.negative]
+
     def add_negative(self, name, rtype, kind: str, soa, authority, rank) -> None:
         self.negative.append((name, rtype, kind, soa, authority, rank))
 

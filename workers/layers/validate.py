@@ -62,6 +62,13 @@ def status_rank(status: Status) -> int:
     return {Status.SECURE: SECURE_RANK, Status.INSECURE: INSECURE_RANK}.get(status, INITIAL_RANK)
 
 
+def proof_records(section) -> list:
+    """The NSEC/NSEC3 records of a section with their RRSIGs (what a denial or a
+    wildcard expansion carries to a DO client)."""
+    return [rr for rr in section if rr.rdtype in (T.NSEC, T.NSEC3)
+            or rr.rdtype == T.RRSIG and rr.covers in (T.NSEC, T.NSEC3)]
+
+
 def find_sigs(section, name, rtype):
     for rr in section:
         if rr.rdtype == T.RRSIG and rr.covers == rtype and rr.name == name:
@@ -92,9 +99,7 @@ class Validator:
         trust_chain_check): a trust anchor at or above the cut's name. Below an
         anchor that the iteration has not reached yet (an island of trust),
         replies are not validated, as kresd."""
-        if req.cd or (req.forward is not None and req.forward.stub):
-            return False
-        return closest_ta(self.settings, cut.name) is not None
+        return self.wanted(req, cut.name, None)
 
     def budget(self, req) -> Budget:
         b = req.vars.get("_dnssec_budget")
@@ -121,7 +126,7 @@ class Validator:
 
     # -- keys of a zone -------------------------------------------------------
 
-    def zone_keys(self, req, zone: dns.name.Name):
+    def zone_keys(self, req, zone: dns.name.Name, ds=None):
         """Generator -> (Status, DNSKEY RRset or None) for `zone`.
         SECURE: validated keys; INSECURE: proven unsigned; INDETERMINATE: no
         trust anchor covers it. Raises Bogus when the chain of trust is broken."""
@@ -136,13 +141,13 @@ class Validator:
             return Status.INDETERMINATE, None  # cycle: the caller proceeds unvalidated
         pending.add(zone)
         try:
-            out = yield from self._zone_keys(req, zone)
+            out = yield from self._zone_keys(req, zone, ds)
         finally:
             pending.discard(zone)
         memo[zone] = out
         return out
 
-    def _zone_keys(self, req, zone):
+    def _zone_keys(self, req, zone, ds=None):
         s = self.settings
         cache = self.r._cache(req)
         if cache is not None:
@@ -152,6 +157,8 @@ class Validator:
         configured = bool(s.trust_anchors.get(zone))
         if configured:
             anchors = list(s.trust_anchors[zone])
+        elif ds:
+            anchors = list(ds)
         else:
             st, anchors = yield from self.zone_ds(req, zone)
             if st is not Status.SECURE:
@@ -266,12 +273,9 @@ class Validator:
             return  # the DNSKEY fetch of this very zone: validated by zone_keys
         if q.stype == T.DS and q.sname == cut.name:
             return
-        if cut.ds is not None and cut.name not in req.vars.get("_zone_keys", {}):
-            # DS learnt from a validated referral: prime the keys against it
-            if not supported_ds(cut.ds):
-                cut.trust = Status.INSECURE
-                return
-        st, keys = yield from self.zone_keys(req, cut.name)
+        # a DS learnt from the validated referral names the keys (kresd's
+        # zone_cut.trust_anchor); else zone_keys finds it (cache, DS sub-query)
+        st, keys = yield from self.zone_keys(req, cut.name, cut.ds)
         if st is Status.INDETERMINATE:
             return  # cycle or no anchor: stays unknown, replies are checked by signer
         cut.trust, cut.keys = st, keys
@@ -288,10 +292,7 @@ class Validator:
                 c.cut.trust = Status.INSECURE
             elif c.kind is Kind.FINAL:
                 c.result.status = Status.INSECURE
-                c.stash.rrsets = [(rr, INSECURE_RANK if r & Rank.AUTH else r, s)
-                                  for rr, r, s in c.stash.rrsets]
-                c.stash.negative = [(n, t, k, soa, auth, INSECURE_RANK)
-                                    for (n, t, k, soa, auth, _r) in c.stash.negative]
+                c.stash.rerank(lambda rr, r: INSECURE_RANK if r & Rank.AUTH else r, INSECURE_RANK)
             return
         if anchors is not None and c.kind is Kind.FINAL:
             self._key_prime(req, q, c, reply, anchors)
@@ -318,8 +319,7 @@ class Validator:
         if v.status is Status.SECURE:
             _cap_ttl(keys, sigs, self._now())
         rank = status_rank(v.status)
-        c.stash.rrsets = [(rr, rank if rr is keys else r, sigs if rr is keys else s)
-                          for rr, r, s in c.stash.rrsets]
+        c.stash.rerank(lambda rr, r: rank if rr is keys else r)
 
     def _keys_for(self, req, q, signer):
         """Generator -> (Status, keys) of the zone that signed something."""
@@ -376,14 +376,12 @@ class Validator:
         status = Status.SECURE
         no_cache = c.no_cache
         chain_status: dict[int, Status] = {}
-        wildcard_proofs = []
         for rr in res.answer:
             if rr.rdtype == T.RRSIG:
                 continue
             if id(rr) in no_cache:  # CNAME synthesised from a DNAME: as the DNAME
                 continue
-            st, proof = yield from self._rrset_status(req, q, rr, reply)
-            wildcard_proofs.extend(proof)
+            st = yield from self._rrset_status(req, q, rr, reply)
             chain_status[id(rr)] = st
             status = worst(status, st)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA):
@@ -391,21 +389,16 @@ class Validator:
             status = worst(status, st)
         elif not any(rr.rdtype != T.RRSIG for rr in res.answer):
             status = Status.INDETERMINATE
-        if wildcard_proofs:
-            res.authority = _dedupe_sets(list(res.authority) + wildcard_proofs)
         res.status = status
-        # ranks of what is stashed
-        for i, (rr, rank, sigs) in enumerate(c.stash.rrsets):
+
+        def rank(rr, old):  # of what is stashed (the driver adds the RRSIGs)
             st = chain_status.get(id(rr))
-            if st is None:
-                continue
-            c.stash.rrsets[i] = (rr, status_rank(st) if rank & Rank.AUTH else rank,
-                                 sigs if sigs is not None else find_sigs(reply.answer, rr.name, rr.rdtype))
-        neg_rank = status_rank(status)
-        c.stash.negative = [(n, t, k, soa, auth, neg_rank) for (n, t, k, soa, auth, _r) in c.stash.negative]
+            return old if st is None or not old & Rank.AUTH else status_rank(st)
+        c.stash.rerank(rank, status_rank(status))
 
     def _rrset_status(self, req, q, rr, reply):
-        """Generator -> (Status, wildcard proof RRsets) of one answer RRset."""
+        """Generator -> Status of one answer RRset (a wildcard expansion's proof
+        is already in the result's authority: the driver put it there)."""
         sigs = find_sigs(reply.answer, rr.name, rr.rdtype)
         signer = signer_of(sigs)
         if signer is None or not rr.name.is_subdomain(signer):
@@ -413,16 +406,16 @@ class Validator:
             if st is Status.SECURE:
                 raise Bogus(f"no valid RRSIG for {rr.name} {T.to_text(rr.rdtype)}", EDE.RRSIGS_MISSING,
                             q.cut.name if q.cut else None)
-            return st, []
+            return st
         st, keys = yield from self._keys_for(req, q, signer)
         if st is not Status.SECURE:
-            return st, []
+            return st
         v = self._verify(req, rr, sigs, keys, signer)
         if v.status is not Status.SECURE:
             raise Bogus(f"{rr.name} {T.to_text(rr.rdtype)}: {v.reason}", v.ede, signer)
         _cap_ttl(rr, sigs, self._now())
         if v.labels is None:
-            return Status.SECURE, []
+            return Status.SECURE
         # wildcard expansion: the name itself must be proven absent
         proofs = self._denial_records(req, q, reply.authority, signer, keys)
         mod = _denial(proofs)
@@ -433,9 +426,7 @@ class Validator:
             cache = self.r._cache(req)
             aggressive.remember(cache, signer, proofs, lambda x: find_sigs(reply.authority, x.name, x.rdtype), None)
             aggressive.remember_wildcard(cache, rr, sigs, v.labels)
-        carried = [x for x in reply.authority if x.rdtype in (T.NSEC, T.NSEC3)
-                   or x.rdtype == T.RRSIG and x.covers in (T.NSEC, T.NSEC3)]
-        return (Status.SECURE if p.status is Status.SECURE else Status.INSECURE), carried
+        return Status.SECURE if p.status is Status.SECURE else Status.INSECURE
 
     def _unsigned_status(self, req, q, name):
         """Generator -> Status of the zone holding unsigned data at `name`: the
@@ -529,12 +520,3 @@ def _cap_ttl(rr, sigs, now: int) -> None:
             rr.ttl = max(cap, 0)
         return
 
-
-def _dedupe_sets(rrsets):
-    out, seen = [], set()
-    for rr in rrsets:
-        k = (rr.name, rr.rdtype, rr.covers)
-        if k not in seen:
-            seen.add(k)
-            out.append(rr)
-    return out
