@@ -436,8 +436,9 @@ class Resolver:
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
             req.upstream_queries += 1
             t0 = self.clock.monotonic()
-            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=s.upstream_timeout,
-                             source=source)
+            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp,
+                             timeout=self.selection.timeout(addr, s.upstream_timeout), source=source,
+                             x20=not (req.options.NO_0X20 or forward))
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT, q)
                 return None, edns

@@ -26,6 +26,7 @@ class Send:
     tcp: bool = False  # use TCP (after TC=1)
     timeout: float = 0.8  # seconds to wait for a matching reply
     source: Optional[str] = None  # source address (net.outgoing_v4/v6)
+    x20: bool = False  # randomise the QNAME case on the wire and require it back (0x20)
 
 
 class Clock:

@@ -187,6 +187,10 @@ class Selection:
                 best, best_key = addr, key
         return best
 
+    def timeout(self, addr: str, default: float) -> float:
+        """Seconds to wait for addr's reply (the retransmission timeout)."""
+        return default
+
     def report_rtt(self, addr: str, rtt: float) -> None:
         st = self.state(addr)
         ms = rtt * 1000.0
