@@ -28,7 +28,7 @@ from .layers.iterate import Kind, consume, consume_forward, consume_stub
 from .layers.validate import Bogus, Validator, find_sigs, proof_records, worst
 from .layer import Layer, State
 from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFail, Result, make_answer,
-                      precheck, set_ede)
+                      precheck, resolvable, set_ede)
 from .scrub import scrub
 from .selection.iterate import QuerySelection, Selection, SelectionError
 from .settings import GlueMode, Settings
@@ -114,6 +114,9 @@ class Resolver:
     def _resolve_request(self, req: Request):
         ans = req.answer
         try:
+            if not resolvable(req.query.question[0]):  # other classes, meta types: as kresd 5.6
+                raise ResolveFail(f"{req.qname} {T.to_text(req.qtype)} class "
+                                  f"{req.query.question[0].rdclass} is not resolved", None)
             res = yield from self._chain(req, req.qname, req.qtype)
             for _ in range(4):  # layers asking for more (dns64's A query)
                 wanted = [(lay, w) for lay in self.layers for w in (lay.more(req, res) or [])]
@@ -132,7 +135,10 @@ class Resolver:
                 # one line per bogus answer is the bogus_log module's (as kresd)
                 _trace(req, "bogus answer: %s (zone %s)", fail, fail.zone)
             ans.set_rcode(dns.rcode.SERVFAIL)
-            set_ede(ans, fail.ede, str(fail)[:200])
+            if fail.ede is not None:
+                set_ede(ans, fail.ede, str(fail)[:200])
+            if fail.answer:  # a CNAME chain cut short or looping
+                ans.answer = _dnssec_filter(req)(_dedupe(fail.answer))
             return
         keep = _dnssec_filter(req)
         ans.answer = keep(_dedupe(res.answer))
@@ -140,6 +146,8 @@ class Resolver:
             ans.flags |= dns.flags.AA
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
+        elif res.outcome is Outcome.YXDOMAIN:
+            ans.set_rcode(dns.rcode.YXDOMAIN)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA) or res.authority:
             ans.authority = keep(_dedupe(res.authority))
         req.secure = res.status is Status.SECURE
@@ -159,25 +167,34 @@ class Resolver:
     def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False,
                no_cache: bool = False, key_prime: bool = False):
         """Resolve (qname, qtype), following CNAMEs across zones. The Result's
-        status is the worst of its parts (secure only if every link is)."""
+        status is the worst of its parts (secure only if every link is).
+
+        As kresd 5.6 (iterate.c, cname_depth against KR_CNAME_CHAIN_LIMIT), the
+        chain fails when its max_cname_chain-th CNAME is to be followed, and when
+        it comes back to a name it passed: SERVFAIL without EDE, the answer
+        section holding the chain up to there (ResolveFail.answer).
+        """
         answer = []
         proofs = []  # NSEC/NSEC3 of wildcard-expanded links (kresd keeps them in authority)
         seen = {qname}
         name = qname
         status = Status.SECURE
-        for _ in range(self.settings.max_cname_chain + 1):
+        for _ in range(self.settings.max_cname_chain + 1):  # each CNAME lookup adds one at least
             res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname, key_prime)
             answer.extend(res.answer)
             status = worst(status, res.status)
+            cut = _chain_cut(answer, self.settings.max_cname_chain) if qtype != T.CNAME else None
+            if cut is not None:
+                raise ResolveFail("CNAME chain too long", None, answer=answer[:cut])
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority + proofs if proofs else res.authority,
                               aa=res.aa, status=status)
             proofs.extend(proof_records(res.authority))
             if res.target in seen:
-                raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
+                raise ResolveFail(f"CNAME chain loop at {res.target}", None, answer=answer)
             seen.add(res.target)
             name = res.target
-        raise ResolveFail("CNAME chain too long", EDE.OTHER)
+        raise ResolveFail("CNAME chain too long", None, answer=answer)
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False, key_prime: bool = False):
@@ -628,3 +645,18 @@ def _dedupe(rrsets):
         seen.add(key)
         out.append(rr)
     return out
+
+
+def _chain_cut(answer: list, limit: int) -> int | None:
+    """Where a chain in `answer` is cut: just after its limit-th CNAME (kresd fails on
+    following it), or None while it has fewer."""
+    n = 0
+    for i, rr in enumerate(answer):
+        if rr.rdtype == T.CNAME:
+            n += 1
+            if n >= limit:
+                i += 1
+                while i < len(answer) and answer[i].rdtype == T.RRSIG:  # its signature
+                    i += 1
+                return i
+    return None
