@@ -10,7 +10,9 @@ Owns: `query(send)` (the transport function handed to
 - in-flight deduplication (`_Shared`): identical upstream questions to the
   same server share one upstream query (kresd's worker does the same for
   identical subrequests); every caller gets the reply with its own ID and its
-  own QNAME case patched in;
+  own QNAME case patched in, after the first caller's timeout at the latest;
+  a cancelled caller leaves the others waiting (the query is cancelled when
+  nobody waits any more);
 - TCP (after TC=1, `send.tcp`) through a bounded pool of pipelined upstream
   connections per (addr, port, source) with an idle timeout (`_TcpPool`).
 Must not: build queries or choose IDs or the QNAME case (the core does, in
@@ -324,7 +326,7 @@ class _TcpConn:
             while True:
                 (n,) = struct.unpack("!H", await reader.readexactly(2))
                 self._deliver(await reader.readexactly(n))
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+        except Exception as e:  # noqa: BLE001 - EOF, reset, timeout, bad address: the connection is gone
             log.debug(G, "=> %s@%d tcp: %r", addr, port, e)
         finally:
             self.close()
