@@ -455,9 +455,9 @@ class Resolver:
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
         tcp = False
-        # 0x20 (kresd's default, off with NO_0X20; never towards forwarders):
+        # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
-        x20 = not (req.options.NO_0X20 or forward)
+        x20 = not req.options.NO_0X20
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)

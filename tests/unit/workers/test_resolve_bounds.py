@@ -12,6 +12,7 @@ import dns.rcode
 import dns.rdatatype as T
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
 from workers.layers import cache as cache_layer
 from workers.request import Outcome
@@ -171,3 +172,26 @@ def test_negative_answers_for_ns_names_are_reused_by_the_next_request(resolver):
     a = ask(resolver, net, "www.x.com.")
     assert a.rcode() == dns.rcode.SERVFAIL
     assert len(servers["1.2.3.9"].queries) == victim
+
+
+class CaseSpy(AuthServer):
+    def __init__(self, inner):
+        self.inner, self.names = inner, []
+
+    def answer(self, wire, tcp):
+        self.names.append(dns.message.from_wire(wire).question[0].name.to_text())
+        return self.inner.answer(wire, tcp)
+
+
+@pytest.mark.parametrize("stub", [False, True])
+def test_forwarded_queries_use_0x20_too(resolver, stub):
+    """kresd 5.6 randomises the case towards FORWARD and STUB targets as well (measured)."""
+    from .fakenet import FakeNet
+    from .test_resolve_upstream import Policy, Recursive
+
+    spy = CaseSpy(Recursive())
+    resolver.layers.append(Policy(stub=stub))
+    a = ask(resolver, FakeNet({"192.0.2.99": spy}), "target.example.")
+    assert a.answer and a.answer[0][0].address == "10.1.1.1"
+    assert a.answer[0].name.to_text() == "target.example."
+    assert any(n != n.lower() for n in spy.names), spy.names
