@@ -44,6 +44,12 @@ DNS_HEADER = 12
 #: starts the count again.
 NS_ADDR_LOOKUPS = 5
 
+#: Background refresh of NS addresses (the child zone's own A/AAAA of the NS
+#: names its parent gave glue for): at most this many waiting, and one name and
+#: type is not queued again for REFRESH_RETRY seconds (failed or not).
+REFRESH_PENDING_MAX = 64
+REFRESH_RETRY = 300.0
+
 
 class Resolver:
     def __init__(self, settings: Settings, cache=None, clock: Clock | None = None,
@@ -57,6 +63,9 @@ class Resolver:
         self.validator = Validator(self)
         self.sig_checks = 0  # RRSIG verifications of all requests (worker.stats().sig_checks)
         self._uid = 0
+        self.refresh_pending: list[tuple[dns.name.Name, int]] = []  # NS (name, type) to fetch
+        self._refresh_queued: dict[tuple[dns.name.Name, int], float] = {}  # -> when queued
+        self.on_refresh = None  # called when refresh_pending grows (the worker runs them)
 
     @staticmethod
     def _trace(req, fmt: str, *args) -> None:
@@ -284,9 +293,12 @@ class Resolver:
                 if found:
                     continue
                 if (q.sel.addrs or q.sel.exhausted) and cut.from_cache and cut.name != dns.name.root \
-                        and cut.name not in q.fell_back and not q.sel.only_timeouts():
+                        and cut.name not in q.fell_back and (cut.child_addrs or not q.sel.only_timeouts()):
                     # Every server of a cached cut failed: its NS set or glue may be
-                    # stale, so ask the parent side for a fresh delegation (once).
+                    # stale, so ask the parent side for a fresh delegation (once):
+                    # back to the glue when the child's own addresses failed. Not
+                    # when the parent's own glue just timed out (it would only be
+                    # asked again: NXNS with a silent victim).
                     q.fell_back.add(cut.name)
                     _trace(req, "cut %s exhausted, falling back to its parent", cut.name)
                     self._state(req, q, "cut")
@@ -341,6 +353,8 @@ class Resolver:
                 q.cut = c.cut
                 for ns, addrs in q.cut.ns.items():
                     req.learn_addrs(ns, addrs)
+                if not forward:
+                    self._queue_refresh(req, q.cut)
             elif c.kind is Kind.RETRY_FULL:
                 q.sel.no_minimize = True
             elif c.kind is Kind.LAME:
@@ -350,6 +364,41 @@ class Resolver:
             else:
                 self._state(req, q, "done")
                 return c.result
+
+    def _queue_refresh(self, req: Request, cut: ZoneCut) -> None:
+        """A referral gave glue: queue the child zone's own addresses of those
+        NS names, to be fetched in the background (take_refresh) and used once
+        stashed as an authoritative (and, where DNSSEC applies, validated)
+        answer. Not below the root or a TLD (their glue is what everyone
+        uses), not for names already known from an authoritative answer."""
+        cache = self._cache(req)
+        if cache is None or len(cut.name.labels) < 3:
+            return
+        now = self.clock.monotonic()
+        for ns, addrs in cut.ns.items():
+            if not addrs:
+                continue
+            for rtype, want in ((T.A, not req.options.NO_IPV4), (T.AAAA, not req.options.NO_IPV6)):
+                key = (ns, rtype)
+                if not want or now - self._refresh_queued.get(key, -REFRESH_RETRY) < REFRESH_RETRY:
+                    continue
+                if len(self.refresh_pending) >= REFRESH_PENDING_MAX:
+                    return
+                hit = cache.peek_rrset(ns, rtype)
+                if hit is not None and hit.rank & cache_layer.Rank.AUTH:
+                    continue
+                if len(self._refresh_queued) > 10_000:
+                    self._refresh_queued.clear()
+                self._refresh_queued[key] = now
+                self.refresh_pending.append(key)
+                _trace(req, "queued a refresh of %s %s (glue of %s)", ns, T.to_text(rtype), cut.name)
+        if self.refresh_pending and self.on_refresh is not None:
+            self.on_refresh()
+
+    def take_refresh(self) -> list[tuple[dns.name.Name, int]]:
+        """The NS addresses to fetch in the background (and forget them here)."""
+        out, self.refresh_pending = self.refresh_pending, []
+        return out
 
     def _cache(self, req: Request):
         return None if req.options.NO_CACHE else self.cache
