@@ -104,7 +104,7 @@ class HeldUpstream:
             try:
                 data, peer = self.sock.recvfrom(4096)
                 q = dns.message.from_wire(data)
-                self.seen.append(str(q.question[0].name))
+                self.seen.append(str(q.question[0].name).lower())  # 0x20: the case is random
                 self.held.append((q, peer))
             except (socket.timeout, dns.exception.DNSException):
                 pass
