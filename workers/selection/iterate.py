@@ -250,11 +250,15 @@ class Selection:
         if err is SelectionError.OK:
             return
         if err in EXHAUSTING:
-            st = self._update(addr, rtt.add_timeout)
-            if st.dead:
-                self.dead_seen.add(addr)
+            self.report_timeout(addr)
         else:
             self._update(addr, rtt.add_error)
+
+    def report_timeout(self, addr: str) -> None:
+        """No reply from addr in time (also the prober's failed probes)."""
+        st = self._update(addr, rtt.add_timeout)
+        if st.dead:
+            self.dead_seen.add(addr)
 
     def set_no_edns(self, addr: str) -> None:
         self._update(addr, lambda st, flags, now: rtt.set_flags(st, flags, now), rtt.NO_EDNS)

@@ -201,6 +201,8 @@ class Table:
 
     def items(self) -> Iterator[tuple[bytes, RttState]]:
         for slot in range(self.slots):
+            if not any(struct.unpack_from("<II", self.buf, self._off(slot))):
+                continue  # never written
             rec = self._read_slot(slot)
             if rec is not None:
                 yield rec
