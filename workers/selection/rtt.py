@@ -40,7 +40,7 @@ DEAD_RETRY_MAX = 60.0  # s
 TIMEOUT_PENALTY = 100.0  # ms added to the score per timeout
 ERROR_PENALTY = 50.0  # ms added per other selection error
 MAX_PENALTY = 400.0  # ms
-PENALTY_HALF_LIFE = 10.0  # s
+PENALTY_HALF_LIFE = 3.0  # s
 RESET_AGE = 20 * 60.0  # s: entries older than this are unknown (BIND/Unbound: 15-30 min)
 MAX_RTT = 60_000.0  # ms: larger stored values are garbage
 MAX_TIMEOUTS = 10_000
@@ -102,7 +102,8 @@ def current(st: RttState | None, now: float) -> RttState:
 
 
 def _fresh(st: RttState, now: float) -> RttState:
-    return st if st.created else replace(st, created=now)
+    """st, or a new entry created now."""
+    return st if st != UNKNOWN else replace(st, created=now)
 
 
 def penalty_at(st: RttState, now: float) -> float:
