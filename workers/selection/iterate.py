@@ -192,8 +192,9 @@ class Selection:
     def _update(self, addr: str, fn, *args) -> RttState:
         now = self._now()
         key = key_of(addr)
-        st = fn(rtt.current(self.table.get(key), now), *args, now)
-        self.table.put(key, st)
+        slot, old = self.table.find(key)
+        st = fn(rtt.current(old, now), *args, now)
+        self.table.put(key, st, slot)
         return st
 
     def is_dead(self, st: RttState, now: float) -> bool:

@@ -27,7 +27,6 @@ servers are chosen (workers/selection/iterate.py).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 MIN_ADDITION = 20.0  # ms: least margin over srtt (kresd MINIMAL_TIMEOUT_ADDITION)
@@ -44,6 +43,7 @@ PENALTY_HALF_LIFE = 3.0  # s
 RESET_AGE = 20 * 60.0  # s: entries older than this are unknown (BIND/Unbound: 15-30 min)
 MAX_RTT = 60_000.0  # ms: larger stored values are garbage
 MAX_TIMEOUTS = 10_000
+MAX_TIME = 1e12  # s: larger stored times are garbage
 
 # flags
 HAVE_RTT = 1  # srtt/var hold a measurement
@@ -82,12 +82,12 @@ class RttState:
         return self.timeouts >= DEAD_ROW
 
     def valid(self) -> bool:
-        """Plausible values (what a corrupt or foreign record fails)."""
-        nums = (self.srtt, self.var, self.penalty, self.created, self.updated, self.dead_until)
-        return (all(math.isfinite(x) and x >= 0.0 for x in nums)
-                and self.srtt <= MAX_RTT and self.var <= MAX_RTT and self.penalty <= MAX_PENALTY
-                and 0 <= self.timeouts <= MAX_TIMEOUTS and not self.flags & ~ALL_FLAGS
-                and self.created <= self.updated)
+        """Plausible values (what a corrupt or foreign record fails; NaN fails
+        every comparison, infinities the upper bounds)."""
+        return (0.0 <= self.srtt <= MAX_RTT and 0.0 <= self.var <= MAX_RTT
+                and 0.0 <= self.penalty <= MAX_PENALTY and 0.0 <= self.created <= self.updated <= MAX_TIME
+                and 0.0 <= self.dead_until <= MAX_TIME and 0 <= self.timeouts <= MAX_TIMEOUTS
+                and not self.flags & ~ALL_FLAGS)
 
 
 UNKNOWN = RttState()
