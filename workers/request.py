@@ -82,7 +82,7 @@ class Options:
 
     NO_MINIMIZE: bool = False
     ALLOW_LOCAL: bool = False
-    NO_0X20: bool = True
+    NO_0X20: bool = False
     NO_EDNS: bool = False
     NO_CACHE: bool = False  # neither read nor write the cache for this request
     NO_IPV4: bool = False
@@ -190,6 +190,8 @@ class Query:
     want: bool = False  # DNSSEC_WANT: a trust anchor covers it and the client did not set CD
     key_prime: bool = False  # the DNSKEY fetch of a zone's keys (validated against its DS)
     ns_tried: set = field(default_factory=set)  # NS names whose addresses were looked up
+    ns_addr_lookups: int = 0  # NS address sub-queries since the last upstream query at this cut
+    #   (kresd no_ns_addr_count; capped at NS_ADDR_LOOKUPS: the NXNSAttack mitigation)
     fell_back: set = field(default_factory=set)  # cut names already re-fetched from the parent
     last_bogus: object = None  # the last reply that failed validation (layers.validate.Bogus)
     state: str = "begin"

@@ -36,6 +36,13 @@ from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
 
 log = logging.getLogger("kresd.resolv")  # kresd log group "resolv"
+DNS_HEADER = 12
+
+#: NS address sub-queries (one per NS name and type) a query may make in a row
+#: at one zone cut without reaching a server: kresd's KR_COUNT_NO_NSADDR_LIMIT,
+#: its mitigation of NXNSAttack (CVE-2020-12667). A query to a real address
+#: starts the count again.
+NS_ADDR_LOOKUPS = 5
 
 
 class Resolver:
@@ -256,11 +263,11 @@ class Resolver:
                     if q.last_bogus is not None:
                         raise q.last_bogus
                     raise ResolveFail("no forwarder answered", EDE.NO_REACHABLE_AUTHORITY)
-                found = yield from self._resolve_ns_addrs(req, cut, q.ns_tried, q.sel)
+                found = yield from self._resolve_ns_addrs(req, q)
                 if found:
                     continue
                 if (q.sel.addrs or q.sel.exhausted) and cut.from_cache and cut.name != dns.name.root \
-                        and cut.name not in q.fell_back:
+                        and cut.name not in q.fell_back and not q.sel.only_timeouts():
                     # Every server of a cached cut failed: its NS set or glue may be
                     # stale, so ask the parent side for a fresh delegation (once).
                     q.fell_back.add(cut.name)
@@ -269,11 +276,13 @@ class Resolver:
                     q.cut = yield from self._find_cut(req, cut.name.parent(), T.NS)
                     q.sel.new_cut()
                     q.ns_tried = set()
+                    q.ns_addr_lookups = 0
                     continue
                 if q.last_bogus is not None:
                     raise q.last_bogus
                 raise ResolveFail(f"no usable server for zone {cut.name}", EDE.NO_REACHABLE_AUTHORITY)
             minimized = (qname, qtype) != (sname, stype)
+            q.ns_addr_lookups = 0
             self._state(req, q, "send")
             reply, edns = yield from self._exchange(req, addr, qname, qtype, cut, q.sel)
             if reply is None:
@@ -311,6 +320,7 @@ class Resolver:
                 if c.cut.ns is not cut.ns and c.cut.ns != cut.ns:
                     q.sel.new_cut()
                     q.ns_tried = set()
+                    q.ns_addr_lookups = 0
                 q.cut = c.cut
                 for ns, addrs in q.cut.ns.items():
                     req.learn_addrs(ns, addrs)
@@ -333,10 +343,12 @@ class Resolver:
         except Exception as exc:  # a cache failure never fails the request
             log.warning("[cache] stash failed: %s", exc)
 
-    def _resolve_ns_addrs(self, req: Request, cut: ZoneCut, ns_tried: set, q: QuerySelection):
-        """Resolve addresses of one more NS of the cut; True when some became usable."""
+    def _resolve_ns_addrs(self, req: Request, query: Query):
+        """Resolve addresses of one more NS of the query's cut; True when some
+        became usable. At most NS_ADDR_LOOKUPS lookups in a row (NXNSAttack)."""
         s = self.settings
         o = req.options
+        cut, ns_tried, q = query.cut, query.ns_tried, query.sel
         for ns in list(cut.ns):
             known = usable_addresses(cut.ns[ns], o)
             if ns in ns_tried or any(q.usable(a) for a in known):
@@ -355,6 +367,11 @@ class Resolver:
             for rtype, want in ((T.A, not o.NO_IPV4), (T.AAAA, not o.NO_IPV6)):
                 if not want or (ns, rtype) in req.resolving or usable_addresses(addrs, o):
                     continue
+                query.ns_addr_lookups += 1
+                if query.ns_addr_lookups > NS_ADDR_LOOKUPS:
+                    _trace(req, "no more NS address lookups at cut %s (mitigation for NXNSAttack "
+                           "CVE-2020-12667)", cut.name)
+                    return False
                 req.resolving.add((ns, rtype))
                 req.depth += 1
                 try:
@@ -421,10 +438,14 @@ class Resolver:
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
         tcp = False
+        # 0x20 (kresd's default, off with NO_0X20; never towards forwarders):
+        # the QNAME goes out in random letter case, which the reply must echo.
+        x20 = not (req.options.NO_0X20 or forward)
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
-            query = dns.message.make_query(qname.canonicalize(), qtype, use_edns=0 if edns else False,
+            sent = randomize_case(qname, self.rng) if x20 else qname.canonicalize()
+            query = dns.message.make_query(sent, qtype, use_edns=0 if edns else False,
                                            payload=s.edns_bufsize, id=qid, want_dnssec=edns)
             query.flags = dns.flags.RD if forward else 0
             if forward and req.cd:
@@ -438,10 +459,19 @@ class Resolver:
             t0 = self.clock.monotonic()
             raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp,
                              timeout=self.selection.timeout(addr, s.upstream_timeout), source=source,
-                             x20=not (req.options.NO_0X20 or forward))
+                             x20=x20)
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT, q)
                 return None, edns
+            if x20:
+                raw = _plain_case(raw, sent, qname)
+                if raw is None:
+                    # The case did not come back (outbound waited for a reply that
+                    # echoed it until the timeout): a server that does not keep
+                    # case, or a spoofer. As kresd: ask again over TCP, without 0x20.
+                    _trace(req, "%s: reply without the 0x20 case of %s, asking again over TCP", addr, sent)
+                    x20, tcp = False, True
+                    continue
             try:
                 reply = dns.message.from_wire(raw)
             except dns.message.Truncated:
@@ -487,6 +517,37 @@ def _trace(req: Request, fmt: str, *args) -> None:
                                   (req.uid, *args), None))
     elif log.isEnabledFor(logging.DEBUG):
         log.debug("[%05d] " + fmt, req.uid, *args)
+
+
+def randomize_case(name: dns.name.Name, rng) -> dns.name.Name:
+    """name with each ASCII letter in random case (0x20, draft-vixie-dnsext-dns0x20)."""
+    labels = []
+    for label in name.labels:
+        bits = rng.getrandbits(len(label) or 1)
+        out = bytearray(label.lower())
+        for i, c in enumerate(out):
+            if 0x61 <= c <= 0x7A and bits >> i & 1:
+                out[i] = c - 0x20
+        labels.append(bytes(out))
+    return dns.name.Name(labels)
+
+
+def _plain_case(raw: bytes, sent: dns.name.Name, qname: dns.name.Name) -> bytes | None:
+    """A reply to a 0x20 question: its question name back in plain case (so
+    are the names compressed against it: what the cache keeps and clients see
+    does not depend on the random case); None when the reply's question has the
+    name in another case. Replies without that question (header-only errors,
+    other names) are returned as they are, for the usual checks."""
+    sent_wire = sent.to_wire()
+    end = DNS_HEADER + len(sent_wire)
+    if len(raw) < end + 4 or raw[4:6] != b"\x00\x01":
+        return raw
+    got = raw[DNS_HEADER:end]
+    if got == sent_wire:
+        return raw[:DNS_HEADER] + qname.canonicalize().to_wire() + raw[end:]
+    if got.lower() == sent_wire.lower():
+        return None
+    return raw
 
 
 def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:

@@ -74,7 +74,7 @@ class Settings:
     no_minimize: bool = False  # option('NO_MINIMIZE')
     allow_local: bool = False  # option('ALLOW_LOCAL'): upstreams on loopback/private nets
     no_edns: bool = False
-    no_0x20: bool = True  # kresd 5 defaults to NO_0X20 on
+    no_0x20: bool = False  # option("NO_0X20"): 0x20 is on by default, as in kresd 5.6 (measured)
     ipv4: bool = True  # net.ipv4: use IPv4 upstreams
     ipv6: bool = True  # net.ipv6: use IPv6 upstreams
     outgoing_v4: str | None = None  # source address for upstream queries

@@ -54,7 +54,8 @@ class StatsLayer(Layer):
     def produce(self, req, query):
         q = query.question[0] if query.question else None
         if q is not None:
-            self.m.sample_query(q.name.to_text(), int(q.rdtype))
+            # the name as asked, not its 0x20 wire case (kresd samples qry->sname)
+            self.m.sample_query(q.name.canonicalize().to_text(), int(q.rdtype))
 
     def checkout(self, req, query, addr, tcp):
         req.vars["stats.upstream"] = (addr, self.m.now())

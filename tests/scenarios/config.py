@@ -165,7 +165,7 @@ def _constants(settings, ctx: Context) -> None:
     settings.edns_bufsize = 4096  # net.bufsize(4096)
     settings.cache_size = 2 * MB  # cache.size = 2*MB
     # refuse_nord stays on: kresd loads it by default and the template does not unload it
-    settings.no_0x20 = True  # kresd 5 default; module workarounds would change it
+    settings.no_0x20 = False  # kresd 5.6 default: 0x20 on (module workarounds turns it off per zone)
     settings.priming = False  # modules.unload('priming'): RFC 8109 priming off
 
 

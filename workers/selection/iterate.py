@@ -105,6 +105,10 @@ class QuerySelection:
         st = self.addrs.get(addr)
         return 0 if st is None else st.error_count
 
+    def only_timeouts(self) -> bool:
+        """Every failure so far was a timeout (or a failed TCP connect)."""
+        return all(err in EXHAUSTING for st in self.addrs.values() for err in st.errors)
+
     def new_cut(self) -> None:
         """The zone cut changed: timed-out addresses may be tried there."""
         self.exhausted.clear()

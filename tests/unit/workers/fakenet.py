@@ -89,7 +89,8 @@ class AuthServer:
                       dns.zone.from_text(zt[1], origin=zt[0], relativize=False, check_origin=False)
                       for zt in zone_texts]
         self.behaviour = behaviour  # ok | timeout | refused | servfail | tc | noedns | garbage
-        self.queries: list[tuple[dns.name.Name, int, bool]] = []
+        self.queries: list[tuple[dns.name.Name, int, bool]] = []  # names in plain (lower) case
+        self.wire_names: list[dns.name.Name] = []  # the QNAMEs as sent (0x20 case)
 
     def _zone_for(self, qname):
         best = None
@@ -101,7 +102,8 @@ class AuthServer:
     def answer(self, wire: bytes, tcp: bool) -> bytes | None:
         q = dns.message.from_wire(wire)
         qname, qtype = q.question[0].name, q.question[0].rdtype
-        self.queries.append((qname, qtype, tcp))
+        self.queries.append((qname.canonicalize(), qtype, tcp))
+        self.wire_names.append(qname)
         b = self.behaviour
         if b == "timeout":
             return None

@@ -31,7 +31,7 @@ class RefusesNonApexNS(AuthServer):
         qname, qtype = q.question[0].name, q.question[0].rdtype
         z = self._zone_for(qname)
         if qtype == T.NS and z is not None and qname != z.origin:
-            self.queries.append((qname, qtype, tcp))
+            self.queries.append((qname.canonicalize(), qtype, tcp))
             r = dns.message.make_response(q)
             r.set_rcode(dns.rcode.REFUSED)
             return r.to_wire()

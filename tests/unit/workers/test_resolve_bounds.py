@@ -1,0 +1,156 @@
+"""The driver's defences towards authoritative servers: 0x20 case randomisation
+of the upstream QNAME (checked on the reply, plain case in the cache and to
+clients) and the NXNSAttack bound on NS address lookups (kresd
+KR_COUNT_NO_NSADDR_LIMIT)."""
+from __future__ import annotations
+
+import random
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype as T
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.resolve import NS_ADDR_LOOKUPS, _plain_case, randomize_case
+
+from .fakenet import AuthServer
+from .test_resolve import COM, ask, make_net, resolver  # noqa: F401 (fixture)
+
+N = dns.name.from_text
+
+
+# -- 0x20 ------------------------------------------------------------------------------
+
+@given(st.lists(st.binary(min_size=1, max_size=20), min_size=0, max_size=6), st.integers(0, 2**32))
+def test_randomize_case_only_changes_letter_case(labels, seed):
+    try:
+        name = dns.name.Name(labels + [b""])
+    except dns.name.NameTooLong:
+        return
+    out = randomize_case(name, random.Random(seed))
+    assert out == name  # case-insensitive equality
+    assert out.to_wire().lower() == name.to_wire().lower()
+    assert len(out.to_wire()) == len(name.to_wire())
+
+
+def test_randomize_case_uses_both_cases():
+    name = N("abcdefghijklmnopqrstuvwxyz.example.")
+    outs = {randomize_case(name, random.Random(i)).to_text() for i in range(8)}
+    assert len(outs) == 8
+    assert all(any(c.isupper() for c in o) and any(c.islower() for c in o) for o in outs)
+
+
+def _reply_wire(qname: str) -> bytes:
+    q = dns.message.make_query(qname, "A")
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(qname, 60, "IN", "A", "192.0.2.1"))
+    return r.to_wire()
+
+
+def test_plain_case_of_an_echoing_reply():
+    sent = N("wWw.ExAmple.COM.")
+    out = _plain_case(_reply_wire("wWw.ExAmple.COM."), sent, N("www.example.com."))
+    m = dns.message.from_wire(out)
+    # the question and the owner compressed against it come back in plain case
+    assert m.question[0].name.to_text() == "www.example.com."
+    assert m.answer[0].name.to_text() == "www.example.com."
+
+
+def test_plain_case_refuses_another_case_and_passes_other_names():
+    sent = N("wWw.ExAmple.COM.")
+    assert _plain_case(_reply_wire("www.example.com."), sent, N("www.example.com.")) is None
+    other = _reply_wire("other.example.")
+    assert _plain_case(other, sent, N("www.example.com.")) == other
+    assert _plain_case(b"\x00\x01", sent, N("www.example.com.")) == b"\x00\x01"
+
+
+def test_upstream_qnames_are_randomised_and_answers_are_plain(resolver):
+    net, servers = make_net()
+    a = ask(resolver, net, "www.example.com.")
+    assert a.answer[0].name.to_text() == "www.example.com."
+    wire = [n.to_text() for srv in servers.values() for n in srv.wire_names]
+    assert any(n != n.lower() for n in wire), wire  # 0x20 on by default, as kresd 5.6
+    a = ask(resolver, net, "www.example.com.")  # from the cache
+    assert a.answer[0].name.to_text() == "www.example.com."
+
+
+def test_no_0x20_sends_plain_case(resolver):
+    resolver.settings.no_0x20 = True
+    net, servers = make_net()
+    ask(resolver, net, "www.example.com.")
+    wire = [n.to_text() for srv in servers.values() for n in srv.wire_names]
+    assert wire and all(n == n.lower() for n in wire)
+
+
+class LowercasingServer(AuthServer):
+    """Answers over UDP with the question in lower case (breaks 0x20, as some
+    middleboxes do); over TCP it echoes the question as it came."""
+
+    def answer(self, wire, tcp):
+        out = super().answer(wire, tcp)
+        if out is None or tcp:
+            return out
+        m = dns.message.from_wire(out)
+        m.question[0].name = m.question[0].name.canonicalize()
+        return m.to_wire()
+
+
+def test_server_that_loses_the_case_is_asked_again_over_tcp_without_0x20(resolver):
+    net, servers = make_net()
+    srv = LowercasingServer(*servers["1.2.3.4"].zones)
+    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    a = ask(resolver, net, "www.example.com.")
+    assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.0.0.1"
+    tcp = [(n, t) for n, t, over_tcp in srv.queries if over_tcp]
+    assert tcp, "the retry goes over TCP"
+    tcp_names = [n for n, (_, _, over_tcp) in zip(srv.wire_names, srv.queries) if over_tcp]
+    assert all(n.to_text() == n.to_text().lower() for n in tcp_names)  # without 0x20
+
+
+# -- NXNSAttack ------------------------------------------------------------------------
+
+FANOUT = 40
+VICTIM_NET = """
+@ 3600 IN SOA a.gtld.com. x. 1 1800 900 604800 86400
+@ 3600 IN NS a.gtld.com.
+victim.net. 3600 IN NS ns.victim.net.
+ns.victim.net. 3600 IN A 1.2.3.9
+"""
+VICTIM = """
+@ 3600 IN SOA ns x. 1 1800 900 604800 300
+@ 3600 IN NS ns
+ns 3600 IN A 1.2.3.9
+"""
+
+
+def attack_net(good: int | None = None, fanout: int = FANOUT):
+    """com. delegates x.com. to `fanout` glueless names in victim.net. (which has
+    none of them, NXDOMAIN); with `good`, n<good> exists and serves x.com."""
+    net, servers = make_net()
+    attack = "".join(f"x.com. 3600 IN NS n{i}.victim.net.\n" for i in range(fanout))
+    victim = VICTIM + (f"n{good} 3600 IN A 1.2.3.10\n" if good is not None else "")
+    servers["192.5.6.30"] = AuthServer(("com.", COM + attack), ("net.", VICTIM_NET))
+    servers["1.2.3.9"] = AuthServer(("victim.net.", victim))
+    servers["1.2.3.10"] = AuthServer(("x.com.", "@ 3600 IN SOA a. b. 1 2 3 4 5\n@ 3600 IN NS a.\n"
+                                                "www 3600 IN A 10.9.9.9\n"))
+    net.servers.update(servers)
+    return net, servers
+
+
+def test_nxns_referral_costs_at_most_the_lookup_bound(resolver):
+    net, servers = attack_net()
+    a = ask(resolver, net, "www.x.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL
+    names = {n for n, t, _ in servers["1.2.3.9"].queries if t in (T.A, T.AAAA)}
+    assert 0 < len(names) <= NS_ADDR_LOOKUPS  # at most 5 NS names looked up, not 40
+    assert net.sent <= 3 * NS_ADDR_LOOKUPS + 4
+
+
+def test_lookups_within_the_bound_still_find_a_server(resolver):
+    """Three NS names, one good: whichever order they are tried in, the good one
+    is reached within five lookups (A and AAAA of the two others, then its A)."""
+    net, servers = attack_net(good=2, fanout=3)
+    a = ask(resolver, net, "www.x.com.")
+    assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.9.9.9"
