@@ -5,7 +5,8 @@ penalty of recent errors, dead-until, capability flags, created/updated
 times) and the pure functions that update it, after kresd lib/selection.c:
   - `add_rtt`: RFC 6298 sec. 2 smoothing (srtt += (rtt - srtt)/8, var +=
     (|srtt - rtt| - var)/4; the first sample sets srtt = rtt, var = rtt/2);
-    a reply ends a run of timeouts and halves the penalty;
+    a reply ends a run of timeouts and halves the penalty (a dead server
+    that answers keeps at most one timeout's penalty);
   - `add_timeout`: one more consecutive timeout (exponential back-off of the
     retransmission timeout); after DEAD_ROW of them the server is dead until
     a back-off interval has passed (kresd KR_NS_TIMEOUT_ROW_DEAD);
@@ -122,7 +123,10 @@ def add_rtt(st: RttState, rtt_ms: float, now: float) -> RttState:
     else:
         var = 0.75 * st.var + 0.25 * abs(st.srtt - rtt_ms)
         srtt = 0.875 * st.srtt + 0.125 * rtt_ms
-    return replace(st, srtt=srtt, var=var, penalty=penalty_at(st, now) * 0.5, timeouts=0,
+    penalty = penalty_at(st, now) * 0.5
+    if st.dead:  # back from the dead: on probation, as after one timeout
+        penalty = min(penalty, TIMEOUT_PENALTY)
+    return replace(st, srtt=srtt, var=var, penalty=penalty, timeouts=0,
                    flags=st.flags | HAVE_RTT, updated=now, dead_until=0.0)
 
 

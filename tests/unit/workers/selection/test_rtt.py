@@ -103,3 +103,12 @@ def test_any_sequence_of_outcomes_stays_valid(events):
              "error": lambda: rtt.add_error(s, now)}[kind]()
         assert s.valid()
         assert rtt.MIN_TIMEOUT <= rtt.timeout(s, 0.8) <= rtt.MAX_TIMEOUT
+
+
+def test_a_revived_server_keeps_one_timeouts_penalty():
+    s = rtt.add_rtt(UNKNOWN, 10.0, 0.0)
+    for _ in range(6):
+        s = rtt.add_timeout(s, 0.0)
+    assert s.dead and s.penalty == rtt.MAX_PENALTY
+    s = rtt.add_rtt(s, 10.0, 0.0)
+    assert not s.dead and s.penalty == rtt.TIMEOUT_PENALTY
