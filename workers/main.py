@@ -34,7 +34,13 @@ ResolverFactory = Callable[[Settings, object, Clock], object]
 
 
 def make_resolve(resolver, transport=outbound.query):
-    """The coroutine the server awaits per query: drive the core's generator."""
+    """The coroutine the server awaits per query: drive the core's generator.
+    The resolver's background NS address refreshes run on the same transport."""
+    from workers.refresh import Refresher
+
+    if hasattr(resolver, "on_refresh"):
+        resolver.refresher = Refresher(resolver, transport)
+        resolver.on_refresh = resolver.refresher.kick
 
     async def resolve(query, client, tcp):
         return await drive_async(resolver.resolve(query, client=client, tcp=tcp), transport)

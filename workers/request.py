@@ -3,8 +3,8 @@
 Owns: `Request` (one client query in flight: limits, counters, the set of
 sub-queries being resolved for cycle detection), `Options` (per-request query
 flags), `EDE` codes, the client-side prechecks kresd does before any
-resolution (EDNS version, opcode, class, meta types) and building the final
-answer message.
+resolution (EDNS version, opcode, header), what can be resolved at all (class
+IN, no meta type) and building the final answer message.
 Must not: do I/O, touch the cache or decide anything about upstream servers.
 """
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Outcome(enum.Enum):
     CNAME = "cname"  # the chain continues at `target`
     NXDOMAIN = "nxdomain"
     NODATA = "nodata"
+    YXDOMAIN = "yxdomain"  # a DNAME substitution longer than 255 octets (RFC 6672 2.2)
 
 
 @dataclass
@@ -68,11 +69,14 @@ class Result:
 
 
 class ResolveFail(Exception):
-    """Resolution failed; the client gets SERVFAIL with this EDE."""
+    """Resolution failed; the client gets SERVFAIL with this EDE (None: no EDE, as kresd
+    for a CNAME chain cut or looping) and `answer`, the part of the chain already
+    followed (kresd keeps what it selected for the answer section)."""
 
-    def __init__(self, msg: str, ede: EDE = EDE.OTHER):
+    def __init__(self, msg: str, ede: EDE | None = EDE.OTHER, answer: list | None = None):
         super().__init__(msg)
         self.ede = ede
+        self.answer = answer or []
 
 
 @dataclass
@@ -200,12 +204,20 @@ class Query:
         return f"{self.sname} {dns.rdatatype.to_text(self.stype)}"
 
 
-# Types that are not data a resolver looks up (libknot knot_rrtype_is_metatype).
+# Types that are not data a resolver looks up (libknot knot_rrtype_is_metatype: SIG,
+# OPT, TKEY, TSIG, IXFR, AXFR, ANY), and type 0. kresd 5.6 answers them SERVFAIL
+# once the request is under way (after the begin layers: refuse_nord REFUSEs them
+# first when RD=0); MAILA and MAILB are asked upstream like any type.
 META_TYPES = frozenset({
-    dns.rdatatype.OPT, dns.rdatatype.TKEY, dns.rdatatype.TSIG, dns.rdatatype.IXFR,
-    dns.rdatatype.AXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB, dns.rdatatype.ANY,
-    dns.rdatatype.NONE,
+    dns.rdatatype.NONE, dns.rdatatype.SIG, dns.rdatatype.OPT, dns.rdatatype.TKEY,
+    dns.rdatatype.TSIG, dns.rdatatype.IXFR, dns.rdatatype.AXFR, dns.rdatatype.ANY,
 })
+
+
+def resolvable(question) -> bool:
+    """Can the question (a dns.rrset.RRset of the question section) be resolved?
+    Class IN only and no meta type, as kresd 5.6: anything else is SERVFAIL."""
+    return question.rdclass == dns.rdataclass.IN and question.rdtype not in META_TYPES
 
 
 def make_answer(query: dns.message.Message, settings: Settings) -> dns.message.Message:
@@ -245,13 +257,6 @@ def precheck(query: dns.message.Message, settings: Settings) -> dns.message.Mess
         ans = make_answer(query, settings)
         ans.set_rcode(dns.rcode.FORMERR)
         return ans
-    q = query.question[0]
-    if q.rdclass != dns.rdataclass.IN:
-        ans = make_answer(query, settings)
-        ans.set_rcode(dns.rcode.NOTIMP)
-        return ans
-    if q.rdtype in META_TYPES or dns.rdatatype.is_metatype(q.rdtype):
-        ans = make_answer(query, settings)
-        ans.set_rcode(dns.rcode.NOTIMP)
-        return ans
+    # Other classes and meta types are not refused here: kresd 5.6 lets the begin
+    # layers see them (refuse_nord, policy) and fails them when resolving (resolvable()).
     return None

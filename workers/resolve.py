@@ -28,7 +28,7 @@ from .layers.iterate import Kind, consume, consume_forward, consume_stub
 from .layers.validate import Bogus, Validator, find_sigs, proof_records, worst
 from .layer import Layer, State
 from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFail, Result, make_answer,
-                      precheck, set_ede)
+                      precheck, resolvable, set_ede)
 from .scrub import scrub
 from .selection.iterate import QuerySelection, Selection, SelectionError
 from .settings import GlueMode, Settings
@@ -44,6 +44,12 @@ DNS_HEADER = 12
 #: starts the count again.
 NS_ADDR_LOOKUPS = 5
 
+#: Background refresh of NS addresses (the child zone's own A/AAAA of the NS
+#: names its parent gave glue for): at most this many waiting, and one name and
+#: type is not queued again for REFRESH_RETRY seconds (failed or not).
+REFRESH_PENDING_MAX = 64
+REFRESH_RETRY = 300.0
+
 
 class Resolver:
     def __init__(self, settings: Settings, cache=None, clock: Clock | None = None,
@@ -57,6 +63,9 @@ class Resolver:
         self.validator = Validator(self)
         self.sig_checks = 0  # RRSIG verifications of all requests (worker.stats().sig_checks)
         self._uid = 0
+        self.refresh_pending: list[tuple[dns.name.Name, int]] = []  # NS (name, type) to fetch
+        self._refresh_queued: dict[tuple[dns.name.Name, int], float] = {}  # -> when queued
+        self.on_refresh = None  # called when refresh_pending grows (the worker runs them)
 
     @staticmethod
     def _trace(req, fmt: str, *args) -> None:
@@ -114,6 +123,9 @@ class Resolver:
     def _resolve_request(self, req: Request):
         ans = req.answer
         try:
+            if not resolvable(req.query.question[0]):  # other classes, meta types: as kresd 5.6
+                raise ResolveFail(f"{req.qname} {T.to_text(req.qtype)} class "
+                                  f"{req.query.question[0].rdclass} is not resolved", None)
             res = yield from self._chain(req, req.qname, req.qtype)
             for _ in range(4):  # layers asking for more (dns64's A query)
                 wanted = [(lay, w) for lay in self.layers for w in (lay.more(req, res) or [])]
@@ -132,7 +144,10 @@ class Resolver:
                 # one line per bogus answer is the bogus_log module's (as kresd)
                 _trace(req, "bogus answer: %s (zone %s)", fail, fail.zone)
             ans.set_rcode(dns.rcode.SERVFAIL)
-            set_ede(ans, fail.ede, str(fail)[:200])
+            if fail.ede is not None:
+                set_ede(ans, fail.ede, str(fail)[:200])
+            if fail.answer:  # a CNAME chain cut short or looping
+                ans.answer = _dnssec_filter(req)(_dedupe(fail.answer))
             return
         keep = _dnssec_filter(req)
         ans.answer = keep(_dedupe(res.answer))
@@ -140,6 +155,8 @@ class Resolver:
             ans.flags |= dns.flags.AA
         if res.outcome is Outcome.NXDOMAIN:
             ans.set_rcode(dns.rcode.NXDOMAIN)
+        elif res.outcome is Outcome.YXDOMAIN:
+            ans.set_rcode(dns.rcode.YXDOMAIN)
         if res.outcome in (Outcome.NXDOMAIN, Outcome.NODATA) or res.authority:
             ans.authority = keep(_dedupe(res.authority))
         req.secure = res.status is Status.SECURE
@@ -159,25 +176,34 @@ class Resolver:
     def _chain(self, req: Request, qname: dns.name.Name, qtype: int, nonauth: bool = False,
                no_cache: bool = False, key_prime: bool = False):
         """Resolve (qname, qtype), following CNAMEs across zones. The Result's
-        status is the worst of its parts (secure only if every link is)."""
+        status is the worst of its parts (secure only if every link is).
+
+        As kresd 5.6 (iterate.c, cname_depth against KR_CNAME_CHAIN_LIMIT), the
+        chain fails when its max_cname_chain-th CNAME is to be followed, and when
+        it comes back to a name it passed: SERVFAIL without EDE, the answer
+        section holding the chain up to there (ResolveFail.answer).
+        """
         answer = []
         proofs = []  # NSEC/NSEC3 of wildcard-expanded links (kresd keeps them in authority)
         seen = {qname}
         name = qname
         status = Status.SECURE
-        for _ in range(self.settings.max_cname_chain + 1):
+        for _ in range(self.settings.max_cname_chain + 1):  # each CNAME lookup adds one at least
             res = yield from self._lookup(req, name, qtype, nonauth, no_cache and name == qname, key_prime)
             answer.extend(res.answer)
             status = worst(status, res.status)
+            cut = _chain_cut(answer, self.settings.max_cname_chain) if qtype != T.CNAME else None
+            if cut is not None:
+                raise ResolveFail("CNAME chain too long", None, answer=answer[:cut])
             if res.outcome is not Outcome.CNAME:
                 return Result(res.outcome, answer, res.authority + proofs if proofs else res.authority,
                               aa=res.aa, status=status)
             proofs.extend(proof_records(res.authority))
             if res.target in seen:
-                raise ResolveFail(f"CNAME chain loop at {res.target}", EDE.OTHER)
+                raise ResolveFail(f"CNAME chain loop at {res.target}", None, answer=answer)
             seen.add(res.target)
             name = res.target
-        raise ResolveFail("CNAME chain too long", EDE.OTHER)
+        raise ResolveFail("CNAME chain too long", None, answer=answer)
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False, key_prime: bool = False):
@@ -267,9 +293,12 @@ class Resolver:
                 if found:
                     continue
                 if (q.sel.addrs or q.sel.exhausted) and cut.from_cache and cut.name != dns.name.root \
-                        and cut.name not in q.fell_back and not q.sel.only_timeouts():
+                        and cut.name not in q.fell_back and (cut.child_addrs or not q.sel.only_timeouts()):
                     # Every server of a cached cut failed: its NS set or glue may be
-                    # stale, so ask the parent side for a fresh delegation (once).
+                    # stale, so ask the parent side for a fresh delegation (once):
+                    # back to the glue when the child's own addresses failed. Not
+                    # when the parent's own glue just timed out (it would only be
+                    # asked again: NXNS with a silent victim).
                     q.fell_back.add(cut.name)
                     _trace(req, "cut %s exhausted, falling back to its parent", cut.name)
                     self._state(req, q, "cut")
@@ -324,6 +353,8 @@ class Resolver:
                 q.cut = c.cut
                 for ns, addrs in q.cut.ns.items():
                     req.learn_addrs(ns, addrs)
+                if not forward:
+                    self._queue_refresh(req, q.cut)
             elif c.kind is Kind.RETRY_FULL:
                 q.sel.no_minimize = True
             elif c.kind is Kind.LAME:
@@ -333,6 +364,41 @@ class Resolver:
             else:
                 self._state(req, q, "done")
                 return c.result
+
+    def _queue_refresh(self, req: Request, cut: ZoneCut) -> None:
+        """A referral gave glue: queue the child zone's own addresses of those
+        NS names, to be fetched in the background (take_refresh) and used once
+        stashed as an authoritative (and, where DNSSEC applies, validated)
+        answer. Not below the root or a TLD (their glue is what everyone
+        uses), not for names already known from an authoritative answer."""
+        cache = self._cache(req)
+        if cache is None or len(cut.name.labels) < 3:
+            return
+        now = self.clock.monotonic()
+        for ns, addrs in cut.ns.items():
+            if not addrs:
+                continue
+            for rtype, want in ((T.A, not req.options.NO_IPV4), (T.AAAA, not req.options.NO_IPV6)):
+                key = (ns, rtype)
+                if not want or now - self._refresh_queued.get(key, -REFRESH_RETRY) < REFRESH_RETRY:
+                    continue
+                if len(self.refresh_pending) >= REFRESH_PENDING_MAX:
+                    return
+                hit = cache.peek_rrset(ns, rtype)
+                if hit is not None and hit.rank & cache_layer.Rank.AUTH:
+                    continue
+                if len(self._refresh_queued) > 10_000:
+                    self._refresh_queued.clear()
+                self._refresh_queued[key] = now
+                self.refresh_pending.append(key)
+                _trace(req, "queued a refresh of %s %s (glue of %s)", ns, T.to_text(rtype), cut.name)
+        if self.refresh_pending and self.on_refresh is not None:
+            self.on_refresh()
+
+    def take_refresh(self) -> list[tuple[dns.name.Name, int]]:
+        """The NS addresses to fetch in the background (and forget them here)."""
+        out, self.refresh_pending = self.refresh_pending, []
+        return out
 
     def _cache(self, req: Request):
         return None if req.options.NO_CACHE else self.cache
@@ -438,9 +504,9 @@ class Resolver:
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
         tcp = False
-        # 0x20 (kresd's default, off with NO_0X20; never towards forwarders):
+        # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
-        x20 = not (req.options.NO_0X20 or forward)
+        x20 = not req.options.NO_0X20
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
@@ -628,3 +694,18 @@ def _dedupe(rrsets):
         seen.add(key)
         out.append(rr)
     return out
+
+
+def _chain_cut(answer: list, limit: int) -> int | None:
+    """Where a chain in `answer` is cut: just after its limit-th CNAME (kresd fails on
+    following it), or None while it has fewer."""
+    n = 0
+    for i, rr in enumerate(answer):
+        if rr.rdtype == T.CNAME:
+            n += 1
+            if n >= limit:
+                i += 1
+                while i < len(answer) and answer[i].rdtype == T.RRSIG:  # its signature
+                    i += 1
+                return i
+    return None

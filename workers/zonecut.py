@@ -22,6 +22,7 @@ class ZoneCut:
     ns: dict[dns.name.Name, list[str]] = field(default_factory=dict)  # NS name -> addresses
     from_hints: bool = False
     from_cache: bool = False  # built from cached NS (possibly stale), not a fresh referral
+    child_addrs: bool = False  # some NS addresses are the child zone's own (not the parent's glue)
     # chain of trust (workers/layers/validate.py): the DS (or trust-anchor)
     # rdatas that name the zone's keys, the validated DNSKEY RRset, and the
     # zone's status (None = not known yet; dnssec.Status otherwise)

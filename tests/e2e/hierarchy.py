@@ -19,6 +19,15 @@ Addresses (all 127.0.10.x, port 53; the rest of 127.0.10.0/24 is for resolvers):
   127.0.10.9  'cz.'          TLD, glue in the root zone (ns.cz.)
   127.0.10.10 'nic.cz.'      delegated with glue; holds www.sub.nic.cz. (no cut at
                              sub.nic.cz.: kresd-query's seed example checks that)
+  127.0.10.14 'edge.test.'   the edge cases of the differential test against kresd 5.6
+                             (tests/e2e/test_differential.py): CNAME chains of 12, 13
+                             (kresd's KR_CNAME_CHAIN_LIMIT) and 14 links in the zone and
+                             across zones, CNAME loops (self, two-step, across zones),
+                             CNAMEs to NXDOMAIN/NODATA, DNAME chains, a DNAME whose
+                             substitution overflows 255 octets (YXDOMAIN), a growing
+                             DNAME, wildcards, an empty non-terminal, odd labels
+                             (escaped bytes, a 63-octet label, a 255-octet name)
+  127.0.10.15 'edge.example.' the other side of the cross-zone chains, loops and DNAMEs
 
 Cases (the names tests query, see CASES below):
 
@@ -51,6 +60,7 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.zone
 
 ROOT_ADDR = "127.0.10.2"
 TTL = 3600          # positive TTL of the leaf records
@@ -60,6 +70,84 @@ BIG_STRINGS = [f"{i}-".ljust(250, "abcdefghij"[i]) for i in range(6)]  # 6 x 250
 
 def _soa(mname: str) -> str:
     return f"@ {TTL} IN SOA {mname} hostmaster 2024010101 3600 900 604800 {NEG_TTL}"
+
+
+# --------------------------------------------------------------------------- edge cases
+CNAME_LIMIT = 13    # kresd KR_CNAME_CHAIN_LIMIT
+LABEL63 = "a" * 63  # the longest label
+# A 255-octet name in edge.test. (11 octets): three 63-octet labels and one of 51.
+NAME255 = f"{'b' * 51}.{'c' * 63}.{'d' * 63}.{'e' * 63}.edge.test."
+# The DNAME target of overflow.edge.test.: 3 x 50-octet labels under edge.example.
+# (167 octets); a query name with more than 88 octets before overflow.edge.test.
+# substitutes to more than 255 octets: YXDOMAIN (RFC 6672 2.2).
+OVERFLOW_TARGET = ".".join(c * 50 for c in "fgh") + ".edge.example."
+OVERFLOW_QNAME = f"{'x' * 49}.{'y' * 49}.overflow.edge.test."  # 100 + 20 octets -> 267 after
+
+
+def _in_zone_chain(head: str, links: int, end: str) -> str:
+    """head -> head-1 -> ... -> head-(links-1) -> end: `links` CNAMEs in one zone."""
+    names = [head] + [f"{head}-{i}" for i in range(1, links)] + [end]
+    return "".join(f"{a:12s} {TTL} IN CNAME {b}\n" for a, b in zip(names, names[1:]))
+
+
+def _cross_zone_chain(head: str, links: int) -> tuple[str, str]:
+    """head.edge.test. -> head-1.edge.example. -> head-2.edge.test. -> ... ->
+    www.edge.test.: `links` CNAMEs alternating between the two zones (one
+    upstream query per link). Returns the records of (edge.test., edge.example.)."""
+    zones = ["edge.test.", "edge.example."]
+    names = [f"{head}.edge.test."] + [f"{head}-{i}.{zones[i % 2]}" for i in range(1, links)]
+    names.append("www.edge.test.")
+    out = ["", ""]
+    for i, (a, b) in enumerate(zip(names, names[1:])):
+        out[i % 2] += f"{a} {TTL} IN CNAME {b}\n"
+    return out[0], out[1]
+
+
+_XCHAINS = [_cross_zone_chain(f"x{n}", n) for n in (CNAME_LIMIT - 1, CNAME_LIMIT, CNAME_LIMIT + 1)]
+
+EDGE_TEST = f"""
+@          86400 IN NS    ns
+ns         86400 IN A     127.0.10.14
+www        {TTL} IN A     192.0.2.20
+www        {TTL} IN TXT   "edge"
+; CNAME chains in the zone: 12, 13 (the limit) and 14 links
+""" + "".join(_in_zone_chain(f"l{n}", n, "www") for n in (CNAME_LIMIT - 1, CNAME_LIMIT, CNAME_LIMIT + 1)) \
+    + "".join(t for t, _ in _XCHAINS) + f"""
+; CNAME loops: self, two-step, across zones
+self       {TTL} IN CNAME self
+loop1      {TTL} IN CNAME loop2
+loop2      {TTL} IN CNAME loop1
+xloop      {TTL} IN CNAME xloop.edge.example.
+; CNAME to NXDOMAIN / NODATA, in the zone and across zones
+tonx       {TTL} IN CNAME nope
+tonodata   {TTL} IN CNAME www
+xtonx      {TTL} IN CNAME nope.edge.example.
+xtonodata  {TTL} IN CNAME www.edge.example.
+; DNAMEs: to another zone, a chain of two, one that overflows, one that grows
+dname      {TTL} IN DNAME edge.example.
+dchain     {TTL} IN DNAME dchain2.edge.test.
+dchain2    {TTL} IN DNAME edge.example.
+dx         {TTL} IN DNAME dx.edge.example.
+overflow   {TTL} IN DNAME {OVERFLOW_TARGET}
+grow       {TTL} IN DNAME x.grow.edge.test.
+; wildcards and an empty non-terminal
+*.wild     {TTL} IN A     192.0.2.21
+*.wcname   {TTL} IN CNAME www
+b.ent      {TTL} IN A     192.0.2.22
+; unusual labels
+a\\.b       {TTL} IN A     192.0.2.23
+\\000\\255x  {TTL} IN A     192.0.2.24
+{LABEL63}  {TTL} IN A     192.0.2.25
+{NAME255} {TTL} IN A     192.0.2.26
+"""
+
+EDGE_EXAMPLE = f"""
+@          86400 IN NS    ns
+ns         86400 IN A     127.0.10.15
+www        {TTL} IN A     192.0.2.30
+xloop      {TTL} IN CNAME xloop.edge.test.
+dx         {TTL} IN DNAME edge.test.
+""" + "".join(e for _, e in _XCHAINS)
 
 
 # name -> (address, zone origin or None for "no zones", zone text)
@@ -89,6 +177,9 @@ lame       86400 IN NS  ns1.lame
 lame       86400 IN NS  ns2.lame
 ns1.lame   86400 IN A   127.0.10.7
 ns2.lame   86400 IN A   127.0.10.8
+; the edge cases
+edge       86400 IN NS  ns.edge
+ns.edge    86400 IN A   127.0.10.14
 """),
     "example": ("127.0.10.4", "example.", f"""
 {_soa('ns')}
@@ -96,6 +187,8 @@ ns2.lame   86400 IN A   127.0.10.8
 ns         86400 IN A   127.0.10.4
 www        {TTL} IN A   192.0.2.80
 ns.hoster  86400 IN A   127.0.10.6
+edge       86400 IN NS  ns.edge
+ns.edge    86400 IN A   127.0.10.15
 """),
     "glue.test": ("127.0.10.5", "glue.test.", f"""
 {_soa('ns1')}
@@ -122,6 +215,8 @@ ns.nic     86400 IN A   127.0.10.10
 ns         86400 IN A   127.0.10.10
 www.sub    {TTL} IN A   192.0.2.10
 """),
+    "edge.test": ("127.0.10.14", "edge.test.", _soa("ns") + "\n" + EDGE_TEST),
+    "edge.example": ("127.0.10.15", "edge.example.", _soa("ns") + "\n" + EDGE_EXAMPLE),
     "lame-ns1": ("127.0.10.7", None, ""),
     "lame.test": ("127.0.10.8", "lame.test.", f"""
 {_soa('ns2')}
@@ -184,6 +279,19 @@ template:
     zonefile-load: whole
     journal-content: none
 """
+
+
+def zone_ttls(servers: dict[str, tuple[str, str | None, str]] | None = None) -> dict:
+    """{(owner Name, type): TTL} of every RRset the zones hold: the most a resolver may give."""
+    out: dict = {}
+    for _, origin, text in (SERVERS if servers is None else servers).values():
+        if origin:
+            zone = dns.zone.from_text(f"$TTL {TTL}\n{text}", origin, relativize=False,
+                                      check_origin=False)
+            for name, rdataset in zone.iterate_rdatasets():
+                key = (name, rdataset.rdtype)
+                out[key] = max(out.get(key, 0), rdataset.ttl)  # parent and child copies
+    return out
 
 
 # --------------------------------------------------------------------------- DNS client

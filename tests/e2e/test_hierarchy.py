@@ -105,3 +105,19 @@ def test_kdig_sees_the_root(hierarchy):
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 0, out.stderr
     assert "status: NOERROR" in out.stdout and "a.root-servers.net." in out.stdout
+
+
+def test_edge_zones(hierarchy):
+    """What the edge cases of test_differential.py rest on, from knotd itself."""
+    from .hierarchy import CNAME_LIMIT, NAME255, OVERFLOW_QNAME
+    r = query("127.0.10.14", f"l{CNAME_LIMIT}-12.edge.test.", "A", rd=False)  # the last link
+    assert answer_map(r) == {(f"l{CNAME_LIMIT}-12.edge.test.", "CNAME"): {"www.edge.test."},
+                             ("www.edge.test.", "A"): {"192.0.2.20"}}
+    r = query("127.0.10.14", OVERFLOW_QNAME, "A", rd=False)
+    assert r.rcode() == dns.rcode.YXDOMAIN
+    assert [rr.rdtype for rr in r.answer] == [dns.rdatatype.DNAME]
+    assert answer_map(query("127.0.10.14", NAME255, "A", rd=False)) == {(NAME255, "A"): {"192.0.2.26"}}
+    assert answer_map(query("127.0.10.15", "xloop.edge.example.", "A", rd=False)) == \
+        {("xloop.edge.example.", "CNAME"): {"xloop.edge.test."}}
+    assert referral("127.0.10.3", "www.edge.test.") == (
+        {"edge.test.": {"ns.edge.test."}}, {"ns.edge.test.": {"127.0.10.14"}})

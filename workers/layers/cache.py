@@ -71,8 +71,10 @@ def rank_status(rank: int) -> Status:
     return Status.INDETERMINATE
 
 
-def peek_addresses(cache, name: dns.name.Name, want4: bool, want6: bool) -> list[str]:
-    """Addresses of a nameserver, glue included."""
+def peek_addresses(cache, name: dns.name.Name, want4: bool, want6: bool, auth: list | None = None) -> list[str]:
+    """Addresses of a nameserver, glue included. `auth` (a list) gets True
+    appended when some of them come from an authoritative answer (the child
+    zone's own, not glue)."""
     out: list[str] = []
     if cache is None:
         return out
@@ -82,6 +84,8 @@ def peek_addresses(cache, name: dns.name.Name, want4: bool, want6: bool) -> list
         hit = cache.peek_rrset(name, rtype)
         if hit is not None:
             out.extend(rd.address for rd in hit.rrset)
+            if auth is not None and hit.rank & Rank.AUTH:
+                auth.append(True)
     return out
 
 
@@ -94,8 +98,10 @@ def closest_cut(cache, name: dns.name.Name, want4: bool, want6: bool) -> ZoneCut
         hit = cache.peek_rrset(n, T.NS)
         if hit is not None:
             cut = ZoneCut(n, from_cache=True)
+            auth: list = []
             for rd in hit.rrset:
-                cut.ns[rd.target] = peek_addresses(cache, rd.target, want4, want6)
+                cut.ns[rd.target] = peek_addresses(cache, rd.target, want4, want6, auth)
+            cut.child_addrs = bool(auth)
             return cut
         n = n.parent()
     hit = cache.peek_rrset(dns.name.root, T.NS)

@@ -120,14 +120,17 @@ class _Chain:
     has_data: bool  # data of the asked type at `last`
     no_cache: set  # ids of synthesised CNAMEs (not cached, as kresd)
     loop: bool = False  # the chain comes back to a name it passed
+    overflow: bool = False  # a DNAME substitution longer than 255 octets (YXDOMAIN)
 
 
 def _follow_chain(reply, sname, stype) -> _Chain:
     """Follow CNAME/DNAME from sname inside the answer section.
 
     A CNAME under a DNAME is synthesised (or occluded) and is not cached, as
-    kresd. A chain that comes back to a name it passed is a loop: kresd's
-    iterator fails the reply ("cname chain loop", KR_SELECTION_BAD_CNAME).
+    kresd. A chain that comes back to a name it passed is a loop (consume
+    hands it to the resolver's chain check, consume_forward fails the reply,
+    KR_SELECTION_BAD_CNAME); a DNAME whose substitution would be longer than
+    255 octets ends the chain with `overflow` (YXDOMAIN).
     """
     chain: list[dns.rrset.RRset] = []
     no_cache: set[int] = set()
@@ -147,7 +150,8 @@ def _follow_chain(reply, sname, stype) -> _Chain:
             try:
                 target = name.relativize(dname.name).derelativize(dname[0].target)
             except dns.name.NameTooLong:
-                break
+                chain.append(dname)
+                return _Chain(chain, name, False, no_cache, overflow=True)
             chain.append(dname)
             cname = dns.rrset.from_text(name, dname.ttl, "IN", "CNAME", target.to_text())
             chain.append(cname)
@@ -200,6 +204,11 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     rcode = reply.rcode()
     aa = bool(reply.flags & dns.flags.AA)
     stash = Stash()
+    if rcode == dns.rcode.YXDOMAIN and qname == sname and qtype == stype:
+        ch = _follow_chain(reply, sname, stype)
+        if ch.overflow:  # RFC 6672 2.2: the DNAME and YXDOMAIN are the answer (not cached)
+            return Consumed(Kind.FINAL, "DNAME substitution overflows", stash=stash, last=ch.last,
+                            result=Result(Outcome.YXDOMAIN, ch.rrsets), no_cache=ch.no_cache)
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return _bad_rcode(rcode)
     raw_count = getattr(reply, "kr_orig_answer_count", len(reply.answer))
@@ -231,8 +240,15 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
                         error=SelectionError.LAME)
 
     ch = _follow_chain(reply, sname, stype)
-    if ch.loop:
-        return _cname_loop()
+    if ch.loop or ch.overflow:
+        # kresd 5.6 fails the request on a loop, with the chain so far in the answer
+        # section: the resolver's chain check (resolve.py _chain) sees the CNAME come
+        # back and does that. A DNAME overflowing without YXDOMAIN is answered as if
+        # the server had said it. Neither is cached.
+        outcome = Outcome.CNAME if ch.loop else Outcome.YXDOMAIN
+        return Consumed(Kind.FINAL, "CNAME chain loop" if ch.loop else "DNAME substitution overflows",
+                        result=Result(outcome, ch.rrsets, target=ch.rrsets[-1][0].target if ch.loop else None),
+                        last=ch.last, no_cache=ch.no_cache)
     chain, last, has_data, no_cache = ch.rrsets, ch.last, ch.has_data, ch.no_cache
     for rr in chain:
         if id(rr) not in no_cache:

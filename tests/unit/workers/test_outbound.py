@@ -241,3 +241,420 @@ def test_tcp_connection_refused(test_addr):
 @pytest.mark.parametrize("bad", ["", "not-an-address"])
 def test_bad_destination_is_none(bad):
     assert run(outbound.query(Send(bad, 53, make_query().to_wire(), timeout=0.2))) is None
+
+
+# --- 0x20: the QNAME case of the reply ---------------------------------------
+
+def with_case(wire: bytes, qname: str) -> bytes:
+    """wire with its question name bytes replaced by qname's (same name, other case)."""
+    raw = dns.name.from_text(qname).to_wire()
+    assert raw.lower() == wire[12:12 + len(raw)].lower()
+    return wire[:12] + raw + wire[12 + len(raw):]
+
+
+def test_x20_exact_case_accepted(test_addr):
+    async def main():
+        auth = UDPAuth(test_addr, lambda w: [reply_for(w)]).start()
+        try:
+            wire = make_query("wWw.ExAmple.cOM.").to_wire()
+            got = await outbound.query(Send(test_addr, auth.port, wire, timeout=T, x20=True))
+            assert got is not None and got[12:12 + 17] == wire[12:12 + 17]
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_x20_case_mismatch_waits_for_the_exact_reply(test_addr):
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def script(w):
+            loop.call_later(0.1, lambda: auth.sock.sendto(reply_for(w), auth.seen[0][1]))
+            return [reply_for(w, qname="www.example.com.")]  # spoofed: right ID, wrong case
+
+        auth = UDPAuth(test_addr, script).start()
+        try:
+            wire = make_query("wWw.ExAmple.cOM.").to_wire()
+            got = await outbound.query(Send(test_addr, auth.port, wire, timeout=T, x20=True))
+            assert got is not None and dns.message.from_wire(got).question[0].name.labels[0] == b"wWw"
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_x20_only_case_mismatch_returned_at_timeout(test_addr):
+    async def main():
+        def script(w):
+            return [reply_for(w, qname="www.EXAMPLE.com."), reply_for(w, qname="WWW.example.com.")]
+
+        auth = UDPAuth(test_addr, script).start()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            wire = make_query("wWw.ExAmple.cOM.").to_wire()
+            got = await outbound.query(Send(test_addr, auth.port, wire, timeout=0.3, x20=True))
+            assert loop.time() - t0 >= 0.25  # not taken at once
+            assert dns.message.from_wire(got).question[0].name.labels[:2] == (b"www", b"EXAMPLE")  # the first
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_without_x20_case_mismatch_accepted_at_once(test_addr):
+    async def main():
+        auth = UDPAuth(test_addr, lambda w: [reply_for(w, qname="www.example.com.")]).start()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            wire = make_query("wWw.ExAmple.cOM.").to_wire()
+            got = await outbound.query(Send(test_addr, auth.port, wire, timeout=T))
+            assert got is not None and loop.time() - t0 < T / 2
+        finally:
+            auth.close()
+
+    run(main())
+
+
+# --- in-flight deduplication -------------------------------------------------
+
+def delayed_auth(addr: str, delay: float, **changes) -> UDPAuth:
+    """A UDPAuth that answers every query after `delay` seconds."""
+    def script(w):
+        src = auth.seen[-1][1]
+        asyncio.get_running_loop().call_later(delay, lambda: auth.sock.sendto(reply_for(w, **changes), src))
+        return []
+
+    auth = UDPAuth(addr, script)
+    return auth
+
+
+def randomised(name: str, seed: int) -> str:
+    rng = __import__("random").Random(seed)
+    return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in name)
+
+
+def test_dedup_50_identical_questions_one_upstream_query(test_addr):
+    async def main():
+        auth = delayed_auth(test_addr, 0.2).start()
+        try:
+            queries = []
+            for i in range(50):
+                q = make_query(randomised("www.example.com.", i))
+                q.id = 1000 + i
+                queries.append(q)
+            before = outbound.stats()
+            replies = await asyncio.gather(*(
+                outbound.query(Send(test_addr, auth.port, q.to_wire(), timeout=T, x20=True)) for q in queries))
+            assert len(auth.seen) == 1  # one upstream query for the fifty
+            assert outbound.stats()["dedup"] - before["dedup"] == 49
+            for q, r in zip(queries, replies):
+                m = dns.message.from_wire(r)
+                assert m.id == q.id  # its own ID
+                assert m.question[0].name.labels == q.question[0].name.labels  # its own case
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_dedup_keeps_the_case_mismatch_visible_to_every_caller(test_addr):
+    async def main():
+        # The server lower-cases the QNAME: after the timeout every caller gets a
+        # reply whose case differs from its own query where the leader's differed.
+        auth = delayed_auth(test_addr, 0.01, qname="www.example.com.").start()
+        try:
+            queries = [make_query(randomised("www.example.com.", i)) for i in range(5)]
+            replies = await asyncio.gather(*(
+                outbound.query(Send(test_addr, auth.port, q.to_wire(), timeout=0.3, x20=True)) for q in queries))
+            assert len(auth.seen) == 1
+            leader = queries[0].question[0].name.to_wire()
+            for q, r in zip(queries, replies):
+                own = q.question[0].name.to_wire()
+                got = r[12:12 + len(own)]
+                assert got.lower() == own.lower()
+                assert bytes(a ^ b for a, b in zip(got, own)) == bytes(
+                    a ^ b for a, b in zip(b"\x03www\x07example\x03com\x00", leader))
+                assert got != own
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_dedup_only_identical_questions_to_the_same_server(test_addr):
+    async def main():
+        auth = delayed_auth(test_addr, 0.1).start()
+        other = delayed_auth(test_addr, 0.1).start()
+        try:
+            sends = [Send(test_addr, auth.port, make_query("a.example.", "A").to_wire(), timeout=T),
+                     Send(test_addr, auth.port, make_query("a.example.", "AAAA").to_wire(), timeout=T),
+                     Send(test_addr, auth.port, make_query("b.example.", "A").to_wire(), timeout=T),
+                     Send(test_addr, other.port, make_query("a.example.", "A").to_wire(), timeout=T),
+                     Send(test_addr, auth.port, dns.message.make_query("a.example.", "A", want_dnssec=True)
+                          .to_wire(), timeout=T)]
+            replies = await asyncio.gather(*(outbound.query(s) for s in sends))
+            assert all(r is not None for r in replies)
+            assert (len(auth.seen), len(other.seen)) == (4, 1)
+            # once answered, the same question is asked again (no caching here)
+            await outbound.query(sends[0])
+            assert len(auth.seen) == 5
+        finally:
+            auth.close()
+            other.close()
+
+    run(main())
+
+
+def test_dedup_cancelled_caller_does_not_break_the_others(test_addr):
+    async def main():
+        auth = delayed_auth(test_addr, 0.2).start()
+        try:
+            wires = [make_query().to_wire() for _ in range(3)]
+            tasks = [asyncio.ensure_future(outbound.query(Send(test_addr, auth.port, w, timeout=T)))
+                     for w in wires]
+            await asyncio.sleep(0.05)
+            tasks[0].cancel()  # the one that started the upstream query
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+            assert isinstance(done[0], asyncio.CancelledError)
+            assert [r[:2] for r in done[1:]] == [w[:2] for w in wires[1:]]
+            assert len(auth.seen) == 1
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_dedup_all_callers_cancelled_then_new_query(test_addr):
+    async def main():
+        auth = delayed_auth(test_addr, 0.2).start()
+        try:
+            send = Send(test_addr, auth.port, make_query().to_wire(), timeout=T)
+            task = asyncio.ensure_future(outbound.query(send))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await outbound.query(send) is not None  # not stuck on the abandoned one
+            assert len(auth.seen) == 2
+        finally:
+            auth.close()
+
+    run(main())
+
+
+# --- upstream TCP pool -------------------------------------------------------
+
+class TCPAuth:
+    """A pipelining TCP server: counts connections and queries; answer(wire) -> reply or None.
+
+    delay: seconds before each reply; reverse: answer queries of a batch in reverse order.
+    close_after_read: close the connection after reading a query (no answer).
+    """
+
+    def __init__(self, addr: str, answer=None, delay: float = 0.0, close_after_read: bool = False):
+        self.addr, self.answer = addr, answer or reply_for
+        self.delay, self.close_after_read = delay, close_after_read
+        self.connections = 0
+        self.closed = 0
+        self.queries: list[bytes] = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._handle, self.addr, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _handle(self, reader, writer):
+        self.connections += 1
+        try:
+            while True:
+                n = struct.unpack("!H", await reader.readexactly(2))[0]
+                wire = await reader.readexactly(n)
+                self.queries.append(wire)
+                if self.close_after_read:
+                    return
+                asyncio.get_running_loop().call_later(self.delay, self._reply, writer, wire)
+        except Exception:  # noqa: BLE001 - EOF
+            pass
+        finally:
+            self.closed += 1
+            writer.close()
+
+    def _reply(self, writer, wire):
+        out = self.answer(wire)
+        if out is not None and not writer.is_closing():
+            writer.write(struct.pack("!H", len(out)) + out)
+
+    def close(self):
+        self.server.close()
+
+
+def test_tcp_connection_reused_across_queries(test_addr):
+    async def main():
+        auth = await TCPAuth(test_addr).start()
+        try:
+            for name in ("a.example.", "b.example.", "c.example."):
+                wire = make_query(name).to_wire()
+                got = await outbound.query(Send(test_addr, auth.port, wire, tcp=True, timeout=T))
+                assert got is not None and got[:2] == wire[:2]
+            assert (auth.connections, len(auth.queries)) == (1, 3)
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_pipelined_replies_out_of_order(test_addr):
+    async def main():
+        # the first query is answered last
+        auth = await TCPAuth(test_addr).start()
+        auth.delay = 0.0
+        delays = iter([0.3] + [0.0] * 19)
+        orig = auth._reply
+        auth._reply = lambda w, q: asyncio.get_running_loop().call_later(next(delays), orig, w, q)
+        try:
+            queries = [make_query(f"n{i}.example.") for i in range(20)]
+            replies = await asyncio.gather(*(
+                outbound.query(Send(test_addr, auth.port, q.to_wire(), tcp=True, timeout=T)) for q in queries))
+            for q, r in zip(queries, replies):
+                m = dns.message.from_wire(r)
+                assert (m.id, m.question) == (q.id, q.question)
+            assert (auth.connections, len(auth.queries)) == (1, 20)
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_broken_connection_fails_its_queries_then_reconnects(test_addr, monkeypatch):
+    monkeypatch.setattr(outbound, "TCP_PER_SERVER", 1)  # the dropped connection must free its place
+
+    async def main():
+        auth = await TCPAuth(test_addr, close_after_read=True).start()
+        try:
+            got = await asyncio.gather(*(
+                outbound.query(Send(test_addr, auth.port, make_query(f"n{i}.example.").to_wire(),
+                                    tcp=True, timeout=T)) for i in range(3)))
+            assert got == [None, None, None]
+            auth.close_after_read = False
+            wire = make_query().to_wire()
+            assert await outbound.query(Send(test_addr, auth.port, wire, tcp=True, timeout=T)) is not None
+            assert auth.connections == 2  # the broken one was dropped from the pool
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_idle_connection_closed(test_addr, monkeypatch):
+    monkeypatch.setattr(outbound, "TCP_IDLE_TIMEOUT", 0.1)
+
+    async def main():
+        auth = await TCPAuth(test_addr).start()
+        try:
+            assert await outbound.query(Send(test_addr, auth.port, make_query().to_wire(), tcp=True,
+                                             timeout=T)) is not None
+            for _ in range(100):
+                if auth.closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert auth.closed == 1
+            assert await outbound.query(Send(test_addr, auth.port, make_query().to_wire(), tcp=True,
+                                             timeout=T)) is not None
+            assert auth.connections == 2
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_pool_bounded_per_server(test_addr, monkeypatch):
+    monkeypatch.setattr(outbound, "TCP_PER_SERVER", 2)
+    monkeypatch.setattr(outbound, "TCP_PIPELINE", 3)
+
+    async def main():
+        auth = await TCPAuth(test_addr, delay=0.2).start()
+        try:
+            got = await asyncio.gather(*(
+                outbound.query(Send(test_addr, auth.port, make_query(f"n{i}.example.").to_wire(),
+                                    tcp=True, timeout=T)) for i in range(8)))
+            assert sum(r is not None for r in got) == 6  # 2 connections x 3 in flight
+            assert auth.connections == 2 and len(auth.queries) == 6
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_pool_bounded_in_total_closes_an_idle_one(test_addr, monkeypatch):
+    monkeypatch.setattr(outbound, "TCP_TOTAL", 1)
+
+    async def main():
+        a = await TCPAuth(test_addr, delay=0.3).start()
+        b = await TCPAuth(test_addr).start()
+        try:
+            slow = asyncio.ensure_future(outbound.query(
+                Send(test_addr, a.port, make_query().to_wire(), tcp=True, timeout=T)))
+            await asyncio.sleep(0.1)
+            # a's connection is busy: no room for b
+            assert await outbound.query(Send(test_addr, b.port, make_query().to_wire(), tcp=True,
+                                             timeout=T)) is None
+            assert await slow is not None
+            # a's connection is idle now: it makes room for b
+            assert await outbound.query(Send(test_addr, b.port, make_query().to_wire(), tcp=True,
+                                             timeout=T)) is not None
+            for _ in range(100):
+                if a.closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert (a.closed, b.connections) == (1, 1)
+        finally:
+            a.close()
+            b.close()
+
+    run(main())
+
+
+def test_tcp_case_mismatch_returned_at_once(test_addr):
+    async def main():
+        auth = await TCPAuth(test_addr, answer=lambda w: reply_for(w, qname="www.example.com.")).start()
+        try:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await outbound.query(Send(test_addr, auth.port, make_query("wWw.ExAmple.cOM.").to_wire(),
+                                            tcp=True, timeout=T, x20=True))
+            assert got is not None and loop.time() - t0 < T / 2
+            assert dns.message.from_wire(got).question[0].name.labels[0] == b"www"
+        finally:
+            auth.close()
+
+    run(main())
+
+
+def test_tcp_connect_timeout(test_addr):
+    async def main():
+        # A listener that never accepts, its backlog full: the kernel drops our SYN.
+        lsock = socket.socket()
+        lsock.bind((test_addr, 0))
+        lsock.listen(0)
+        fillers = []
+        try:
+            for _ in range(3):
+                f = socket.socket()
+                f.setblocking(False)
+                f.connect_ex(lsock.getsockname())
+                fillers.append(f)
+            await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            got = await outbound.query(Send(test_addr, lsock.getsockname()[1], make_query().to_wire(),
+                                            tcp=True, timeout=0.3))
+            assert got is None and 0.25 <= loop.time() - t0 < T
+        finally:
+            for f in fillers:
+                f.close()
+            lsock.close()
+
+    run(main())

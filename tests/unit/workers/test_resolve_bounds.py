@@ -12,7 +12,10 @@ import dns.rcode
 import dns.rdatatype as T
 from hypothesis import given
 from hypothesis import strategies as st
+import pytest
 
+from workers.layers import cache as cache_layer
+from workers.request import Outcome
 from workers.resolve import NS_ADDR_LOOKUPS, _plain_case, randomize_case
 
 from .fakenet import AuthServer
@@ -154,3 +157,41 @@ def test_lookups_within_the_bound_still_find_a_server(resolver):
     net, servers = attack_net(good=2, fanout=3)
     a = ask(resolver, net, "www.x.com.")
     assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.9.9.9"
+
+
+def test_negative_answers_for_ns_names_are_reused_by_the_next_request(resolver):
+    """The NXDOMAIN of each NS name looked up is cached: the same referral asked
+    again costs the victim nothing (the lookups still count against the bound)."""
+    net, servers = attack_net()
+    ask(resolver, net, "www.x.com.")
+    victim = len(servers["1.2.3.9"].queries)
+    looked_up = {(n, t) for n, t, _ in servers["1.2.3.9"].queries if n != N("victim.net.")}
+    for name, rdtype in looked_up:
+        hit = cache_layer.peek(resolver.cache, name, rdtype, True, 0)
+        assert hit is not None and hit.outcome is Outcome.NXDOMAIN, (name, hit)
+    a = ask(resolver, net, "www.x.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL
+    assert len(servers["1.2.3.9"].queries) == victim
+
+
+class CaseSpy(AuthServer):
+    def __init__(self, inner):
+        self.inner, self.names = inner, []
+
+    def answer(self, wire, tcp):
+        self.names.append(dns.message.from_wire(wire).question[0].name.to_text())
+        return self.inner.answer(wire, tcp)
+
+
+@pytest.mark.parametrize("stub", [False, True])
+def test_forwarded_queries_use_0x20_too(resolver, stub):
+    """kresd 5.6 randomises the case towards FORWARD and STUB targets as well (measured)."""
+    from .fakenet import FakeNet
+    from .test_resolve_upstream import Policy, Recursive
+
+    spy = CaseSpy(Recursive())
+    resolver.layers.append(Policy(stub=stub))
+    a = ask(resolver, FakeNet({"192.0.2.99": spy}), "target.example.")
+    assert a.answer and a.answer[0][0].address == "10.1.1.1"
+    assert a.answer[0].name.to_text() == "target.example."
+    assert any(n != n.lower() for n in spy.names), spy.names
