@@ -167,11 +167,14 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     server = Server(settings, make_resolve(engine.resolver), stats,
                     fast=FastPath(engine.resolver, settings, engine.clock))
     engine.worker.stats_provider = lambda: dict(_stats_dict(server.stats),
-                                                sig_checks=engine.resolver.sig_checks)
+                                                sig_checks=engine.resolver.sig_checks,
+                                                upstreams=engine.resolver.selection.show())
     loop = asyncio.new_event_loop()
+    prober = None
     try:
         asyncio.set_event_loop(loop)
         engine.start(loop, outbound.query)
+        prober = _share_selection(engine, settings, loop, opts.rundir)
         from kresd import ta_update
         ta_update.arm(engine)  # RFC 5011: keep the trust anchors' keys up to date
         if console is not None:
@@ -181,6 +184,8 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
         log.error(G, "error: %s", e)
         opts.code = e.exit_code
     finally:
+        if prober is not None:
+            prober.stop()
         try:
             engine.stop()
         finally:
@@ -190,6 +195,16 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     if opts.code is not None:
         return opts.code
     return engine.quit_requested or EXIT_OK
+
+
+def _share_selection(engine, settings: Settings, loop, rundir: str):
+    """Server selection state in the cache directory, shared by every fork and
+    restart (workers/selection/shared.py); the prober of dead servers."""
+    from workers.selection import shared
+
+    cache_dir = getattr(engine, "storage", None) or rundir
+    return shared.attach(engine.resolver.selection, cache_dir, outbound.query, loop,
+                         outgoing_v4=settings.outgoing_v4, outgoing_v6=settings.outgoing_v6)
 
 
 def _stats_dict(st: ServerStats) -> dict:

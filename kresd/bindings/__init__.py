@@ -12,9 +12,9 @@ caller's file:line.
 """
 from __future__ import annotations
 
-from . import cache, event, kres, misc, modules, net, procmodel, trust_anchors, worker
+from . import cache, event, kres, misc, modules, net, procmodel, trust_anchors, upstreams, worker
 
-BINDINGS = (kres, misc, net, cache, event, worker, trust_anchors, modules, procmodel)
+BINDINGS = (kres, misc, net, cache, event, worker, trust_anchors, modules, procmodel, upstreams)
 
 
 def install_all(engine) -> None:

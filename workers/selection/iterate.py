@@ -1,14 +1,13 @@
 """Server selection for iteration: which address of a zone cut to ask next.
 
-Owns: per-address state shared by all requests of a worker (smoothed RTT,
-consecutive timeouts with exponential back-off, servers that reject EDNS);
-the per-query state of kresd's lib/selection.c (`QuerySelection`: errors
-counted against each address for this query, addresses found broken, the
-query's NO_MINIMIZE retry flag); and the choice among candidate
-addresses (kresd lib/selection_iter.c, simplified): broken and exhausted
-addresses excluded, fewer errors first, then the fastest known server,
-unknown servers explored, timed-out servers avoided while their back-off
-lasts, random order among equals.
+Owns: `Selection`, the choice among candidate addresses (kresd
+lib/selection.c select_transport, see the class docstring) over the per-IP
+state of workers/selection/rtt.py kept in a workers/selection/table.py
+Table (shared by the forks and restarts of a rundir once attached): smoothed
+RTT, penalties for every error, back-off and dead servers, capabilities (no
+EDNS, TCP only); and the per-query state of kresd's lib/selection.c
+(`QuerySelection`: errors counted against each address for this query,
+addresses found broken or exhausted, the query's NO_MINIMIZE retry flag).
 Must not: send anything or know about packets beyond the outcome enums.
 
 What an error does to the address, for this query (kresd selection.c error()):
@@ -38,9 +37,11 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from . import rtt
+from .rtt import RttState
+from .table import Table, addr_of, key_of
+
 UNKNOWN_RTT = 400.0  # ms: the score of a server we have not heard from
-MAX_BACKOFF = 30.0  # seconds
-ALPHA = 0.3
 
 
 class SelectionError(enum.Enum):
@@ -70,14 +71,6 @@ FATAL = frozenset({SelectionError.NOTIMPL, SelectionError.OTHER_RCODE, Selection
 RETRY_FULL_NAME = frozenset({SelectionError.REFUSED, SelectionError.SERVFAIL, SelectionError.LAME})
 #: errors that end the address's use at the current zone cut
 EXHAUSTING = frozenset({SelectionError.TIMEOUT, SelectionError.TCP_CONNECT_FAILED})
-
-
-@dataclass
-class AddrState:
-    srtt: float | None = None
-    timeouts: int = 0
-    blocked_until: float = 0.0
-    no_edns: bool = False
 
 
 @dataclass
@@ -159,58 +152,148 @@ def is_local_addr(addr: str) -> bool:
 
 
 class Selection:
-    def __init__(self, clock_monotonic: Callable[[], float], rng: random.Random):
+    """The worker's view of every upstream address (kresd kr_server_selection
+    with its rtt_state in the cache): RttState records in a Table, per
+    address (IP and port), shared by all zones served from that address and,
+    once `attach()`ed to the file next to the cache, by all forks and
+    restarts of the rundir.
+
+    choose() among the usable candidates of the query with the fewest errors:
+      1. an unknown server first (kresd: no RTT info sorts first);
+      2. dead servers (DEAD_ROW timeouts in a row) are skipped while others
+         are left; without a prober (`probing` False) a dead one is let
+         through once its dead interval is over, as kresd does;
+      3. with probability EPSILON, explore: the least recently updated of the
+         others (a penalised server earns its place back gradually);
+      4. else the best score (srtt + decayed penalty), except that half of
+         these picks go to another server within SPREAD_MS of it (spreading
+         the load over servers of similar speed).
+    """
+
+    EPSILON = 0.05  # kresd EPSILON_NOMIN / EPSILON_DENOM
+    SPREAD_MS = 20.0
+    UNKNOWN_MS = UNKNOWN_RTT
+
+    def __init__(self, clock_monotonic: Callable[[], float], rng: random.Random,
+                 table: Table | None = None):
         self._now = clock_monotonic
         self._rng = rng
-        self._state: dict[str, AddrState] = {}
+        self.table = table if table is not None else Table(slots=1024)
+        self.probing = False  # a Prober re-asks dead servers (workers/selection/prober.py)
+        self.dead_seen: set[str] = set()  # addresses this worker saw dead (the prober's list)
 
-    def state(self, addr: str) -> AddrState:
-        st = self._state.get(addr)
-        if st is None:
-            if len(self._state) > 100_000:
-                self._state.clear()
-            st = self._state[addr] = AddrState()
+    def attach(self, table: Table) -> None:
+        """Use `table` (the shared file) from now on."""
+        old, self.table = self.table, table
+        if old is not table and old.path is None:
+            old.close()
+
+    # -- state --------------------------------------------------------------------
+    def state(self, addr: str) -> RttState:
+        """What is known about addr now (unknown: an all-zero RttState)."""
+        return rtt.current(self.table.get(key_of(addr)), self._now())
+
+    def _update(self, addr: str, fn, *args) -> RttState:
+        now = self._now()
+        key = key_of(addr)
+        slot, old = self.table.find(key)
+        st = fn(rtt.current(old, now), *args, now)
+        self.table.put(key, st, slot)
         return st
 
+    def is_dead(self, st: RttState, now: float) -> bool:
+        if not st.dead:
+            return False
+        return self.probing or now < st.dead_until
+
+    # -- the choice ---------------------------------------------------------------
     def choose(self, candidates: Iterable[str], query: QuerySelection) -> str | None:
-        """The best address to ask, or None if none is usable for this query:
-        fewest errors for this query first, then the best score."""
+        """The address to ask, or None if none is usable for this query."""
         now = self._now()
-        best = None
-        best_key = None
-        for addr in candidates:
-            if not query.usable(addr):
-                continue
-            st = self._state.get(addr)
-            score = UNKNOWN_RTT if st is None or st.srtt is None else st.srtt
-            if st is not None and st.blocked_until > now:
-                score += 10_000.0 * st.timeouts
-            score *= 1.0 + 0.3 * self._rng.random()
-            key = (query.errors(addr), score)
-            if best_key is None or key < best_key:
-                best, best_key = addr, key
+        usable = [(a, self.state(a)) for a in candidates if query.usable(a)]
+        if not usable:
+            return None
+        alive = [(a, st) for a, st in usable if not self.is_dead(st, now)]
+        if not alive:  # every one is dead: the one that comes back first
+            for a, _ in usable:
+                self.dead_seen.add(a)
+            return min(usable, key=lambda x: (query.errors(x[0]), x[1].dead_until))[0]
+        least = min(query.errors(a) for a, _ in alive)
+        tier = [(a, st) for a, st in alive if query.errors(a) == least]
+        unknown = [a for a, st in tier if not st.known]
+        if unknown:
+            return self._rng.choice(unknown)
+        scored = sorted(((rtt.score(st, now, self.UNKNOWN_MS), self._rng.random(), a, st)
+                         for a, st in tier))
+        best_score, _, best, _ = scored[0]
+        others = scored[1:]
+        if not others:
+            return best
+        if self._rng.random() < self.EPSILON:  # explore the stalest of the others
+            stalest = min(st.updated for _, _, _, st in others)
+            return self._rng.choice([a for _, _, a, st in others if st.updated == stalest])
+        near = [a for sc, _, a, _ in others if sc <= best_score + self.SPREAD_MS]
+        if near and self._rng.random() < 0.5:
+            return self._rng.choice(near)
         return best
 
     def timeout(self, addr: str, default: float) -> float:
         """Seconds to wait for addr's reply (the retransmission timeout)."""
-        return default
+        return rtt.timeout(self.state(addr), default)
 
-    def report_rtt(self, addr: str, rtt: float) -> None:
-        st = self.state(addr)
-        ms = rtt * 1000.0
-        st.srtt = ms if st.srtt is None else (1 - ALPHA) * st.srtt + ALPHA * ms
-        st.timeouts = 0
-        st.blocked_until = 0.0
+    # -- outcomes -----------------------------------------------------------------
+    def report_rtt(self, addr: str, rtt_s: float) -> None:
+        """A reply came from addr after rtt_s seconds."""
+        self._update(addr, rtt.add_rtt, rtt_s * 1000.0)
+        self.dead_seen.discard(addr)
 
     def report_error(self, addr: str, err: SelectionError, query: QuerySelection, *,
                      minimized: bool = True, edns: bool = True) -> None:
-        """An exchange with addr failed: count it for this query; a timeout
-        also backs the address off for every request of this worker."""
+        """An exchange with addr failed: count it for this query, and penalise
+        the address for everyone (a timeout also backs it off)."""
         query.error(addr, err, minimized=minimized, edns=edns)
+        if err is SelectionError.OK:
+            return
         if err in EXHAUSTING:
-            st = self.state(addr)
-            st.timeouts += 1
-            st.blocked_until = self._now() + min(MAX_BACKOFF, 0.5 * 2 ** min(st.timeouts, 8))
+            self.report_timeout(addr)
+        else:
+            self._update(addr, rtt.add_error)
+
+    def report_timeout(self, addr: str) -> None:
+        """No reply from addr in time (also the prober's failed probes)."""
+        st = self._update(addr, rtt.add_timeout)
+        if st.dead:
+            self.dead_seen.add(addr)
 
     def set_no_edns(self, addr: str) -> None:
-        self.state(addr).no_edns = True
+        self._update(addr, lambda st, flags, now: rtt.set_flags(st, flags, now), rtt.NO_EDNS)
+
+    def set_tcp_only(self, addr: str) -> None:
+        self._update(addr, lambda st, flags, now: rtt.set_flags(st, flags, now), rtt.TCP_ONLY)
+
+    # -- introspection (upstreams.show / reset) -------------------------------------
+    def show(self) -> dict[str, dict]:
+        """Every known address: srtt, var, timeout, timeouts, dead, no_edns, tcp_only, age."""
+        now = self._now()
+        out = {}
+        for key, raw in self.table.items():
+            addr = addr_of(key)
+            st = rtt.current(raw, now)
+            if addr is None or st is rtt.UNKNOWN:
+                continue
+            out[addr] = {"srtt": round(st.srtt, 1), "var": round(st.var, 1),
+                         "timeout": round(rtt.timeout(st, 0.8) * 1000.0, 1),
+                         "penalty": round(rtt.penalty_at(st, now), 1),
+                         "timeouts": st.timeouts, "dead": self.is_dead(st, now),
+                         "no_edns": st.no_edns, "tcp_only": st.tcp_only,
+                         "age": round(now - st.updated, 1)}
+        return out
+
+    def reset(self, addr: str | None = None) -> None:
+        """Forget addr (every address when None)."""
+        if addr is None:
+            self.table.clear()
+            self.dead_seen.clear()
+        else:
+            self.table.delete(key_of(addr))
+            self.dead_seen.discard(addr)

@@ -143,9 +143,11 @@ LAME_NS, GOOD_NS = "1.2.3.66", "1.2.3.4"  # ns.lame.com. (REFUSED to everything)
 
 
 def _prefer(resolver, addr, other):
-    """Make addr the server selection tries first (lowest smoothed RTT)."""
-    resolver.selection.state(addr).srtt = 0.0
-    resolver.selection.state(other).srtt = 100.0
+    """Make addr the server selection tries first (lowest smoothed RTT, no
+    random exploration)."""
+    resolver.selection.EPSILON = 0.0
+    resolver.selection.report_rtt(addr, 0.0)
+    resolver.selection.report_rtt(other, 0.1)
 
 
 def _asked(server):

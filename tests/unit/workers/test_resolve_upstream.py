@@ -65,6 +65,9 @@ def test_broken_server_not_asked_again_deeper_in_the_same_query(resolver):
     net.servers["198.41.0.4"] = AuthServer((".", ROOT_BAD))
     net.servers["192.5.6.30"] = AuthServer(("com.", COM_BAD))
     bad = net.servers["9.9.9.9"] = AuthServer(("com.", COM_BAD), behaviour="servfail")
+    resolver.selection.EPSILON = 0.0  # no random exploration
+    for known in ("198.41.0.4", "192.5.6.30"):  # unknown servers would be tried first
+        resolver.selection.report_rtt(known, 0.1)
     resolver.selection.report_rtt("9.9.9.9", 0.0001)  # the fastest: always chosen first
     a = ask(resolver, net, "www.example.com.")
     assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.0.0.1"

@@ -60,9 +60,11 @@ def asked(server, name, rdtype):
 
 
 def prefer(resolver, addr, other):
-    """Make addr the server selection tries first (lowest smoothed RTT)."""
-    resolver.selection.state(addr).srtt = 0.0
-    resolver.selection.state(other).srtt = 100.0
+    """Make addr the server selection tries first (lowest smoothed RTT, no
+    random exploration)."""
+    resolver.selection.EPSILON = 0.0
+    resolver.selection.report_rtt(addr, 0.0)
+    resolver.selection.report_rtt(other, 0.1)
 
 
 # -- secure answers -------------------------------------------------------------
