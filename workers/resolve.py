@@ -503,7 +503,8 @@ class Resolver:
         st = self.selection.state(addr)
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
-        tcp = False
+        tcp = st.tcp_only  # remembered per address (selection capability memory)
+        udp_failed = False  # a UDP reply here was unusable but TCP may do (TCP-only servers)
         # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
         x20 = not req.options.NO_0X20
@@ -536,7 +537,7 @@ class Resolver:
                     # echoed it until the timeout): a server that does not keep
                     # case, or a spoofer. As kresd: ask again over TCP, without 0x20.
                     _trace(req, "%s: reply without the 0x20 case of %s, asking again over TCP", addr, sent)
-                    x20, tcp = False, True
+                    x20, tcp, udp_failed = False, True, True
                     continue
             try:
                 reply = dns.message.from_wire(raw)
@@ -552,13 +553,19 @@ class Resolver:
             if not _matches(reply, qid, qname, qtype):
                 self.selection.report_error(addr, SelectionError.MISMATCHED, q)
                 return None, edns
-            self.selection.report_rtt(addr, self.clock.monotonic() - t0)
+            if not tcp or st.tcp_only:  # a TCP exchange also times its handshake
+                self.selection.report_rtt(addr, self.clock.monotonic() - t0)
             if reply.flags & dns.flags.TC:
                 if tcp:  # TC=1 over TCP: nothing more to try with this server
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
                     return None, edns
+                # an empty truncated reply says "use TCP" rather than "too big"
+                udp_failed = not (reply.answer or reply.authority)
                 tcp = True
                 continue
+            if tcp and udp_failed and not st.tcp_only:
+                self.selection.set_tcp_only(addr)  # UDP failed it, TCP works: TCP from now on
+                _trace(req, "%s answers over TCP only: remembered", addr)
             if edns and reply.rcode() in (dns.rcode.FORMERR, dns.rcode.NOTIMP):
                 # kresd: FORMERR to an EDNS query means "ask again without EDNS"
                 self.selection.report_error(addr, SelectionError.FORMERR, q)

@@ -160,9 +160,10 @@ class Selection:
 
     choose() among the usable candidates of the query with the fewest errors:
       1. an unknown server first (kresd: no RTT info sorts first);
-      2. dead servers (DEAD_ROW timeouts in a row) are skipped while others
-         are left; without a prober (`probing` False) a dead one is let
-         through once its dead interval is over, as kresd does;
+      2. dead servers (DEAD_ROW timeouts in a row) are skipped; when all
+         are dead, none is asked while a prober re-asks them in the background
+         (`probing`), else (no prober) the first to come back is let through
+         once its dead interval is over, as kresd does;
       3. with probability EPSILON, explore: the least recently updated of the
          others (a penalised server earns its place back gradually);
       4. else the best score (srtt + decayed penalty), except that half of
@@ -214,9 +215,12 @@ class Selection:
         if not usable:
             return None
         alive = [(a, st) for a, st in usable if not self.is_dead(st, now)]
-        if not alive:  # every one is dead: the one that comes back first
+        if not alive:
             for a, _ in usable:
                 self.dead_seen.add(a)
+            if self.probing:  # the prober asks them again, off the clients' path
+                return None
+            # without a prober: the one that comes back first (kresd)
             return min(usable, key=lambda x: (query.errors(x[0]), x[1].dead_until))[0]
         least = min(query.errors(a) for a, _ in alive)
         tier = [(a, st) for a, st in alive if query.errors(a) == least]

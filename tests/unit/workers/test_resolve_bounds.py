@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -195,3 +196,52 @@ def test_forwarded_queries_use_0x20_too(resolver, stub):
     assert a.answer and a.answer[0][0].address == "10.1.1.1"
     assert a.answer[0].name.to_text() == "target.example."
     assert any(n != n.lower() for n in spy.names), spy.names
+
+
+# -- capability memory: TCP only ------------------------------------------------------
+
+def test_server_that_truncates_everything_is_remembered_as_tcp_only(resolver):
+    """An empty TC=1 to every UDP query (a server that wants TCP): after one
+    exchange the address is TCP-only, and the next query goes straight to TCP."""
+    net, servers = make_net()
+    servers["1.2.3.4"].behaviour = "tc"
+    a = ask(resolver, net, "www.example.com.")
+    assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.0.0.1"
+    assert resolver.selection.state("1.2.3.4").tcp_only
+    before = len(servers["1.2.3.4"].queries)
+    a = ask(resolver, net, "nope.example.com.")
+    assert a.rcode() == dns.rcode.NXDOMAIN
+    assert all(tcp for _, _, tcp in servers["1.2.3.4"].queries[before:])
+
+
+def test_server_that_loses_the_case_is_remembered_as_tcp_only(resolver):
+    net, servers = make_net()
+    srv = LowercasingServer(*servers["1.2.3.4"].zones)
+    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    ask(resolver, net, "www.example.com.")
+    assert resolver.selection.state("1.2.3.4").tcp_only
+    before = len(srv.queries)
+    ask(resolver, net, "nope.example.com.")
+    assert all(tcp for _, _, tcp in srv.queries[before:])
+
+
+class PartialTC(AuthServer):
+    """Over UDP: TC=1 with what fitted (the answer kept), as for a large answer."""
+
+    def answer(self, wire, tcp):
+        out = super().answer(wire, tcp)
+        if out is None or tcp:
+            return out
+        m = dns.message.from_wire(out)
+        m.flags |= dns.flags.TC
+        return m.to_wire()
+
+
+def test_a_large_answer_does_not_make_a_server_tcp_only(resolver):
+    net, servers = make_net()
+    srv = PartialTC(*servers["1.2.3.4"].zones)
+    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    a = ask(resolver, net, "www.example.com.")
+    assert a.answer and a.answer[0][0].address == "10.0.0.1"
+    assert any(tcp for _, _, tcp in srv.queries)  # it did go to TCP after the TC=1
+    assert not resolver.selection.state("1.2.3.4").tcp_only

@@ -196,6 +196,7 @@ def test_a_dead_server_is_skipped_then_let_through_or_left_to_the_prober():
     assert A in {sel.choose([A, B], QuerySelection()) for _ in range(100)}
     sel.probing = True  # unless a prober asks it off the clients' path
     assert {sel.choose([A, B], QuerySelection()) for _ in range(100)} == {B}
+    assert sel.choose([A], QuerySelection()) is None  # not even as the only one: the prober will
     sel.report_rtt(A, 0.010)  # the probe's reply
     assert not sel.state(A).dead and A not in sel.dead_seen
 
