@@ -366,13 +366,13 @@ class Resolver:
                 return c.result
 
     def _queue_refresh(self, req: Request, cut: ZoneCut) -> None:
-        """A referral gave glue: queue the child zone's own addresses of those
+        """With module ns_refresh loaded, a referral that gave glue: queue the child zone's own addresses of those
         NS names, to be fetched in the background (take_refresh) and used once
         stashed as an authoritative (and, where DNSSEC applies, validated)
         answer. Not below the root or a TLD (their glue is what everyone
         uses), not for names already known from an authoritative answer."""
         cache = self._cache(req)
-        if cache is None or len(cut.name.labels) < 3:
+        if not self.settings.ns_refresh or cache is None or len(cut.name.labels) < 3:
             return
         now = self.clock.monotonic()
         for ns, addrs in cut.ns.items():
@@ -528,7 +528,7 @@ class Resolver:
                              timeout=self.selection.timeout(addr, s.upstream_timeout), source=source,
                              x20=x20)
             if raw is None:
-                self.selection.report_error(addr, SelectionError.TIMEOUT, q)
+                self.selection.report_error(addr, SelectionError.TIMEOUT, q, question=(qname, qtype))
                 return None, edns
             if x20:
                 raw = _plain_case(raw, sent, qname)

@@ -81,6 +81,7 @@ class Settings:
     outgoing_v6: str | None = None
     glue_mode: GlueMode = GlueMode.NORMAL
     priming: bool = True  # kresd's `priming` module: ask ". NS" before first use of the hints
+    ns_refresh: bool = False  # module ns_refresh (kresd-py): the child's NS addresses in the background
     max_upstream_queries: int = 100  # per request (kresd KR_ITER_LIMIT)
     max_cname_chain: int = 13  # kresd KR_CNAME_CHAIN_LIMIT
     resolve_time_limit: float = 10.0  # seconds per request (KR_RESOLVE_TIME_LIMIT)

@@ -89,7 +89,8 @@ def _import_builtins() -> None:
     import importlib
 
     for name in ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
-                 "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log"):
+                 "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log",
+                 "ns_refresh"):
         try:
             importlib.import_module(f"kresd.modules.{name}")
         except ModuleNotFoundError as exc:

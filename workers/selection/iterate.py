@@ -161,9 +161,9 @@ class Selection:
     choose() among the usable candidates of the query with the fewest errors:
       1. an unknown server first (kresd: no RTT info sorts first);
       2. dead servers (DEAD_ROW timeouts in a row) are skipped; when all
-         are dead, none is asked while a prober re-asks them in the background
-         (`probing`), else (no prober) the first to come back is let through
-         once its dead interval is over, as kresd does;
+         are dead, the first to come back is let through once its dead
+         interval is over, as kresd does, and before that none is asked while
+         a prober re-asks them in the background (`probing`);
       3. with probability EPSILON, explore: the least recently updated of the
          others (a penalised server earns its place back gradually);
       4. else the best score (srtt + decayed penalty), except that half of
@@ -182,6 +182,7 @@ class Selection:
         self.table = table if table is not None else Table(slots=1024)
         self.probing = False  # a Prober re-asks dead servers (workers/selection/prober.py)
         self.dead_seen: set[str] = set()  # addresses this worker saw dead (the prober's list)
+        self.unanswered: dict = {}  # address -> the last (qname, qtype) it did not answer
 
     def attach(self, table: Table) -> None:
         """Use `table` (the shared file) from now on."""
@@ -218,10 +219,12 @@ class Selection:
         if not alive:
             for a, _ in usable:
                 self.dead_seen.add(a)
-            if self.probing:  # the prober asks them again, off the clients' path
-                return None
-            # without a prober: the one that comes back first (kresd)
-            return min(usable, key=lambda x: (query.errors(x[0]), x[1].dead_until))[0]
+            first = min(usable, key=lambda x: (query.errors(x[0]), x[1].dead_until))
+            if self.probing and first[1].dead_until > now:
+                return None  # the prober asks them again, off the clients' path
+            # the one that comes back first, let through once its dead interval
+            # is over (kresd), or at once when no prober runs
+            return first[0]
         least = min(query.errors(a) for a, _ in alive)
         tier = [(a, st) for a, st in alive if query.errors(a) == least]
         unknown = [a for a, st in tier if not st.known]
@@ -252,13 +255,18 @@ class Selection:
         self.dead_seen.discard(addr)
 
     def report_error(self, addr: str, err: SelectionError, query: QuerySelection, *,
-                     minimized: bool = True, edns: bool = True) -> None:
+                     minimized: bool = True, edns: bool = True, question=None) -> None:
         """An exchange with addr failed: count it for this query, and penalise
-        the address for everyone (a timeout also backs it off)."""
+        the address for everyone (a timeout also backs it off). `question`
+        (qname, qtype) of a timeout is what the prober re-asks if addr dies."""
         query.error(addr, err, minimized=minimized, edns=edns)
         if err is SelectionError.OK:
             return
         if err in EXHAUSTING:
+            if question is not None:
+                if len(self.unanswered) > 4096:
+                    self.unanswered.clear()
+                self.unanswered[addr] = question
             self.report_timeout(addr)
         else:
             self._update(addr, rtt.add_error)

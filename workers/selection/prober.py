@@ -2,8 +2,10 @@
 
 Owns: `Prober`, a task on the worker's loop that every INTERVAL seconds looks
 at the servers this worker saw dead (`Selection.dead_seen`) and, for each
-whose dead interval is over, sends one cheap question (`. NS`, no EDNS, no
-recursion: any reply at all, even REFUSED, proves the server is back)
+whose dead interval is over, sends one question (the last one it left
+unanswered, or `. NS`; no EDNS, no recursion: any reply at all, even REFUSED,
+proves the server is back; a question the server was already asked is also
+one a scripted test network knows)
 through the worker's outbound transport. A reply is reported as an RTT
 sample, which ends the run of timeouts (the server is chosen again); no
 reply is one more timeout (a longer dead interval). Before sending, the
@@ -92,12 +94,14 @@ class Prober:
         return out
 
     async def probe(self, addr: str) -> bool:
-        """Ask addr `. NS`; True if anything came back."""
+        """Ask addr again the last question it left unanswered (`. NS` when
+        none is known); True if anything came back."""
         sel = self.selection
         try:
             host, _, port = addr.partition("#")
             qid = self.rng.getrandbits(16)
-            query = dns.message.make_query(dns.name.root, T.NS, use_edns=False, id=qid)
+            qname, qtype = sel.unanswered.get(addr, (dns.name.root, T.NS))
+            query = dns.message.make_query(qname, qtype, use_edns=False, id=qid)
             query.flags = 0
             source = self.outgoing_v6 if ":" in host else self.outgoing_v4
             self.probes += 1

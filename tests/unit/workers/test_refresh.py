@@ -10,6 +10,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype as T
+import pytest
 
 from cache.api import Rank
 from workers import resolve as resolve_mod
@@ -30,6 +31,18 @@ def run_refresh(resolver, net) -> list:
     for name, rtype in items:
         drive_sync(resolver.resolve(dns.message.make_query(name, rtype)), net)
     return items
+
+
+@pytest.fixture(autouse=True)
+def module_loaded(resolver):
+    resolver.settings.ns_refresh = True  # what modules.load('ns_refresh') does
+
+
+def test_off_by_default_as_kresd_sends_no_such_query(resolver):
+    resolver.settings.ns_refresh = False
+    net, _ = make_net()
+    ask(resolver, net, "www.example.com.")
+    assert resolver.take_refresh() == []
 
 
 def test_referral_with_glue_queues_the_child_addresses(resolver):

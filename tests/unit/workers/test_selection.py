@@ -196,7 +196,11 @@ def test_a_dead_server_is_skipped_then_let_through_or_left_to_the_prober():
     assert A in {sel.choose([A, B], QuerySelection()) for _ in range(100)}
     sel.probing = True  # unless a prober asks it off the clients' path
     assert {sel.choose([A, B], QuerySelection()) for _ in range(100)} == {B}
-    assert sel.choose([A], QuerySelection()) is None  # not even as the only one: the prober will
+    assert sel.choose([A], QuerySelection()) == A  # the only one, its dead interval over: let through
+    sel.report_error(A, E.TIMEOUT, QuerySelection())  # dead again, for longer
+    assert sel.choose([A], QuerySelection()) is None  # within it: none asked, the prober will
+    clock.now += 2.5
+    assert sel.choose([A], QuerySelection()) == A
     sel.report_rtt(A, 0.010)  # the probe's reply
     assert not sel.state(A).dead and A not in sel.dead_seen
 

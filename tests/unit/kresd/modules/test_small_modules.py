@@ -1,4 +1,4 @@
-"""refuse_nord, workarounds and priming modules."""
+"""refuse_nord, workarounds, priming and ns_refresh modules."""
 import dns.flags
 import dns.rcode
 
@@ -62,6 +62,15 @@ def test_priming_toggles_setting():
     assert env.settings.priming is True
     env.registry.unload("priming")
     assert env.settings.priming is False
+
+
+def test_ns_refresh_toggles_setting_and_is_off_by_default():
+    env = Env()
+    assert env.settings.ns_refresh is False  # kresd 5.6 sends no such queries
+    env.registry.load("ns_refresh")
+    assert env.settings.ns_refresh is True
+    env.registry.unload("ns_refresh")
+    assert env.settings.ns_refresh is False
 
 
 def _pq(name: str, rd: bool = True):

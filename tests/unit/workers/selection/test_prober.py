@@ -88,3 +88,24 @@ def test_the_task_probes_on_its_own():
 
     asyncio.run(main())
     assert not sel.state(DEAD).dead
+
+
+def test_the_probe_asks_the_last_question_the_server_left_unanswered():
+    """A question the server was already asked (a scripted test network such as
+    Deckard's knows it; `. NS` may be one it does not)."""
+    import dns.name
+    import dns.rdatatype as T
+
+    sel, clock = dead_selection()
+    sel.report_error(DEAD, E.TIMEOUT, QuerySelection(), question=(dns.name.from_text("zone.test."), T.NS))
+    asked = []
+
+    async def transport(send):
+        asked.append(dns.message.from_wire(send.wire))
+        return None
+
+    p = Prober(sel, transport)
+    clock.now += 5.0
+    assert p.due() == [DEAD]
+    asyncio.run(p.probe(DEAD))
+    assert asked[0].question[0].name.to_text() == "zone.test." and asked[0].question[0].rdtype == T.NS
