@@ -144,6 +144,7 @@ class Request:
     cache_hits: int = 0  # (sub-)queries answered from the cache or local data
     cut_name: dns.name.Name | None = None  # zone cut of the last upstream query (req:resolved())
     upstream_queries: int = 0
+    timeouts: dict = field(default_factory=dict)  # address -> timeouts in this request (all sub-queries)
     resolving: set = field(default_factory=set)  # (name, type) being resolved: cycle detection
     depth: int = 0
     uid: int = 0

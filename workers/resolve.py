@@ -44,6 +44,11 @@ DNS_HEADER = 12
 #: starts the count again.
 NS_ADDR_LOOKUPS = 5
 
+#: Timeouts one address may cost one request, all its sub-queries together:
+#: past that, the request asks it no more (a silent server behind many NS
+#: names, NXNSAttack with a silent victim, is not asked once per name).
+REQUEST_TIMEOUTS = 2
+
 #: Background refresh of NS addresses (the child zone's own A/AAAA of the NS
 #: names its parent gave glue for): at most this many waiting, and one name and
 #: type is not queued again for REFRESH_RETRY seconds (failed or not).
@@ -283,7 +288,8 @@ class Resolver:
                 yield from self.validator.trust_check(req, q)
             cut = q.cut
             qname, qtype = (sname, stype) if q.sel.no_minimize else self._minimized(sname, stype, cut)
-            addr = self.selection.choose(cut.addresses(req.options), q.sel)
+            addr = self.selection.choose([a for a in cut.addresses(req.options)
+                                          if req.timeouts.get(a, 0) < REQUEST_TIMEOUTS], q.sel)
             if addr is None:
                 if forward:
                     if q.last_bogus is not None:
@@ -504,7 +510,7 @@ class Resolver:
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
         tcp = st.tcp_only  # remembered per address (selection capability memory)
-        udp_failed = False  # a UDP reply here was unusable but TCP may do (TCP-only servers)
+        udp_failed = False  # UDP lost the 0x20 case here but TCP may do (TCP-only servers)
         # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
         x20 = not req.options.NO_0X20
@@ -524,11 +530,14 @@ class Resolver:
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
             req.upstream_queries += 1
             t0 = self.clock.monotonic()
-            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp,
-                             timeout=self.selection.timeout(addr, s.upstream_timeout), source=source,
-                             x20=x20)
+            # the server's retransmission timeout, within what is left of the request's time
+            left = s.resolve_time_limit - (t0 - req.started)
+            timeout = max(0.05, min(self.selection.timeout(addr, s.upstream_timeout), left))
+            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=timeout,
+                             source=source, x20=x20)
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT, q, question=(qname, qtype))
+                req.timeouts[addr] = req.timeouts.get(addr, 0) + 1
                 return None, edns
             if x20:
                 raw = _plain_case(raw, sent, qname)
@@ -559,9 +568,7 @@ class Resolver:
                 if tcp:  # TC=1 over TCP: nothing more to try with this server
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
                     return None, edns
-                # an empty truncated reply says "use TCP" rather than "too big"
-                udp_failed = not (reply.answer or reply.authority)
-                tcp = True
+                tcp = True  # (an empty TC=1 is also how knotd and BIND say "too big")
                 continue
             if tcp and udp_failed and not st.tcp_only:
                 self.selection.set_tcp_only(addr)  # UDP failed it, TCP works: TCP from now on

@@ -1,7 +1,7 @@
 """An NXNSAttack setup (CVE-2020-12667): scripted root, attacker and victim servers.
 
-Owns: three in-process UDP authoritative servers on loopback that count the
-queries they receive, and `measure()`, which sends client queries to a resolver
+Owns: three in-process authoritative servers (UDP and TCP) on loopback that
+count the queries they receive, and `measure()`, which sends client queries to a resolver
 and returns the upstream queries each one cost.
 Must not: start resolvers (the tests do) or use addresses outside 127.0.11.x.
 
@@ -132,11 +132,53 @@ class Servers:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((addr, 53))
             s.settimeout(0.2)
-            self._socks.append(s)
-            t = threading.Thread(target=self._serve, args=(addr, s), daemon=True)
-            t.start()
-            self._threads.append(t)
+            t = socket.socket()
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind((addr, 53))
+            t.listen(64)
+            t.settimeout(0.2)
+            self._socks += [s, t]
+            for target in (self._serve, self._accept):
+                th = threading.Thread(target=target, args=(addr, s if target == self._serve else t),
+                                      daemon=True)
+                th.start()
+                self._threads.append(th)
         return self
+
+    def _accept(self, addr: str, listener: socket.socket) -> None:
+        """TCP: every query counts as well (a resolver may retry over TCP)."""
+        while not self._stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve_tcp, args=(addr, conn), daemon=True).start()
+
+    def _serve_tcp(self, addr: str, conn: socket.socket) -> None:
+        conn.settimeout(2.0)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    hdr = conn.recv(2, socket.MSG_WAITALL)
+                    if len(hdr) < 2:
+                        return
+                    data = conn.recv(int.from_bytes(hdr, "big"), socket.MSG_WAITALL)
+                    q = dns.message.from_wire(data)
+                except (OSError, dns.exception.DNSException):
+                    return
+                if not q.question:
+                    return
+                with self.lock:
+                    self.counts[addr] += 1
+                r = self._answer(addr, q)
+                if r is not None:
+                    out = r.to_wire(max_size=65535)
+                    try:
+                        conn.sendall(len(out).to_bytes(2, "big") + out)
+                    except OSError:
+                        return
 
     def _serve(self, addr: str, s: socket.socket) -> None:
         while not self._stop.is_set():

@@ -200,18 +200,17 @@ def test_forwarded_queries_use_0x20_too(resolver, stub):
 
 # -- capability memory: TCP only ------------------------------------------------------
 
-def test_server_that_truncates_everything_is_remembered_as_tcp_only(resolver):
-    """An empty TC=1 to every UDP query (a server that wants TCP): after one
-    exchange the address is TCP-only, and the next query goes straight to TCP."""
+def test_empty_truncated_replies_do_not_make_a_server_tcp_only(resolver):
+    """An empty TC=1 is how knotd and BIND answer a too-big question over UDP:
+    no capability memory from it (the next small question goes over UDP)."""
     net, servers = make_net()
     servers["1.2.3.4"].behaviour = "tc"
     a = ask(resolver, net, "www.example.com.")
     assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.0.0.1"
-    assert resolver.selection.state("1.2.3.4").tcp_only
+    assert not resolver.selection.state("1.2.3.4").tcp_only
     before = len(servers["1.2.3.4"].queries)
-    a = ask(resolver, net, "nope.example.com.")
-    assert a.rcode() == dns.rcode.NXDOMAIN
-    assert all(tcp for _, _, tcp in servers["1.2.3.4"].queries[before:])
+    ask(resolver, net, "nope.example.com.")
+    assert not servers["1.2.3.4"].queries[before][2]  # UDP first again
 
 
 def test_server_that_loses_the_case_is_remembered_as_tcp_only(resolver):
@@ -245,3 +244,13 @@ def test_a_large_answer_does_not_make_a_server_tcp_only(resolver):
     assert a.answer and a.answer[0][0].address == "10.0.0.1"
     assert any(tcp for _, _, tcp in srv.queries)  # it did go to TCP after the TC=1
     assert not resolver.selection.state("1.2.3.4").tcp_only
+
+
+def test_a_silent_victim_costs_a_request_at_most_two_timeouts(resolver):
+    """NXNSAttack with a victim that never answers: each NS name looked up would
+    ask it again; the request gives up on it after REQUEST_TIMEOUTS timeouts."""
+    net, servers = attack_net()
+    servers["1.2.3.9"].behaviour = "timeout"
+    a = ask(resolver, net, "www.x.com.")
+    assert a.rcode() == dns.rcode.SERVFAIL
+    assert 0 < len(servers["1.2.3.9"].queries) <= 2  # REQUEST_TIMEOUTS; 5 without it
