@@ -88,23 +88,41 @@ def test_no_0x20_sends_plain_case(resolver):
     assert wire and all(n == n.lower() for n in wire)
 
 
-class LowercasingServer(AuthServer):
-    """Answers over UDP with the question in lower case (breaks 0x20, as some
-    middleboxes do); over TCP it echoes the question as it came."""
+class UdpMangled(AuthServer):
+    """Answers over UDP changed by `mangle(message)`; over TCP as they come."""
+
+    def __init__(self, zones, mangle):
+        super().__init__(*zones)
+        self.mangle = mangle
 
     def answer(self, wire, tcp):
         out = super().answer(wire, tcp)
         if out is None or tcp:
             return out
         m = dns.message.from_wire(out)
-        m.question[0].name = m.question[0].name.canonicalize()
+        self.mangle(m)
         return m.to_wire()
+
+
+def lowercase_question(m):
+    """Breaks 0x20, as some middleboxes do."""
+    m.question[0].name = m.question[0].name.canonicalize()
+
+
+def partial_tc(m):
+    """TC=1 with what fitted (the answer kept), as for a large answer."""
+    m.flags |= dns.flags.TC
+
+
+def mangled(net, servers, mangle, addr="1.2.3.4") -> UdpMangled:
+    srv = UdpMangled(servers[addr].zones, mangle)
+    servers[addr] = net.servers[addr] = srv
+    return srv
 
 
 def test_server_that_loses_the_case_is_asked_again_over_tcp_without_0x20(resolver):
     net, servers = make_net()
-    srv = LowercasingServer(*servers["1.2.3.4"].zones)
-    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    srv = mangled(net, servers, lowercase_question)
     a = ask(resolver, net, "www.example.com.")
     assert a.rcode() == dns.rcode.NOERROR and a.answer[0][0].address == "10.0.0.1"
     tcp = [(n, t) for n, t, over_tcp in srv.queries if over_tcp]
@@ -215,8 +233,7 @@ def test_empty_truncated_replies_do_not_make_a_server_tcp_only(resolver):
 
 def test_server_that_loses_the_case_is_remembered_as_tcp_only(resolver):
     net, servers = make_net()
-    srv = LowercasingServer(*servers["1.2.3.4"].zones)
-    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    srv = mangled(net, servers, lowercase_question)
     ask(resolver, net, "www.example.com.")
     assert resolver.selection.state("1.2.3.4").tcp_only
     before = len(srv.queries)
@@ -224,22 +241,9 @@ def test_server_that_loses_the_case_is_remembered_as_tcp_only(resolver):
     assert all(tcp for _, _, tcp in srv.queries[before:])
 
 
-class PartialTC(AuthServer):
-    """Over UDP: TC=1 with what fitted (the answer kept), as for a large answer."""
-
-    def answer(self, wire, tcp):
-        out = super().answer(wire, tcp)
-        if out is None or tcp:
-            return out
-        m = dns.message.from_wire(out)
-        m.flags |= dns.flags.TC
-        return m.to_wire()
-
-
 def test_a_large_answer_does_not_make_a_server_tcp_only(resolver):
     net, servers = make_net()
-    srv = PartialTC(*servers["1.2.3.4"].zones)
-    servers["1.2.3.4"] = net.servers["1.2.3.4"] = srv
+    srv = mangled(net, servers, partial_tc)
     a = ask(resolver, net, "www.example.com.")
     assert a.answer and a.answer[0][0].address == "10.0.0.1"
     assert any(tcp for _, _, tcp in srv.queries)  # it did go to TCP after the TC=1
