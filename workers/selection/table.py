@@ -87,6 +87,7 @@ class Table:
         self.path = path
         self.buf = buf if buf is not None else bytearray(HEADER_SIZE + slots * SLOT)
         self._mv = memoryview(self.buf)
+        self._memo: dict[bytes, tuple[int, int, RttState]] = {}  # key -> (slot, write counter, state)
         if buf is None:
             HEADER.pack_into(self.buf, 0, MAGIC, slots, SLOT)
 
@@ -127,6 +128,11 @@ class Table:
 
     def _read_slot(self, slot: int) -> tuple[bytes, RttState] | None:
         """(key, state) of a slot, or None if empty, corrupt or being written."""
+        rec = self._read_slot_seq(slot)
+        return None if rec is None else rec[:2]
+
+    def _read_slot_seq(self, slot: int) -> tuple[bytes, RttState, int] | None:
+        """(key, state, seq) of a slot: seq is the write counter the state was read at."""
         off = self._off(slot)
         buf = self.buf
         for _ in range(3):
@@ -142,7 +148,7 @@ class Table:
             if key[0] not in (4, 6) and key[:2] != b"\0\0":
                 return None
             st = RttState(srtt, var, pen, tos, flags, created, updated, dead)
-            return (key, st) if st.valid() else None
+            return (key, st, seq) if st.valid() else None
         return None
 
     def _write_slot(self, slot: int, key: bytes, st: RttState) -> None:
@@ -156,14 +162,22 @@ class Table:
         struct.pack_into("<I", self.buf, off, (odd + 1) & 0xFFFFFFFF)
 
     def _lookup(self, key: bytes) -> tuple[int, RttState] | None:
+        memo = self._memo.get(key)
+        if memo is not None:  # decoded before: still valid while the slot's write counter is unchanged
+            slot, seq, st = memo
+            if struct.unpack_from("<I", self.buf, HEADER_SIZE + slot * SLOT)[0] == seq:
+                return slot, st
         home = self._home(key)
         mv = self._mv
         for i in range(PROBE):
             slot = (home + i) % self.slots
             off = HEADER_SIZE + slot * SLOT + 8
             if mv[off:off + 20] == key:  # cheap pre-check before the CRC
-                rec = self._read_slot(slot)
+                rec = self._read_slot_seq(slot)
                 if rec is not None and rec[0] == key:
+                    if len(self._memo) > 2 * self.slots:
+                        self._memo.clear()
+                    self._memo[key] = (slot, rec[2], rec[1])
                     return slot, rec[1]
         return None
 
