@@ -75,6 +75,23 @@ def test_file_is_shared_between_mappings_and_survives_reopen(tmp_path):
     c.close()
 
 
+def test_a_remembered_read_sees_the_other_mappings_next_write(tmp_path):
+    """Reads reuse a decoded record while its slot's write counter stands still:
+    a write through another mapping (another fork) moves it, and the next read
+    decodes again."""
+    a = table.open_shared(str(tmp_path))
+    b = table.open_shared(str(tmp_path))
+    k = key_of("192.0.2.1")
+    a.put(k, _st(10.0))
+    assert b.get(k) == _st(10.0) and b.get(k) == _st(10.0)  # the second from b's memory
+    a.put(k, _st(30.0))
+    assert b.get(k) == _st(30.0)
+    a.delete(k)
+    assert b.get(k) is None
+    a.close()
+    b.close()
+
+
 def test_a_truncated_or_foreign_file_is_rebuilt_empty(tmp_path):
     path = tmp_path / table.FILE_NAME
     t = table.open_shared(str(tmp_path))
