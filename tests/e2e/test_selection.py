@@ -189,6 +189,7 @@ def show(g: Group, path=None) -> dict:
 def test_most_queries_go_to_the_fastest_and_a_loss_is_forgiven(kresd, servers):
     run("127.0.13.100", "a", 200)
     got = shares(servers, "a")
+    print(f"200 queries, servers at {DELAYS}: shares {dict(got)}")
     assert got[FAST] >= 0.8 * 200 and min(got.values()) >= 2, got
     table = show(kresd)
     assert table[FAST]["srtt"] < table[MID]["srtt"] < table[SLOW]["srtt"], table
@@ -208,6 +209,8 @@ def test_most_queries_go_to_the_fastest_and_a_loss_is_forgiven(kresd, servers):
     last = {f"c{i}" for i in range(150, 200)}  # its share at the end of the 200
     tail = Counter({a: sum(1 for lab in s.asked if lab in last) for a, s in servers.items()})
     assert sum(before.values()) == 0
+    print(f"after 3 losses at the fastest: shares of the next 200 {dict(shares(servers, 'c'))}, "
+          f"of queries 150-199 {dict(tail)}")
     assert tail[FAST] >= 0.8 * sum(tail.values()), (tail, shares(servers, "c"))
 
 
@@ -229,6 +232,7 @@ def test_two_zones_share_an_ip_and_a_dead_server_is_probed_back(kresd, servers):
         assert table[FAST]["dead"] and table[FAST]["timeouts"] >= 4, table
         asked = len(fast.asked)
         run("127.0.13.100", "f", 30)
+        print(f"black-holed fastest, dead: 30 queries {dict(shares(servers, 'f'))}")
         assert shares(servers, "f")[FAST] == 0  # skipped while dead
         # the prober asks it again (the last question it left unanswered, without
         # EDNS), off the clients' path, and it stays dead
@@ -242,6 +246,7 @@ def test_two_zones_share_an_ip_and_a_dead_server_is_probed_back(kresd, servers):
     while servers[FAST].count("g") < 10 and n < 200:
         run("127.0.13.100", f"g{n}-", 1)
         n += 1
+    print(f"revived by the prober: {n} queries until it had 10 again, {dict(shares(servers, 'g'))}")
     assert servers[FAST].count("g") >= 10, (n, shares(servers, "g"), show(kresd))
 
 
@@ -266,6 +271,7 @@ def test_forks_share_and_a_restart_remembers(kresd_bin, tmp_path, servers):
         tty_json(two, "(function() for i = 1, 20 do resolve('k' .. i .. '.ztest.', kres.type.A) end end)()")
         wait_for(lambda: sum(shares(servers, "k").values()) >= 20, 10, "fork two's queries")
         got = shares(servers, "k")
+        print(f"fork two, after fork one learned: 20 queries {dict(got)}")
         assert got[FAST] >= 15, (got, learned)
     finally:
         g.stop()
@@ -278,6 +284,7 @@ def test_forks_share_and_a_restart_remembers(kresd_bin, tmp_path, servers):
         wait_for(lambda: _answers("127.0.13.101"), 10, "the restarted resolver")
         run("127.0.13.101", "m", 20)
         got = shares(servers, "m")
+        print(f"restarted: 20 queries {dict(got)}")
         assert got[FAST] >= 16, got  # no unknown server to try first
     finally:
         g2.stop()
