@@ -530,9 +530,13 @@ class Resolver:
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
             req.upstream_queries += 1
             t0 = self.clock.monotonic()
-            # the server's retransmission timeout, within what is left of the request's time
+            # the server's retransmission timeout (over TCP at least the default: it
+            # also covers the handshake), within what is left of the request's time
             left = s.resolve_time_limit - (t0 - req.started)
-            timeout = max(0.05, min(self.selection.timeout(addr, s.upstream_timeout), left))
+            timeout = self.selection.timeout(addr, s.upstream_timeout)
+            if tcp:
+                timeout = max(timeout, s.upstream_timeout)
+            timeout = max(0.05, min(timeout, left))
             raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=timeout,
                              source=source, x20=x20)
             if raw is None:

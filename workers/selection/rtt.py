@@ -31,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 MIN_ADDITION = 20.0  # ms: least margin over srtt (kresd MINIMAL_TIMEOUT_ADDITION)
-MIN_TIMEOUT = 0.05  # s: floor of the retransmission timeout
+MIN_TIMEOUT = 0.2  # s: floor of the retransmission timeout: what a busy worker measures includes
+#   its own event-loop latency, and a flood must not make it time out servers that did answer
 MAX_TIMEOUT = 10.0  # s: cap of the retransmission timeout (kresd MAX_TIMEOUT)
 MAX_BACKOFF = 5  # doublings of the timeout at most (kresd MAX_BACKOFF)
 DEAD_ROW = 4  # consecutive timeouts that make a server dead (kresd KR_NS_TIMEOUT_ROW_DEAD)

@@ -258,3 +258,21 @@ def test_a_silent_victim_costs_a_request_at_most_two_timeouts(resolver):
     a = ask(resolver, net, "www.x.com.")
     assert a.rcode() == dns.rcode.SERVFAIL
     assert 0 < len(servers["1.2.3.9"].queries) <= 2  # REQUEST_TIMEOUTS; 5 without it
+
+
+def test_tcp_exchanges_wait_at_least_the_default_timeout(resolver):
+    """A server learnt as fast (a 20 ms UDP timeout would do) still gets the
+    default timeout over TCP: it covers the handshake too."""
+    net, servers = make_net()
+    sends = []
+
+    def spy(send):
+        sends.append(send)
+        return net(send)
+
+    resolver.selection.report_rtt("1.2.3.4", 0.001)
+    servers["1.2.3.4"].behaviour = "tc"
+    ask(resolver, spy, "www.example.com.")
+    to_it = [s for s in sends if s.addr == "1.2.3.4"]
+    assert [s.tcp for s in to_it] == [False, True]
+    assert to_it[0].timeout < resolver.settings.upstream_timeout <= to_it[1].timeout

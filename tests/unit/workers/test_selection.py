@@ -228,7 +228,7 @@ def test_show_and_reset():
     sel.set_tcp_only("192.0.2.9#5353")
     clock.now += 2
     shown = sel.show()
-    assert shown[A] == {"srtt": 10.0, "var": 5.0, "timeout": 50.0, "penalty": 0.0, "timeouts": 0,
+    assert shown[A] == {"srtt": 10.0, "var": 5.0, "timeout": 200.0, "penalty": 0.0, "timeouts": 0,
                         "dead": False, "no_edns": False, "tcp_only": False, "age": 2.0}
     assert shown["192.0.2.9#5353"]["tcp_only"]
     sel.reset()
