@@ -372,11 +372,12 @@ class Resolver:
                 return c.result
 
     def _queue_refresh(self, req: Request, cut: ZoneCut) -> None:
-        """With module ns_refresh loaded, a referral that gave glue: queue the child zone's own addresses of those
-        NS names, to be fetched in the background (take_refresh) and used once
-        stashed as an authoritative (and, where DNSSEC applies, validated)
-        answer. Not below the root or a TLD (their glue is what everyone
-        uses), not for names already known from an authoritative answer."""
+        """With module ns_refresh loaded, a referral that gave glue: queue the
+        child zone's own addresses of those NS names, to be fetched in the
+        background (take_refresh) and used once stashed as an authoritative
+        (and, where DNSSEC applies, validated) answer. Not below the root or a
+        TLD (their glue is what everyone uses), not for names already known
+        from an authoritative answer."""
         cache = self._cache(req)
         if not self.settings.ns_refresh or cache is None or len(cut.name.labels) < 3:
             return
@@ -510,7 +511,7 @@ class Resolver:
         edns = not req.options.NO_EDNS and not st.no_edns
         forward = req.forward is not None
         tcp = st.tcp_only  # remembered per address (selection capability memory)
-        udp_failed = False  # UDP lost the 0x20 case here but TCP may do (TCP-only servers)
+        case_lost = False  # UDP lost the 0x20 case here: if TCP works, the server is TCP-only
         # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
         x20 = not req.options.NO_0X20
@@ -550,7 +551,7 @@ class Resolver:
                     # echoed it until the timeout): a server that does not keep
                     # case, or a spoofer. As kresd: ask again over TCP, without 0x20.
                     _trace(req, "%s: reply without the 0x20 case of %s, asking again over TCP", addr, sent)
-                    x20, tcp, udp_failed = False, True, True
+                    x20, tcp, case_lost = False, True, True
                     continue
             try:
                 reply = dns.message.from_wire(raw)
@@ -574,7 +575,7 @@ class Resolver:
                     return None, edns
                 tcp = True  # (an empty TC=1 is also how knotd and BIND say "too big")
                 continue
-            if tcp and udp_failed and not st.tcp_only:
+            if case_lost and not st.tcp_only:
                 self.selection.set_tcp_only(addr)  # UDP failed it, TCP works: TCP from now on
                 _trace(req, "%s answers over TCP only: remembered", addr)
             if edns and reply.rcode() in (dns.rcode.FORMERR, dns.rcode.NOTIMP):
