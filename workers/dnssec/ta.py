@@ -147,9 +147,13 @@ def closest_ta(settings, name: dns.name.Name, rtype: int | None = None) -> dns.n
     """kresd kr_ta_closest(): the nearest name at or above `name` (for DS: above
     it, DS being parent-side data) with a trust anchor; None when a negative
     trust anchor is met first or no anchor covers the name."""
+    tas, ntas = settings.trust_anchors, settings.negative_trust_anchors
+    if not tas:
+        return None  # validation off (trust_anchors.remove('.')): no walk up the name
+    if not ntas and len(tas) == 1 and tas.get(dns.name.root):
+        return dns.name.root  # the usual case: only the root's anchor covers everything
     if rtype == T.DS and name != dns.name.root:
         name = name.parent()
-    tas, ntas = settings.trust_anchors, settings.negative_trust_anchors
     while True:
         if tas.get(name):
             return name

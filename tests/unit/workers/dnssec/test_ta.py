@@ -210,6 +210,30 @@ def test_closest_ta_walks_up_and_stops_at_negative_anchors():
     assert ta.closest_ta(s, N("www.example.")) is None
 
 
+def _closest_ta_walk(s, name, rtype=None):
+    """closest_ta without its shortcuts: the plain walk up the name."""
+    if rtype == T.DS and name != ROOT:
+        name = name.parent()
+    while True:
+        if s.trust_anchors.get(name):
+            return name
+        if name in s.negative_trust_anchors or name == ROOT:
+            return None
+        name = name.parent()
+
+
+@given(st.lists(st.sampled_from(["a", "b", "example", "org", "x-y"]), max_size=4),
+       st.sampled_from([None, T.A, T.DS]), st.sampled_from(["none", "root", "root+ex", "root+nta"]))
+def test_closest_ta_shortcuts_agree_with_the_walk(labels, rtype, anchors):
+    s = fresh()
+    ds = [Key().ds()]
+    s.trust_anchors = {"none": {}, "root": {ROOT: ds}, "root+ex": {ROOT: ds, N("example."): ds},
+                       "root+nta": {ROOT: ds}}[anchors]
+    s.negative_trust_anchors = [N("org.")] if anchors == "root+nta" else []
+    name = dns.name.Name([lab.encode() for lab in labels] + [b""])
+    assert ta.closest_ta(s, name, rtype) == _closest_ta_walk(s, name, rtype)
+
+
 def test_anchors_at_exactly_a_name_one_rrset_per_type():
     s = fresh()
     k = Key(N("example."))
