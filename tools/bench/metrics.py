@@ -116,6 +116,12 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(max(0.0, v - before.get(pid, 0.0)) for pid, v in after.items())
 
 
+def busy_seconds(stat: str) -> float:
+    """CPU seconds all tasks used (user nice system irq softirq) from /proc/stat's first line."""
+    v = [int(x) for x in stat.splitlines()[0].split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / HZ
+
+
 def measurement(summary: dict, counts: Counter, server_cpu_s: float) -> dict:
     """One row: QPS, loss, CPU per answer and latency percentiles from one dnsperf run."""
     completed = summary.get("completed", 0)

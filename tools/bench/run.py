@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -185,7 +186,7 @@ def start_resolver(config: str, args, workdir: Path, validating: bool) -> Group:
 def sanity(args, validating: bool) -> dict:
     """The answers every workload relies on; recorded, and a failure is reported."""
     if validating:
-        r = ask(args.addr, args.port, "a5.sperf.", timeout=3)
+        r = ask(args.addr, args.port, "a5.sperf.", timeout=3, dnssec=True)  # AD needs DO
         return {"ad": bool(r and r.rcode() == 0 and r.flags & dns.flags.AD and r.answer)}
     a = ask(args.addr, args.port, "a5.perf.", timeout=3)
     c = ask(args.addr, args.port, "c1.perf.", timeout=3)
@@ -220,13 +221,19 @@ def warm(args) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
 
 
-def measure(workload: str, server: Group, args, workdir: Path) -> dict:
+def measure(workload: str, server: Group, auth: Group, args, workdir: Path) -> dict:
+    """One dnsperf run; also the CPU the rest of the box used meanwhile (`other_cores`)."""
     vfile = workdir / f"dnsperf-{workload}.out"
-    cpu0 = metrics.cpu_seconds(server.pids())
+    cpu0, auth0 = metrics.cpu_seconds(server.pids()), metrics.cpu_seconds(auth.pids())
+    busy0, t0 = metrics.busy_seconds(Path("/proc/stat").read_text()), time.monotonic()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(vfile, "wb") as out:
         p = subprocess.run(dnsperf_cmd(workload, args), stdout=out, stderr=subprocess.PIPE,
                            timeout=args.duration + args.timeout + 60)
-    cpu1 = metrics.cpu_seconds(server.pids())
+    cpu1, auth1 = metrics.cpu_seconds(server.pids()), metrics.cpu_seconds(auth.pids())
+    busy1, wall = metrics.busy_seconds(Path("/proc/stat").read_text()), time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loadgen = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
     with open(vfile, "rb") as f:
         counts = metrics.latency_counts(f)
         f.seek(max(0, vfile.stat().st_size - 4000))
@@ -237,6 +244,11 @@ def measure(workload: str, server: Group, args, workdir: Path) -> dict:
         raise SystemExit(f"dnsperf failed ({p.returncode}): {p.stderr.decode()[-500:]}")
     row = metrics.measurement(summary, counts, metrics.cpu_delta(cpu0, cpu1))
     row["processes"] = len(cpu1)
+    row["loadgen_cores"] = round(loadgen / wall, 2)
+    row["auth_cpu_s"] = round(metrics.cpu_delta(auth0, auth1), 2)
+    # softirq work of the loopback traffic counts as "other" too: a rough noise gauge
+    row["other_cores"] = round(max(0.0, busy1 - busy0 - row["server_cpu_s"] - loadgen
+                                   - row["auth_cpu_s"]) / wall, 2)
     return row
 
 
@@ -383,14 +395,15 @@ def main(argv=None) -> int:
                             if not validating:
                                 warm(args)
                             for wl in wls:
-                                row = measure(wl, server, args, workdir)
+                                row = measure(wl, server, auth, args, workdir)
                                 row.update(config=config, workload=wl, rep=rep, sanity=check)
                                 rows.append(row)
                                 results.write(json.dumps(row) + "\n")
                                 results.flush()
                                 log(f"{config:8} {wl:7} rep {rep}: {row['qps']:,.0f} QPS, "
                                     f"{(row['cpu_us'] or 0):.1f} µs CPU/answer, "
-                                    f"loss {row['loss_pct']:.2f} %")
+                                    f"loss {row['loss_pct']:.2f} %, "
+                                    f"other load {row['other_cores']:.2f} cores")
                         finally:
                             server.stop()
     finally:
