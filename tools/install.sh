@@ -45,9 +45,10 @@ done
 # systemd: systemd-socket-activate and systemd-analyze (units, activation);
 # knot-resolver: Debian's kresd 5.6 (/usr/sbin/kresd), the reference the DNSSEC
 # e2e and differential tests run side by side with ours; ldnsutils (ldns-keygen,
-# ldns-signzone) signs the e2e hierarchy; knot-dnssecutils: kzonecheck, knsec3hash.
+# ldns-signzone) signs the e2e hierarchy; knot-dnssecutils: kzonecheck, knsec3hash;
+# dnsperf: the load generator of tools/bench/run.
 PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils systemd
-          knot-resolver ldnsutils knot-dnssecutils)
+          knot-resolver ldnsutils knot-dnssecutils dnsperf)
 
 log() { echo "install.sh: $*" >&2; }
 

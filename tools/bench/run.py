@@ -280,7 +280,7 @@ def write_outputs(outdir: Path, rows: list[dict], meta: dict) -> str:
     md = (f"# kresd-py benchmark, {meta['date']}\n\n"
           f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}. "
           f"{meta['duration']} s per measurement, {meta['reps']} rep(s), medians. "
-          f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.\n\n"
+          f"Versions: {'; '.join(meta['versions'].values())}.\n\n"
           f"{table}\n"
           "CPU/answer: utime+stime of the server processes over the run / answers. "
           "p50/p99: dnsperf -v latencies. Ratios: kresd-py -f 1 to kresd 5.6 with 1 process, "
