@@ -2,7 +2,7 @@
 
 Owns: formatting the summary of metrics.summarize() (one row per workload and
 server, with the ratio of our QPS and CPU per answer to Debian's kresd), and a
-hand-written SVG chart of QPS per workload that can be pasted into a report.
+hand-written SVG chart (QPS per workload; p99 latency at the fixed load) that can be pasted into a report.
 Must not: measure anything or read files.
 """
 from __future__ import annotations
@@ -87,8 +87,15 @@ def text_table(summary: dict) -> str:
 PALETTE = {"ours-1": "#1f77b4", "ours-2": "#6baed6", "kresd-1": "#d62728", "kresd-2": "#ff9896"}
 
 
-def svg_chart(summary: dict, title: str = "DNS resolver benchmark: queries per second") -> str:
-    """Horizontal bars of QPS, one panel per workload, each scaled to its own maximum."""
+CHART_METRIC = {"hitlat": ("p99_us", "p99 latency", fmt_us)}  # every other workload: QPS
+
+
+def svg_chart(summary: dict, title: str = "DNS resolver benchmark") -> str:
+    """Horizontal bars, one panel per workload, each scaled to its own maximum.
+
+    Bars show QPS, except for hitlat (every server gets the same offered load
+    there) where they show the p99 latency.
+    """
     configs = ordered((c for c, _ in summary), list(CONFIG_TITLES))
     workloads = ordered((w for _, w in summary), list(WORKLOAD_TITLES))
     width, label_w, bar_h, gap = 760, 190, 18, 4
@@ -96,19 +103,19 @@ def svg_chart(summary: dict, title: str = "DNS resolver benchmark: queries per s
     y = 40
     parts = []
     for w in workloads:
+        metric, what, fmt = CHART_METRIC.get(w, ("qps", "QPS", fmt_qps))
         present = [c for c in configs if (c, w) in summary]
-        top = max((summary[(c, w)]["qps"] or 0 for c in present), default=0) or 1
+        top = max((summary[(c, w)][metric] or 0 for c in present), default=0) or 1
         parts.append(f'<text x="10" y="{y + 14}" font-weight="bold">'
-                     f'{escape(WORKLOAD_TITLES.get(w, w))}</text>')
+                     f'{escape(WORKLOAD_TITLES.get(w, w))}: {what}</text>')
         y += 22
         for c in present:
-            s = summary[(c, w)]
-            q = s["qps"] or 0
-            length = max(1.0, bar_w * q / top)
+            v = summary[(c, w)][metric] or 0
+            length = max(1.0, bar_w * v / top)
             ref = reference_of(c, configs)
             rs = summary.get((ref, w)) if ref else None
-            r = ratio(q, rs["qps"]) if rs else None
-            note = fmt_qps(q) + (f" ({r:.2f}× kresd)" if r is not None else "")
+            r = ratio(v, rs[metric]) if rs else None
+            note = fmt(v) + (f" ({r:.2f}× kresd)" if r is not None else "")
             parts.append(f'<text x="{label_w - 8}" y="{y + bar_h - 5}" text-anchor="end">'
                          f'{escape(CONFIG_TITLES.get(c, c))}</text>')
             parts.append(f'<rect x="{label_w}" y="{y}" width="{length:.1f}" height="{bar_h}" '

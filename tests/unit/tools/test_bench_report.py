@@ -70,6 +70,14 @@ def test_svg_chart_is_valid_xml_with_one_bar_per_measurement_scaled_per_workload
     assert int(root.get("width")) >= max(float(b.get("x")) + w for b, w in zip(bars, widths))
 
 
+def test_svg_chart_shows_p99_latency_for_the_fixed_load():
+    svg = report.svg_chart({("ours-1", "hitlat"): _s(10_000, 50.0, p99=400.0),
+                            ("kresd-1", "hitlat"): _s(10_000, 17.0, p99=40.0)})
+    root = ET.fromstring(svg)
+    texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "p99 latency" in texts and "400 µs (10.00× kresd)" in texts
+
+
 def test_svg_chart_escapes_and_survives_zero_qps():
     svg = report.svg_chart({("ours-1", "hit"): _s(0, None)}, title="a < b & c")
     root = ET.fromstring(svg)
