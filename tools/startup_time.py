@@ -1,0 +1,110 @@
+"""Start-up time: from exec to the first answered UDP query, ours against kresd 5.6.
+
+Owns: starting a resolver binary N times on a fresh rundir with a config that
+answers one name locally (a hints entry: no upstream is needed), sending a
+query every few milliseconds until one is answered, and reporting the time
+from exec to that answer (median, min, max) per binary, the binaries
+interleaved in the same run.
+Must not: assert anything (it is a measuring tool, not a test), or run
+outside a network namespace of its own when it binds port 53 (run it as
+`unshare -n bash -c 'ip link set lo up && .venv/bin/python -m tools.startup_time'`).
+
+    python -m tools.startup_time [-n 10] [--addr 127.0.10.53]
+                                 [--ours .venv/bin/kresd] [--kresd /usr/sbin/kresd]
+
+The time to the first answer bounds how long a restart (supervisor respawn,
+systemd restart) leaves clients unanswered.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import dns.message
+import dns.rdatatype
+
+ROOT = Path(__file__).resolve().parent.parent
+QNAME = "x.startup-probe."
+ANSWER = "192.0.2.1"
+CONFIG = f"""\
+modules.load('hints > iterate')
+hints['{QNAME.rstrip('.')}'] = '{ANSWER}'
+cache.size = 10 * MB
+"""
+POLL = 0.002     # seconds between two probes
+DEADLINE = 20.0  # give up on one start after this long
+
+
+def first_answer(binary: str, addr: str, rundir: Path, config: Path) -> float:
+    """Seconds from exec of `binary` to the first answer for QNAME on addr@53."""
+    query = dns.message.make_query(QNAME, dns.rdatatype.A).to_wire()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(POLL)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([binary, "-n", "-q", "-a", f"{addr}@53", "-c", str(config), str(rundir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.monotonic() - t0 < DEADLINE:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{binary} exited with {proc.returncode} before answering")
+            try:
+                sock.sendto(query, (addr, 53))
+                data = sock.recv(4096)
+            except (socket.timeout, ConnectionRefusedError):
+                continue
+            elapsed = time.monotonic() - t0
+            reply = dns.message.from_wire(data)
+            if not any(ANSWER in rr.to_text() for rr in reply.answer):
+                raise RuntimeError(f"{binary}: unexpected reply {reply}")
+            return elapsed
+        raise RuntimeError(f"{binary}: no answer within {DEADLINE} s")
+    finally:
+        sock.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def summary(times: list[float]) -> str:
+    ms = sorted(t * 1000 for t in times)
+    return f"median {statistics.median(ms):7.1f} ms   min {ms[0]:7.1f}   max {ms[-1]:7.1f}   (n={len(ms)})"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=10, help="starts per binary")
+    ap.add_argument("--addr", default="127.0.10.53")
+    ap.add_argument("--ours", default=str(ROOT / ".venv" / "bin" / "kresd"))
+    ap.add_argument("--kresd", default="/usr/sbin/kresd", help="reference binary ('' to skip)")
+    args = ap.parse_args(argv)
+    binaries = {"kresd-py": args.ours}
+    if args.kresd and os.path.exists(args.kresd):
+        binaries["kresd 5.6"] = args.kresd
+    results: dict[str, list[float]] = {name: [] for name in binaries}
+    with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
+        config = Path(tmp) / "config"
+        config.write_text(CONFIG)
+        for i in range(args.n):
+            for name, binary in binaries.items():  # interleaved: both see the same machine state
+                rundir = Path(tmp) / f"run-{i}"
+                shutil.rmtree(rundir, ignore_errors=True)
+                rundir.mkdir()
+                results[name].append(first_answer(binary, args.addr, rundir, config))
+    for name, times in results.items():
+        print(f"{name:10s} {summary(times)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
