@@ -18,7 +18,7 @@ import dns.dnssec
 import dns.name
 import dns.rdatatype as T
 import dns.rrset
-from dns.dnssec import Algorithm
+from dns.dnssectypes import Algorithm
 
 from . import Status
 
