@@ -9,10 +9,11 @@ Must not: assert anything (it is a measuring tool, not a test), or run
 outside a network namespace of its own when it binds port 53 (run it as
 `unshare -n bash -c 'ip link set lo up && .venv/bin/python -m tools.startup_time'`).
 
-    python -m tools.startup_time [-n 10] [--addr 127.0.10.53]
+    python -m tools.startup_time [-n 10] [--restart] [--addr 127.0.10.53]
                                  [--ours .venv/bin/kresd] [--kresd /usr/sbin/kresd]
 
-The time to the first answer bounds how long a restart (supervisor respawn,
+`--restart` measures instead the silence of a supervisor-style restart (see
+restart_silence). The time to the first answer bounds how long a restart (supervisor respawn,
 systemd restart) leaves clients unanswered.
 """
 from __future__ import annotations
@@ -76,6 +77,54 @@ def first_answer(binary: str, addr: str, rundir: Path, config: Path) -> float:
             proc.wait()
 
 
+def restart_silence(binary: str, addr: str, rundir: Path, config: Path) -> float:
+    """Seconds without an answer around a supervisor-style restart: a running
+    `binary` gets SIGTERM, the same command is exec'd as soon as it has
+    exited (as systemd's Restart= or a supervisor does), and a probe every
+    POLL seconds measures from the last answer of the old process to the
+    first answer of the new one."""
+    query = dns.message.make_query(QNAME, dns.rdatatype.A).to_wire()
+    cmd = [binary, "-n", "-q", "-a", f"{addr}@53", "-c", str(config), str(rundir)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(POLL)
+
+    def answered() -> bool:
+        try:
+            sock.sendto(query, (addr, 53))
+            return any(ANSWER in rr.to_text() for rr in dns.message.from_wire(sock.recv(4096)).answer)
+        except (socket.timeout, ConnectionRefusedError):
+            return False
+
+    old = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    new = None
+    try:
+        t0 = time.monotonic()
+        while not answered():
+            if time.monotonic() - t0 > DEADLINE:
+                raise RuntimeError(f"{binary}: no answer within {DEADLINE} s")
+        last = time.monotonic()
+        old.send_signal(signal.SIGTERM)
+        while old.poll() is None:  # the old one may still answer while it stops
+            if answered():
+                last = time.monotonic()
+        new = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        while not answered():
+            if new.poll() is not None or time.monotonic() - last > DEADLINE:
+                raise RuntimeError(f"{binary}: the restarted process did not answer")
+        return time.monotonic() - last
+    finally:
+        sock.close()
+        for proc in (old, new):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
 def summary(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     return f"median {statistics.median(ms):7.1f} ms   min {ms[0]:7.1f}   max {ms[-1]:7.1f}   (n={len(ms)})"
@@ -87,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--addr", default="127.0.10.53")
     ap.add_argument("--ours", default=str(ROOT / ".venv" / "bin" / "kresd"))
     ap.add_argument("--kresd", default="/usr/sbin/kresd", help="reference binary ('' to skip)")
+    ap.add_argument("--restart", action="store_true",
+                    help="measure the silence of a SIGTERM + re-exec restart instead of a cold start")
     args = ap.parse_args(argv)
     binaries = {"kresd-py": args.ours}
     if args.kresd and os.path.exists(args.kresd):
@@ -100,7 +151,10 @@ def main(argv=None) -> int:
                 rundir = Path(tmp) / f"run-{i}"
                 shutil.rmtree(rundir, ignore_errors=True)
                 rundir.mkdir()
-                results[name].append(first_answer(binary, args.addr, rundir, config))
+                measure = restart_silence if args.restart else first_answer
+                results[name].append(measure(binary, args.addr, rundir, config))
+    print("restart silence (last answer of the old process to first of the new)" if args.restart
+          else "exec to first answer")
     for name, times in results.items():
         print(f"{name:10s} {summary(times)}")
     return 0
