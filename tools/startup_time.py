@@ -44,11 +44,28 @@ POLL = 0.002     # seconds between two probes
 DEADLINE = 20.0  # give up on one start after this long
 
 
+def probe(sock: socket.socket, addr: str) -> bool:
+    """One query with a fresh ID; True if its own answer (not a late reply to
+    an earlier probe) comes back within POLL seconds."""
+    query = dns.message.make_query(QNAME, dns.rdatatype.A)
+    try:
+        sock.sendto(query.to_wire(), (addr, 53))
+        deadline = time.monotonic() + POLL
+        while True:
+            sock.settimeout(max(deadline - time.monotonic(), 1e-4))
+            reply = dns.message.from_wire(sock.recv(4096))
+            if reply.id != query.id:
+                continue  # a late answer to an earlier probe
+            if not any(ANSWER in rr.to_text() for rr in reply.answer):
+                raise RuntimeError(f"unexpected reply {reply}")
+            return True
+    except (socket.timeout, ConnectionRefusedError):
+        return False
+
+
 def first_answer(binary: str, addr: str, rundir: Path, config: Path) -> float:
     """Seconds from exec of `binary` to the first answer for QNAME on addr@53."""
-    query = dns.message.make_query(QNAME, dns.rdatatype.A).to_wire()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(POLL)
     t0 = time.monotonic()
     proc = subprocess.Popen([binary, "-n", "-q", "-a", f"{addr}@53", "-c", str(config), str(rundir)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -56,16 +73,8 @@ def first_answer(binary: str, addr: str, rundir: Path, config: Path) -> float:
         while time.monotonic() - t0 < DEADLINE:
             if proc.poll() is not None:
                 raise RuntimeError(f"{binary} exited with {proc.returncode} before answering")
-            try:
-                sock.sendto(query, (addr, 53))
-                data = sock.recv(4096)
-            except (socket.timeout, ConnectionRefusedError):
-                continue
-            elapsed = time.monotonic() - t0
-            reply = dns.message.from_wire(data)
-            if not any(ANSWER in rr.to_text() for rr in reply.answer):
-                raise RuntimeError(f"{binary}: unexpected reply {reply}")
-            return elapsed
+            if probe(sock, addr):
+                return time.monotonic() - t0
         raise RuntimeError(f"{binary}: no answer within {DEADLINE} s")
     finally:
         sock.close()
@@ -83,17 +92,11 @@ def restart_silence(binary: str, addr: str, rundir: Path, config: Path) -> float
     exited (as systemd's Restart= or a supervisor does), and a probe every
     POLL seconds measures from the last answer of the old process to the
     first answer of the new one."""
-    query = dns.message.make_query(QNAME, dns.rdatatype.A).to_wire()
     cmd = [binary, "-n", "-q", "-a", f"{addr}@53", "-c", str(config), str(rundir)]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(POLL)
 
     def answered() -> bool:
-        try:
-            sock.sendto(query, (addr, 53))
-            return any(ANSWER in rr.to_text() for rr in dns.message.from_wire(sock.recv(4096)).answer)
-        except (socket.timeout, ConnectionRefusedError):
-            return False
+        return probe(sock, addr)
 
     old = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     new = None
