@@ -1,5 +1,5 @@
-"""`python -m kresd`: the same as the `kresd` script (kresd/cli.py)."""
-from kresd.cli import main
+"""`python -m kresd`: the same as the `kresd` script (kresd/cli.py entry)."""
+from kresd.cli import entry
 
 if __name__ == "__main__":
-    main(prog_name="kresd")
+    entry()
