@@ -567,6 +567,9 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
 
         preload(console=not args.noninteractive)
         if engine.pending_user is not None:
+            import dns.dnssec  # deferred at boot (kresd/__init__.py): execute it while all is readable
+
+            dns.dnssec.key_id  # noqa: B018 (the first attribute access loads it)
             drop_privileges(engine, needs_after_drop(args))
         console = None if args.noninteractive else _console(engine, args.quiet)
         return run_worker(settings, ".", listen_sockets=listen, engine=engine, console=console, arb=arb,
