@@ -9,17 +9,29 @@ Must not: assert anything (it is a measuring tool, not a test), or run
 outside a network namespace of its own when it binds port 53 (run it as
 `unshare -n bash -c 'ip link set lo up && .venv/bin/python -m tools.startup_time'`).
 
-    python -m tools.startup_time [-n 10] [--restart] [--addr 127.0.10.53]
-                                 [--ours .venv/bin/kresd] [--kresd /usr/sbin/kresd]
+    python -m tools.startup_time [-n 10] [--restart | --supervisor [--signal KILL|TERM]]
+                                 [--addr 127.0.10.53] [--ours .venv/bin/kresd] [--kresd /usr/sbin/kresd]
 
-`--restart` measures instead the silence of a supervisor-style restart (see
-restart_silence). The time to the first answer bounds how long a restart (supervisor respawn,
+Modes (each binary started the same way, interleaved in one run):
+- default: exec to the first answer of a cold start (first_answer);
+- `--restart`: the silence of a SIGTERM + re-exec restart, the socket closed
+  in between (restart_silence: systemd's Restart= without socket activation);
+- `--supervisor`: the silence of a restart under tools/supervisor.py, which
+  holds the socket: the kresd it started gets `--signal` (default KILL, a
+  crash; TERM: a stop), the supervisor starts a new one, and the queries sent
+  in between wait in the socket (supervised_silence).
+The time to the first answer bounds how long a restart (supervisor respawn,
 systemd restart) leaves clients unanswered.
+
+Example (the figures of issue 14):
+
+    unshare -n bash -c 'ip link set lo up && .venv/bin/python -m tools.startup_time -n 20 --supervisor'
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -128,6 +140,91 @@ def restart_silence(binary: str, addr: str, rundir: Path, config: Path) -> float
                     proc.wait()
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie not yet reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def supervised_silence(binary: str, addr: str, rundir: Path, config: Path, sig: int = signal.SIGKILL) -> float:
+    """Seconds without an answer around a restart under tools/supervisor.py:
+    the supervisor binds addr@53 and starts `binary ... -S fd`; once it
+    answers, its kresd gets `sig`, the supervisor starts a new one, and the
+    longest gap between two answers received (a probe every POLL seconds;
+    probes sent in the gap wait in the supervisor's socket and count when the
+    new kresd answers them) from the last answer before the signal to the
+    first answer after the old process is gone is the silence."""
+    sup = subprocess.Popen([sys.executable, "-m", "tools.supervisor", "-a", f"{addr}@53", "--kresd", binary,
+                            "--max-restarts", "1000", "--", "-n", "-q", "-c", str(config), str(rundir)],
+                           cwd=ROOT, stdin=subprocess.DEVNULL,  # no PYTHONPATH: kresd runs from its install
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        t0 = time.monotonic()
+        while not probe(sock, addr):
+            if sup.poll() is not None or time.monotonic() - t0 > DEADLINE:
+                raise RuntimeError(f"{binary} under the supervisor: no answer")
+        old = _children(sup.pid)
+        if len(old) != 1:
+            raise RuntimeError(f"supervisor has children {old}, expected one kresd")
+        time.sleep(0.05)  # settle: the first answer may come before the rest of the boot
+        while sock.setblocking(False) or True:  # drain late replies
+            try:
+                sock.recv(4096)
+            except BlockingIOError:
+                break
+        sent: set[int] = set()
+        answers: list[float] = []
+        signalled = False
+        gone = None  # when the old process was first seen gone
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            query = dns.message.make_query(QNAME, dns.rdatatype.A)
+            sent.add(query.id)
+            try:
+                sock.sendto(query.to_wire(), (addr, 53))
+            except ConnectionRefusedError:
+                pass
+            until = time.monotonic() + POLL
+            while (left := until - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    reply = dns.message.from_wire(sock.recv(4096))
+                except (socket.timeout, ConnectionRefusedError):
+                    break
+                if reply.id in sent:
+                    sent.discard(reply.id)
+                    answers.append(time.monotonic())
+            if not signalled and answers:
+                answers = answers[-1:]  # the last answer before the signal
+                os.kill(old[0], sig)
+                signalled = True
+            elif signalled and gone is None and not _alive(old[0]):
+                gone = time.monotonic()
+            elif gone is not None and answers[-1] > gone:  # answered by the new kresd
+                return max(b - a for a, b in zip(answers, answers[1:]))
+        raise RuntimeError(f"{binary} under the supervisor: no answer after the restart")
+    finally:
+        sock.close()
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(sup.pid, signal.SIGKILL)
+            sup.wait()
+
+
 def summary(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)
     return f"median {statistics.median(ms):7.1f} ms   min {ms[0]:7.1f}   max {ms[-1]:7.1f}   (n={len(ms)})"
@@ -139,8 +236,13 @@ def main(argv=None) -> int:
     ap.add_argument("--addr", default="127.0.10.53")
     ap.add_argument("--ours", default=str(ROOT / ".venv" / "bin" / "kresd"))
     ap.add_argument("--kresd", default="/usr/sbin/kresd", help="reference binary ('' to skip)")
-    ap.add_argument("--restart", action="store_true",
-                    help="measure the silence of a SIGTERM + re-exec restart instead of a cold start")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--restart", action="store_true",
+                      help="measure the silence of a SIGTERM + re-exec restart instead of a cold start")
+    mode.add_argument("--supervisor", action="store_true",
+                      help="measure the silence of a restart under tools/supervisor.py")
+    ap.add_argument("--signal", default="KILL", choices=("KILL", "TERM"),
+                    help="--supervisor: the signal that ends the running kresd")
     args = ap.parse_args(argv)
     binaries = {"kresd-py": args.ours}
     if args.kresd and os.path.exists(args.kresd):
@@ -154,10 +256,18 @@ def main(argv=None) -> int:
                 rundir = Path(tmp) / f"run-{i}"
                 shutil.rmtree(rundir, ignore_errors=True)
                 rundir.mkdir()
-                measure = restart_silence if args.restart else first_answer
-                results[name].append(measure(binary, args.addr, rundir, config))
-    print("restart silence (last answer of the old process to first of the new)" if args.restart
-          else "exec to first answer")
+                if args.supervisor:
+                    took = supervised_silence(binary, args.addr, rundir, config,
+                                              getattr(signal, "SIG" + args.signal))
+                else:
+                    took = (restart_silence if args.restart else first_answer)(binary, args.addr, rundir, config)
+                results[name].append(took)
+    if args.supervisor:
+        print(f"restart silence under tools/supervisor.py (SIG{args.signal} to kresd; longest gap between answers)")
+    elif args.restart:
+        print("restart silence (last answer of the old process to first of the new)")
+    else:
+        print("exec to first answer")
     for name, times in results.items():
         print(f"{name:10s} {summary(times)}")
     return 0
