@@ -11,6 +11,7 @@ outside a network namespace of its own when it binds port 53 (run it as
 
     python -m tools.startup_time [-n 10] [--restart | --supervisor [--signal KILL|TERM]]
                                  [--addr 127.0.10.53] [--ours .venv/bin/kresd] [--kresd /usr/sbin/kresd]
+                                 [--baseline OTHER/.venv/bin/kresd]
 
 Modes (each binary started the same way, interleaved in one run):
 - default: exec to the first answer of a cold start (first_answer);
@@ -20,6 +21,8 @@ Modes (each binary started the same way, interleaved in one run):
   holds the socket: the kresd it started gets `--signal` (default KILL, a
   crash; TERM: a stop), the supervisor starts a new one, and the queries sent
   in between wait in the socket (supervised_silence).
+`--baseline` adds another of our binaries to the same run (an install of an
+earlier commit, e.g. a `git worktree` of main): before/after figures.
 The time to the first answer bounds how long a restart (supervisor respawn,
 systemd restart) leaves clients unanswered.
 
@@ -236,6 +239,7 @@ def main(argv=None) -> int:
     ap.add_argument("--addr", default="127.0.10.53")
     ap.add_argument("--ours", default=str(ROOT / ".venv" / "bin" / "kresd"))
     ap.add_argument("--kresd", default="/usr/sbin/kresd", help="reference binary ('' to skip)")
+    ap.add_argument("--baseline", default="", help="another kresd-py binary to compare (e.g. main's install)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--restart", action="store_true",
                       help="measure the silence of a SIGTERM + re-exec restart instead of a cold start")
@@ -245,6 +249,8 @@ def main(argv=None) -> int:
                     help="--supervisor: the signal that ends the running kresd")
     args = ap.parse_args(argv)
     binaries = {"kresd-py": args.ours}
+    if args.baseline:
+        binaries["baseline"] = args.baseline
     if args.kresd and os.path.exists(args.kresd):
         binaries["kresd 5.6"] = args.kresd
     results: dict[str, list[float]] = {name: [] for name in binaries}

@@ -19,6 +19,7 @@ import signal
 import socket
 from typing import Callable, Optional
 
+import kresd
 from kresd import log
 from kresd.errors import EXIT_FAILURE, EXIT_OK, BootError
 from workers import outbound
@@ -235,6 +236,7 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
     ctl = None
     try:
         await server.start(socks)
+        kresd.boot_done()  # the garbage collector was paused for the boot (kresd/__init__.py)
         log.info(G, "listening on %d socket(s)", len(socks))
         if engine is not None and opts.control:
             from kresd.control import ControlServer
