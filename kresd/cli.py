@@ -569,7 +569,10 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
         if engine.pending_user is not None:
             import dns.dnssec  # deferred at boot (kresd/__init__.py): execute it while all is readable
 
+            from kresd.modules.registry import import_builtins
+
             dns.dnssec.key_id  # noqa: B018 (the first attribute access loads it)
+            import_builtins()  # the module files a later modules.load() needs (imported on first load)
             drop_privileges(engine, needs_after_drop(args))
         console = None if args.noninteractive else _console(engine, args.quiet)
         return run_worker(settings, ".", listen_sockets=listen, engine=engine, console=console, arb=arb,

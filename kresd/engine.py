@@ -279,6 +279,6 @@ class _WorkerInfo:
 
 
 def _builtin(name: str) -> bool:
-    from kresd.modules.registry import BUILTINS
+    from kresd.modules.registry import builtin_factory
 
-    return name in BUILTINS
+    return builtin_factory(name) is not None

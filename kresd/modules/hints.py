@@ -29,7 +29,6 @@ import dns.rdataclass
 import dns.rdatatype as T
 import dns.reversename
 import dns.rrset
-import dns.zone
 
 from workers.layer import Layer, State
 from workers.request import Outcome, Result
@@ -246,6 +245,8 @@ class Hints(Module):
         if not path:
             self.ctx.settings.root_hints = default_root_hints()
             return ""
+        import dns.zone  # only for a root hints file: not at boot
+
         z = dns.zone.from_file(to_text(path), origin=dns.name.root, relativize=False, check_origin=False)
         new: dict[dns.name.Name, list[str]] = {}
         ns = z.get_rdataset(dns.name.root, T.NS)

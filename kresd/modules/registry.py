@@ -84,18 +84,32 @@ def builtin(cls):
     return cls
 
 
-def _import_builtins() -> None:
-    """Import the built-in module files so their @builtin decorators run."""
-    import importlib
-
-    for name in ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
+# The files of the built-in modules (kresd/modules/<name>.py registers the
+# module `name`). A file is imported when its module is first loaded, not at
+# boot: the ones a config does not load cost no start-up time.
+BUILTIN_FILES = ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
                  "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log",
-                 "ns_refresh"):
+                 "ns_refresh")
+
+
+def builtin_factory(name: str) -> Callable[[ModuleContext], Module] | None:
+    """The factory of the built-in module `name` (its file imported now if
+    needed), or None when there is no such built-in."""
+    if name not in BUILTINS and name in BUILTIN_FILES:
+        import importlib
+
         try:
             importlib.import_module(f"kresd.modules.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"kresd.modules.{name}":
                 raise
+    return BUILTINS.get(name)
+
+
+def import_builtins() -> None:
+    """Import every built-in module file now (before a privilege drop)."""
+    for name in BUILTIN_FILES:
+        builtin_factory(name)
 
 
 class Registry:
@@ -105,7 +119,6 @@ class Registry:
         self.order: list[str] = list(PSEUDO[:1])  # 'iterate' is always there
         self.loaded: dict[str, Module] = {}
         self.extra_loader = extra_loader  # the engine's Lua module finder
-        _import_builtins()
 
     def get(self, name: str) -> Module | None:
         return self.loaded.get(name)
@@ -122,7 +135,7 @@ class Registry:
             return None
         if name in self.loaded:
             return self.loaded[name]
-        factory = BUILTINS.get(name)
+        factory = builtin_factory(name)
         module = factory(self.ctx) if factory else None
         if module is None and self.extra_loader is not None:
             module = self.extra_loader(name, self.ctx)

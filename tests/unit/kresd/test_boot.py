@@ -2,6 +2,7 @@
 feature checks without importlib.metadata) and kresd/cli.py's entry()."""
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import types
@@ -68,3 +69,47 @@ def test_entry_exit_codes_and_output():
     bad = subprocess.run([sys.executable, "-m", "kresd", "--no-such-flag"], capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 2 and "No such option" in bad.stderr
+
+
+def run_as_kresd(tmp_path, code: str) -> subprocess.CompletedProcess:
+    """Run `code` as a program named kresd (what kresd/__init__.py recognises)."""
+    script = tmp_path / "kresd"
+    script.write_text(code)
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_kresd_program_boots_with_gc_paused_until_boot_done(tmp_path):
+    r = run_as_kresd(tmp_path, "import gc, kresd, kresd.cli\n"
+                               "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+                               "kresd.boot_done()\n"
+                               "print(gc.isenabled(), gc.get_freeze_count() > 0)\n"
+                               "kresd.boot_done()\n"
+                               "print(gc.isenabled())\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["False False", "True True", "True"]
+
+
+def test_other_programs_importing_kresd_keep_gc_on():
+    r = run_py("import gc, kresd, kresd.cli\n"
+               "print(gc.isenabled())\n"
+               "kresd.boot_done()\n"
+               "print(gc.isenabled(), gc.get_freeze_count())\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["True", "True 0"]
+    assert gc.isenabled()  # and pytest's own process, which imported kresd
+
+
+def test_builtin_module_files_are_imported_when_first_loaded():
+    r = run_py("import sys\n"
+               "from kresd.engine import Engine\n"
+               "from workers.settings import Settings\n"
+               "e = Engine(Settings())\n"
+               "print('kresd.modules.stats' in sys.modules, 'kresd.modules.policy' in sys.modules)\n"
+               "e.load_config_text(\"modules.load('stats')\")\n"
+               "print('kresd.modules.stats' in sys.modules, 'stats' in e.registry.list())\n"
+               "from kresd.modules.registry import BUILTIN_FILES, import_builtins, builtin_factory\n"
+               "import_builtins()\n"
+               "print(all(f'kresd.modules.{n}' in sys.modules for n in BUILTIN_FILES),\n"
+               "      builtin_factory('no_such_module') is None)\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == ["False True", "True True", "True True"]
