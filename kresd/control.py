@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import socket
 import struct
@@ -243,6 +242,8 @@ class ControlServer:
 
     def execute(self, line: str, binary: bool = False) -> str:
         """Run one console line (pseudo-commands included); never raises."""
+        import json  # on the first command, not at boot
+
         cmd, _, rest = line.strip().partition(" ")
         if cmd == JSON_CMD:
             out = self.json_reply(rest.strip())
@@ -262,6 +263,8 @@ class ControlServer:
 
     def json_reply(self, expr: str) -> str:
         """The `__json <expr>` reply: envelope with id, pid and the value or error."""
+        import json  # on the first command, not at boot
+
         env: dict[str, Any] = {"id": self.worker_id, "pid": self.pid}
         if self.json_fn is None:
             env.update(ok=False, error="map() transfer (__json) is not supported by this process")

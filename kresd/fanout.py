@@ -29,7 +29,6 @@ Timeouts: `timeout` seconds per socket operation; a timeout is an error
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import stat
@@ -145,6 +144,8 @@ def control_sockets(directory: str) -> list[str]:
 
 
 def _decode_json(raw: bytes, path: str) -> dict:
+    import json  # on the first map(), not at boot
+
     try:
         env = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -9,7 +9,6 @@ Must not: touch sockets or the cache.
 from __future__ import annotations
 
 import grp
-import json
 import logging
 import os
 import pwd
@@ -214,6 +213,8 @@ def tojson(value=None):
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         return str(v)
+    import json  # on first use, not at boot
+
     return json.dumps(clean(value), separators=(",", ":"))
 
 
@@ -221,6 +222,8 @@ def fromjson(text=None):
     """fromjson(text) -> value"""
     if not isinstance(text, str):
         raise LuaUsage("fromjson(text)")
+    import json  # on first use, not at boot
+
     try:
         return json.loads(text)
     except ValueError as e:
