@@ -69,8 +69,8 @@ class StatsLayer(Layer):
     def fast_ok(self, pq):
         return True
 
-    def fast_count(self, pq):
-        self.m.count_fast(pq)
+    def fast_count(self, counts):
+        self.m.count_fast(counts)
 
     def finish(self, req):
         self.m.count_request(req)
@@ -144,26 +144,24 @@ class Stats(Module):
                                       and not req.vars.get("policy.answered")):
             self.inc("answer.cached")
 
-    def count_fast(self, pq) -> None:
-        """Counters of a UDP answer served by the fast path (workers/fastpath.py):
-        the same keys count_request + count_answer bump for a NOERROR cache hit."""
-        inc = self.inc
-        inc("request.total")
-        inc("request.udp")
-        inc("answer.total")
-        inc(LATENCY_BUCKETS[0][1])
-        inc("answer.noerror")
-        inc("answer.ra")
-        inc("answer.rd")  # RD is required for the fast path
-        if pq.flags & 0x0010:  # CD
-            inc("answer.cd")
-        if pq.has_opt:
-            inc("query.edns")
-            inc("answer.edns0")
-            if pq.do_bit:
-                inc("query.dnssec")
-                inc("answer.do")
-        inc("answer.cached")
+    def count_fast(self, c) -> None:
+        """Counters of UDP answers served by the fast path (workers/fastpath.py),
+        from the native.BatchCounts of one batch: the same keys count_request +
+        count_answer bump for each cache hit."""
+        inc, n = self.inc, c.hits
+        inc("request.total", n)
+        inc("request.udp", n)
+        inc("answer.total", n)
+        inc(LATENCY_BUCKETS[0][1], n)
+        inc("answer.cached", n)
+        inc("answer.ra", n)
+        for key, v in (("answer.noerror", c.noerror), ("answer.nxdomain", c.nxdomain),
+                       ("answer.nodata", c.nodata), ("answer.rd", c.rd), ("answer.cd", c.cd),
+                       ("answer.ad", c.ad), ("answer.aa", c.aa), ("answer.tc", c.tc),
+                       ("query.edns", c.edns), ("answer.edns0", c.edns), ("query.dnssec", c.dobit),
+                       ("answer.do", c.dobit)):
+            if v:
+                inc(key, v)
 
     def sample_query(self, name: str, rdtype: int) -> None:
         key = (name, rdtype)
