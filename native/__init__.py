@@ -373,9 +373,8 @@ if _native is not None:
     class UdpBatch:
         """kn_udp_batch on one socket (twin: native.pure.UdpBatch): run() reads
         up to BATCH_MAX datagrams, answers the packet-cache hits in C and
-        returns the misses as [(bytes, address)], address as socket.recvfrom
-        gives it. `counts` (BatchCounts) and `nrecv`, `unsent`, `big` describe
-        the last run."""
+        returns (received, misses as [(bytes, address)]), address as
+        socket.recvfrom gives it. What was answered accumulates until take()."""
 
         def __init__(self, pc: "PacketCache"):
             self.pc = pc
@@ -408,14 +407,18 @@ if _native is not None:
                     misses.append((buf(rbuf[i], b.len[i])[:], sockaddr(buf(addr[i], 28)[:])))
             return n, misses
 
-        @property
-        def counts(self) -> "BatchCounts":
+        def take(self) -> tuple["BatchCounts", int, int]:
+            """(counts of the answers sent, answers not sent, datagrams too long)
+            since the last take; zeroes them."""
             b = self.b
-            return BatchCounts._make(getattr(b, f) for f in _BATCH_COUNTS)
+            counts = BatchCounts._make(getattr(b, f) for f in _BATCH_COUNTS)
+            unsent, big = b.nunsent, b.nbig
+            for f in _BATCH_COUNTS:
+                setattr(b, f, 0)
+            b.nunsent = b.nbig = b.nsent = 0
+            return counts, unsent, big
 
         nrecv = property(lambda self: self.b.nrecv)
-        unsent = property(lambda self: self.b.nunsent)
-        big = property(lambda self: self.b.nbig)
 
     assert (_lib.KN_PC_ANSWER_MAX, _lib.KN_DGRAM_MAX, _lib.KN_BATCH_MAX, _lib.KN_NETS_MAX) == (
         PC_ANSWER_MAX, DGRAM_MAX, BATCH_MAX, NETS_MAX)

@@ -461,7 +461,9 @@ int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 {
 	struct mmsghdr rm[KN_BATCH_MAX], sm[KN_BATCH_MAX];
 	struct iovec riov[KN_BATCH_MAX], siov[KN_BATCH_MAX];
-	memset(&b->nrecv, 0, (size_t)((uint8_t *)b->miss - (uint8_t *)&b->nrecv));
+	b->nrecv = 0;
+	b->nmiss = 0;
+	b->err = 0;
 	memset(rm, 0, sizeof rm);
 	for (int i = 0; i < KN_BATCH_MAX; i++) {
 		riov[i].iov_base = b->rbuf[i];

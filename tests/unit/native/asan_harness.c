@@ -220,9 +220,9 @@ static int mode_batch(FILE *f)
 		if (n <= 0)
 			break;
 		total += (unsigned)n;
-		hits += b->hits;
 		misses += b->nmiss;
 	}
+	hits = b->hits; /* cumulative */
 	printf("%u %u %u\n", total, hits, misses);
 	free(b);
 	close(sv[0]);
