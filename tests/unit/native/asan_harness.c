@@ -62,6 +62,16 @@ static uint8_t *read_exact(FILE *f, size_t len)
 	return exact;
 }
 
+/* out[0..n) in hex and a newline, or "-" when n <= 0. */
+static void print_hex(const uint8_t *out, int n)
+{
+	if (n <= 0)
+		printf("-");
+	for (int i = 0; i < n; i++)
+		printf("%02x", out[i]);
+	printf("\n");
+}
+
 static int mode_parse(FILE *f)
 {
 	struct kn_query *q = malloc(sizeof(*q));
@@ -102,13 +112,7 @@ static int mode_answer(FILE *f)
 		int prc = kn_parse_query(q, qlen, pq);
 		int rc = kn_answer(q, qlen, pq, val, vlen, (uint32_t)now, 1232, maxlen, out, outlen);
 		printf("%d %d ", prc, rc);
-		if (rc > 0) {
-			for (int i = 0; i < rc; i++)
-				printf("%02x", out[i]);
-		} else {
-			printf("-");
-		}
-		printf("\n");
+		print_hex(out, rc);
 		free(out);
 		free(pq);
 		free(val);
@@ -175,13 +179,7 @@ static int mode_pcache(FILE *f)
 			return 2;
 		int rc = kn_pc_answer(pc, q2, q2len, (uint32_t)now + 1, 1232, out, 4096, &kind);
 		printf("%d %d %u ", irc, rc, rc > 0 ? kind : 0);
-		if (rc > 0) {
-			for (int i = 0; i < rc; i++)
-				printf("%02x", out[i]);
-		} else {
-			printf("-");
-		}
-		printf("\n");
+		print_hex(out, rc);
 		free(out);
 		free(q);
 		free(a);

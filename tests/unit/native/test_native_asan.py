@@ -110,6 +110,21 @@ def test_parse_and_key_sanitized_agree(harness, tmp_path):
 NOW = 1_700_000_000
 
 
+def _mutate(rng: random.Random, wire: bytes) -> bytes:
+    """wire truncated, with bytes flipped or appended, or random bytes instead."""
+    b = bytearray(wire)
+    op = rng.randrange(4)
+    if op == 0 and b:
+        return bytes(b[: rng.randrange(len(b))])
+    if op == 1 and b:
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if op == 2:
+        return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+
+
 def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int, int, int]]:
     rng = random.Random(seed)
     types = {"A": "192.0.2.{}", "AAAA": "2001:db8::{}", "TXT": '"t{}"', "MX": "10 mx{}.example."}
@@ -130,17 +145,7 @@ def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int,
     values.append(pack_rrset(a, sig, inception=NOW, ttl=300, rank=48))
 
     def mutate(b: bytes) -> bytes:
-        b = bytearray(b)
-        op = rng.randrange(4)
-        if op == 0 and b:
-            return bytes(b[: rng.randrange(len(b))])  # truncated
-        if op == 1 and b:
-            for _ in range(rng.randint(1, 4)):
-                b[rng.randrange(len(b))] = rng.randrange(256)
-            return bytes(b)
-        if op == 2:
-            return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        return _mutate(rng, b)
 
     cases = []
     for i in range(n):
@@ -219,17 +224,7 @@ def _pcache_cases(n: int, seed: int = 20261205) -> list[tuple[bytes, bytes, byte
         good.append((q.to_wire(), r.to_wire(), q2.to_wire()))
 
     def mutate(b: bytes) -> bytes:
-        b = bytearray(b)
-        op = rng.randrange(4)
-        if op == 0 and b:
-            return bytes(b[: rng.randrange(len(b))])
-        if op == 1 and b:
-            for _ in range(rng.randint(1, 4)):
-                b[rng.randrange(len(b))] = rng.randrange(256)
-            return bytes(b)
-        if op == 2:
-            return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        return _mutate(rng, b)
 
     cases = []
     for i in range(n):
