@@ -161,16 +161,6 @@ class _Opts:
         self.code: Optional[int] = None  # exit code asked for by the Arbiter (halt) / quit()
 
 
-def _new_loop():
-    import os
-
-    if os.environ.get("KRESD_LOOP") == "uvloop":  # experiment
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
 def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console, opts=None) -> int:
     opts = opts or _Opts()
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
@@ -182,7 +172,7 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
                     upstreams=engine.resolver.selection.show(), fastpath=fastpath)
 
     engine.worker.stats_provider = worker_stats
-    loop = _new_loop()
+    loop = asyncio.new_event_loop()
     prober = None
     try:
         asyncio.set_event_loop(loop)
