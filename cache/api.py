@@ -78,6 +78,7 @@ from cache import nsec as _nsec
 from cache.entry import EntryError, Header
 from cache.env import CacheEnv
 from cache.errors import CacheError
+from cache.generation import Generation
 from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET, key, lf, subtree_prefix
 
 log = logging.getLogger("kresd.cache")
@@ -346,6 +347,7 @@ class Cache:
         self.max_ttl = max_ttl
         self.evict_threshold = EVICT_THRESHOLD
         self._env = CacheEnv(path, self.size)
+        self.generation = Generation(path)  # bumped by clear(): packet caches of all forks drop theirs
         self._counters = dict.fromkeys(
             ("hits", "misses", "inserts", "skipped_rank", "deleted", "corrupt", "map_full",
              "evict_runs", "evictions", "clears", "write_errors"), 0)
@@ -381,11 +383,13 @@ class Cache:
     # -- lifecycle --------------------------------------------------------
     def open(self) -> None:
         self._env.open()
+        self.generation.open()
         if self._env.cleared_at_open:
             log.info("cache format version changed, cleared %s", self.path)
 
     def close(self) -> None:
         self._env.close()
+        self.generation.close()
 
     @property
     def is_open(self) -> bool:
@@ -668,6 +672,12 @@ class Cache:
     def clear(self, name: dns.name.Name | None = None, subtree: bool = False) -> int:
         """Remove everything, one name's entries, or a whole subtree; count removed."""
         self._counters["clears"] += 1
+        try:
+            return self._clear(name, subtree)
+        finally:
+            self.generation.bump()
+
+    def _clear(self, name: dns.name.Name | None, subtree: bool) -> int:
         with self._env.begin(write=True) as txn:
             if name is None:
                 n = txn.stat(self._env.db)["entries"]

@@ -168,8 +168,14 @@ class Engine:
             open_cache(self, self.settings.cache_size or DEFAULT_CACHE_SIZE, None)
 
     # -- console ------------------------------------------------------------------
+    def changed(self) -> None:
+        """Lua runs now and may change the configuration (policy rules, hints,
+        modules): the fast path re-reads its consent data (Settings.epoch)."""
+        self.settings.epoch += 1
+
     def eval(self, line: str) -> str:
         """One console command: `return <line>` if it compiles, else the statement."""
+        self.changed()
         code = line.encode("utf-8") if isinstance(line, str) else line
         try:
             res = self.lua.execute(b"""
@@ -212,6 +218,7 @@ class Engine:
         a compile or run-time error raises KresdError with the Lua message."""
         from kresd.errors import KresdError
 
+        self.changed()
         code = expr.encode("utf-8") if isinstance(expr, str) else expr
         ok, val = self.lua.execute(b"""
             local code, env = ...

@@ -48,7 +48,10 @@ and BACKEND is "pure" instead of "c"; results are identical, only slower.
 from __future__ import annotations
 
 import enum
+import os
+import socket
 import struct
+import sys
 from typing import NamedTuple
 
 
@@ -147,10 +150,66 @@ class ParseError(ValueError):
         super().__init__(self.code.name)
 
 
-try:
-    from native import _native
-except ImportError:  # not built: fall back to the pure-Python twins
+PC_ANSWER_MAX = 4096  # KN_PC_ANSWER_MAX: longer answers are not kept in the packet cache
+PC_TTLS_MAX = 255  # KN_PC_TTLS_MAX
+PC_SLOTS = 1 << 16  # default index size (at most half used)
+PC_ARENA = 8 << 20  # default arena bytes
+BATCH_MAX = 64  # KN_BATCH_MAX
+DGRAM_MAX = 4096  # KN_DGRAM_MAX: longer client datagrams are dropped by the batch
+NETS_MAX = 16  # KN_NETS_MAX
+
+
+class Kind(enum.IntFlag):
+    """Bits of a packet-cache hit (enum kn_pc_kind)."""
+
+    RCODE = 0x0F
+    NODATA = 0x10
+    AD = 0x20
+    AA = 0x40
+    TC = 0x80
+    EDNS = 0x100
+    DO = 0x200
+    CD = 0x400
+    RD = 0x800
+
+
+class BatchCounts(NamedTuple):
+    """What the packet cache answered in one UdpBatch.run, by kind."""
+
+    hits: int = 0
+    noerror: int = 0
+    nxdomain: int = 0
+    nodata: int = 0
+    tc: int = 0
+    edns: int = 0
+    dobit: int = 0
+    cd: int = 0
+    ad: int = 0
+    aa: int = 0
+    rd: int = 0
+
+
+def sockaddr(raw: bytes):
+    """A struct sockaddr_in/in6 (28 bytes, native family field) as socket.recvfrom gives it."""
+    fam = int.from_bytes(raw[0:2], sys.byteorder)
+    port = int.from_bytes(raw[2:4], "big")
+    if fam == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+    if fam == socket.AF_INET6:
+        return (socket.inet_ntop(socket.AF_INET6, raw[8:24]), port,
+                int.from_bytes(raw[4:8], "big"), int.from_bytes(raw[24:28], sys.byteorder))
+    return None
+
+
+# KRESD_NATIVE=0 selects the pure-Python twins at run time (this is the only
+# place that reads it: the choice of backend for the whole process).
+if os.environ.get("KRESD_NATIVE", "1") == "0":
     _native = None
+else:
+    try:
+        from native import _native
+    except ImportError:  # not built: fall back to the pure-Python twins
+        _native = None
 
 if _native is not None:
     BACKEND = "c"
@@ -228,6 +287,7 @@ if _native is not None:
         """May data of this cache rank be served as an answer? (kn_rank_is_answer)"""
         return 0 <= rank <= 0xFF and _c_rank(rank) == 1
 
+    _raw_new = _ffi.new_allocator(should_clear_after_alloc=False)
     _c_answer = _lib.kn_answer
     _aq = _ffi.new("struct kn_query *")  # answer()'s own parse, see docstring
     _abuf = _ffi.new("uint8_t[]", ANSWER_BUFSIZE)
@@ -260,13 +320,137 @@ if _native is not None:
             return None
         return _aview[:n]
 
+    class PacketCache:
+        """The per-process packet cache (fastpath.c kn_pc_*; twin: native.pure.PacketCache).
+
+        insert(query, answer, now) -> 0 or a negative Code; answer(query, now,
+        bufsize) -> (wire, kind) or None; flush(gen) empties it; the index
+        and the arena are allocated here and owned by this object."""
+
+        def __init__(self, nslots: int = PC_SLOTS, arena_size: int = PC_ARENA, gen: int = 0):
+            if nslots < 4 or nslots & (nslots - 1) or arena_size % 8 or not 0 < arena_size <= 1 << 30:
+                raise ValueError("nslots: a power of two >= 4; arena_size: a multiple of 8, <= 1 GiB")
+            self._slots = _ffi.new("uint32_t[]", nslots)
+            self._hashes = _ffi.new("uint32_t[]", nslots)
+            # never read before written: left unzeroed, so the pages are only
+            # resident once answers fill them (RSS grows with use)
+            self._arena = _raw_new("uint8_t[]", arena_size)
+            pc = self.c = _ffi.new("struct kn_pcache *")
+            pc.nslots, pc.arena_size = nslots, arena_size
+            pc.slots, pc.hashes, pc.arena = self._slots, self._hashes, self._arena
+            _lib.kn_pc_flush(pc, gen)
+            pc.flushes = 0
+            self._out = _ffi.new("uint8_t[]", DGRAM_MAX)
+            self._outview = _ffi.buffer(self._out)
+            self._kind = _ffi.new("unsigned int *")
+            self._key = _ffi.new("uint8_t[]", 260)
+
+        gen = property(lambda self: self.c.gen)
+        count = property(lambda self: self.c.count)
+        used = property(lambda self: self.c.used)
+        flushes = property(lambda self: self.c.flushes)
+
+        def flush(self, gen: int | None = None) -> None:
+            _lib.kn_pc_flush(self.c, self.c.gen if gen is None else gen)
+
+        def key(self, query: bytes) -> bytes | None:
+            """The packet-cache key of a query, None if it may not use the cache."""
+            query = bytes(query)
+            n = _lib.kn_pc_key(query, len(query), self._key, 260)
+            return _ffi.buffer(self._key, n)[:] if n > 0 else None
+
+        def insert(self, query: bytes, answer: bytes, now: int) -> int:
+            query, answer = bytes(query), bytes(answer)
+            return _lib.kn_pc_insert(self.c, query, len(query), answer, len(answer),
+                                     min(max(int(now), 0), _U32_MAX))
+
+        def answer(self, query: bytes, now: int, bufsize: int) -> tuple[bytes, int] | None:
+            query = bytes(query)
+            n = _lib.kn_pc_answer(self.c, query, len(query), min(max(int(now), 0), _U32_MAX),
+                                  bufsize, self._out, DGRAM_MAX, self._kind)
+            return (self._outview[:n], self._kind[0]) if n > 0 else None
+
+    _BATCH_COUNTS = ("hits", "noerror", "nxdomain", "nodata", "tc", "edns", "dobit", "cd", "ad",
+                     "aa", "rd")
+
+    class UdpBatch:
+        """kn_udp_batch on one socket (twin: native.pure.UdpBatch): run() reads
+        up to BATCH_MAX datagrams, answers the packet-cache hits in C and
+        returns (received, misses as [(bytes, address)]), address as
+        socket.recvfrom gives it. What was answered accumulates until take()."""
+
+        def __init__(self, pc: "PacketCache"):
+            self.pc = pc
+            b = self.b = _raw_new("struct kn_batch *")  # 530 KiB, mostly receive/send buffers
+            b.now = b.bufsize = b.lookup = b.nnets = 0
+            self.take()  # zeroes the cumulative counters
+            self._rbuf = self.b.rbuf
+            self._addr = self.b.addr
+
+        def set_nets(self, nets) -> None:
+            """Client subnets (ipaddress networks) whose queries always miss."""
+            nets = list(nets)[:NETS_MAX]
+            b = self.b
+            for i, net in enumerate(nets):
+                b.net_family[i] = net.version
+                b.net_bits[i] = net.prefixlen
+                packed = net.network_address.packed
+                for j, byte in enumerate(packed):
+                    b.net_addr[i][j] = byte
+            b.nnets = len(nets)
+
+        def run(self, sock, now: int, bufsize: int, lookup: bool):
+            b = self.b
+            b.now, b.bufsize, b.lookup = min(max(int(now), 0), _U32_MAX), bufsize, 1 if lookup else 0
+            n = _lib.kn_udp_batch(sock.fileno(), self.pc.c, b)
+            if n < 0:
+                raise OSError(b.err, os.strerror(b.err))
+            misses = []
+            if b.nmiss:
+                buf, rbuf, addr = _ffi.buffer, self._rbuf, self._addr
+                for i in b.miss[0:b.nmiss]:
+                    misses.append((buf(rbuf[i], b.len[i])[:], sockaddr(buf(addr[i], 28)[:])))
+            return n, misses
+
+        def take(self) -> tuple["BatchCounts", int, int]:
+            """(counts of the answers sent, answers not sent, datagrams too long)
+            since the last take; zeroes them."""
+            b = self.b
+            counts = BatchCounts._make(getattr(b, f) for f in _BATCH_COUNTS)
+            unsent, big = b.nunsent, b.nbig
+            for f in _BATCH_COUNTS:
+                setattr(b, f, 0)
+            b.nunsent = b.nbig = b.nsent = 0
+            return counts, unsent, big
+
+        nrecv = property(lambda self: self.b.nrecv)
+
+    assert (_lib.KN_PC_ANSWER_MAX, _lib.KN_DGRAM_MAX, _lib.KN_BATCH_MAX, _lib.KN_NETS_MAX) == (
+        PC_ANSWER_MAX, DGRAM_MAX, BATCH_MAX, NETS_MAX)
+
 else:
     BACKEND = "pure"
-    from native.pure import answer, cache_key, parse_query, rank_is_answer  # noqa: F401  (re-export)
+    from native.pure import (  # noqa: F401  (re-export)
+        PacketCache,
+        UdpBatch,
+        answer,
+        cache_key,
+        parse_query,
+        rank_is_answer,
+    )
 
 __all__ = [
     "ANSWER_BUFSIZE",
     "BACKEND",
+    "BATCH_MAX",
+    "BatchCounts",
+    "DGRAM_MAX",
+    "Kind",
+    "NETS_MAX",
+    "PC_ANSWER_MAX",
+    "PacketCache",
+    "UdpBatch",
+    "sockaddr",
     "Code",
     "Header",
     "KEY_BUFSIZE",

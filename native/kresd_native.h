@@ -179,6 +179,149 @@ int kn_answer(const uint8_t *q, size_t qlen, const struct kn_query *pq,
 	      const uint8_t *val, size_t vlen, uint32_t now, uint16_t bufsize,
 	      size_t maxlen, uint8_t *out, size_t outlen);
 
+/* ---- the packet cache and the UDP batch (fastpath.c) --------------------
+ *
+ * A per-process cache of whole answers (as PowerDNS Recursor's packet cache)
+ * in front of the shared LMDB cache. Python inserts an answer the resolver
+ * produced from the cache alone (no upstream query), for a query every layer
+ * lets through (Layer.fast_ok); C answers the same question later by copying
+ * it with the client's ID and question bytes (its 0x20 case) and every TTL
+ * lowered by the seconds since the insertion, or with the header + question
+ * (+ OPT) and TC=1 when it does not fit the client's UDP size: the bytes the
+ * full path would send at that time (tests/property/test_native_pcache.py).
+ * All memory is the caller's: struct kn_pcache points at an index and an
+ * arena the caller allocated. A full arena or index is emptied at once
+ * (then refilled by the resolver); entries whose smallest TTL ran out are
+ * misses. The caller empties it (kn_pc_flush) when the shared cache's
+ * generation changes (cache.clear() in any fork) or the configuration may
+ * have changed (a console command, a Lua event). */
+
+#define KN_PC_ANSWER_MAX 4096  /* longer answers are not kept */
+#define KN_PC_TTLS_MAX 255     /* records with a TTL per kept answer */
+#define KN_BATCH_MAX 64        /* datagrams per kn_udp_batch call */
+#define KN_DGRAM_MAX 4096      /* longer client datagrams are dropped */
+#define KN_NETS_MAX 16         /* client subnets that always take the full path */
+
+/* Bits of the `kind` of a kept answer (the stats of a hit). */
+enum kn_pc_kind {
+	KN_KIND_RCODE = 0x0F,   /* the rcode (0 NOERROR or 3 NXDOMAIN) */
+	KN_KIND_NODATA = 0x10,  /* NOERROR without answer records */
+	KN_KIND_AD = 0x20,      /* AD set in the answer */
+	KN_KIND_AA = 0x40,      /* AA set in the answer */
+	KN_KIND_TC = 0x80,      /* the TC=1 form was sent (set per answer, not kept) */
+	KN_KIND_EDNS = 0x100,   /* the answer carries an OPT RR */
+	KN_KIND_DO = 0x200,     /* ... with DO set */
+	KN_KIND_CD = 0x400,     /* CD set in the answer */
+	KN_KIND_RD = 0x800      /* RD set in the answer */
+};
+
+/* The packet cache. The caller allocates slots and hashes (nslots uint32
+ * each, nslots a power of two >= 4) and the arena (arena_size bytes, a
+ * multiple of 8, at most 1 GiB), sets those five fields and calls
+ * kn_pc_flush. C keeps the rest. */
+struct kn_pcache {
+	uint32_t nslots;
+	uint32_t arena_size;
+	uint32_t *slots;      /* 0 = empty, else (arena offset / 8) + 1 */
+	uint32_t *hashes;     /* the key hash of each used slot */
+	uint8_t *arena;
+	uint32_t used;        /* arena bytes in use */
+	uint32_t count;       /* live index slots (at most nslots / 2) */
+	uint64_t gen;         /* the generation the entries belong to */
+	uint64_t flushes;     /* times emptied (full, or kn_pc_flush) */
+};
+
+/* Empty the cache and tag it with generation gen. */
+void kn_pc_flush(struct kn_pcache *pc, uint64_t gen);
+
+/* The packet-cache key of a query, or a negative code: KN_ESHORT/KN_EMALF/...
+ * from kn_parse_query, KN_ENOTELIG when the query may not use the packet
+ * cache, KN_ENOSPC when outlen is too small (258 bytes always suffice).
+ * Eligible: parse rc KN_OK, QR/opcode/AA/TC/Z/rcode all 0, RD set,
+ * QDCOUNT 1, ANCOUNT = NSCOUNT = 0, ARCOUNT = has_opt, if OPT: version 0,
+ * ext rcode 0, no options (opt_flags 0, opt_rdata_len 0); QCLASS IN; QTYPE
+ * not 0, 41 or 128..255; an uncompressed question name.
+ * Key: qname_lower, QTYPE (2 bytes, big endian), one byte of query bits:
+ * 1 RD, 2 CD, 4 AD, 8 has OPT, 16 DO. */
+int kn_pc_key(const uint8_t *q, size_t qlen, uint8_t *out, size_t outlen);
+
+/* Keep the answer a[0..alen) (what was sent for the query q[0..qlen) at
+ * unix time now) for later hits. Returns 0 when kept, or:
+ *  KN_ENOTELIG  the query is not eligible (kn_pc_key);
+ *  KN_EVALUE    the answer is not one to keep: not a reply to this query
+ *               (ID, question bytes ignoring ASCII case, RD, CD), QR clear,
+ *               opcode not 0, TC set, rcode not NOERROR/NXDOMAIN, QDCOUNT
+ *               not 1, a record running past the end or bytes after the
+ *               last, an OPT RR not the last record of the additional
+ *               section, with options, an ext rcode or when the query had
+ *               none (or none when it had one), no record with a TTL, more
+ *               than KN_PC_TTLS_MAX of them, or a smallest TTL of 0;
+ *  KN_ENOSPC    alen > KN_PC_ANSWER_MAX, or the entry is larger than the
+ *               arena.
+ * An entry of the same key is replaced. When the arena or the index is
+ * full, the cache is emptied first. */
+int kn_pc_insert(struct kn_pcache *pc, const uint8_t *q, size_t qlen,
+		 const uint8_t *a, size_t alen, uint32_t now);
+
+/* Answer the query q[0..qlen) from the packet cache at time now: the kept
+ * answer with q's ID, q's question bytes and each TTL lowered by
+ * now - (insertion time) (0 if now is earlier), when its length fits the
+ * client's UDP limit (512 without OPT, else max(512, min(the query's
+ * payload, bufsize))); else the header (ID from q, the kept flags with TC
+ * set), q's question and the kept OPT RR alone, if that fits. Returns the
+ * length written to out (> 0), or 0: a miss (not eligible, no entry, its
+ * smallest TTL ran out: now >= insertion time + that TTL, or nothing fits
+ * min(limit, outlen)). *kind gets the enum kn_pc_kind bits of a hit. */
+int kn_pc_answer(const struct kn_pcache *pc, const uint8_t *q, size_t qlen,
+		 uint32_t now, uint16_t bufsize, uint8_t *out, size_t outlen,
+		 unsigned int *kind);
+
+/* One batch of a UDP listening socket, owned by the caller and reused. */
+struct kn_batch {
+	/* in */
+	uint32_t now;          /* unix seconds */
+	uint16_t bufsize;      /* net.bufsize: our EDNS payload, caps the limit */
+	uint8_t lookup;        /* 0: no packet-cache answers, everything is a miss */
+	uint8_t nnets;         /* client subnets in net_* that are always misses */
+	uint8_t net_family[16];   /* 4 or 6 */
+	uint8_t net_bits[16];     /* prefix length */
+	uint8_t net_addr[16][16]; /* network address bytes (4 or 16 used) */
+	/* out, set by each call */
+	uint32_t nrecv;        /* datagrams received */
+	uint32_t nmiss;        /* handed back to the caller: miss[0..nmiss) */
+	int32_t err;           /* errno of a failed recvmmsg (not EAGAIN), else 0 */
+	/* out, cumulative: added to by every call, zeroed by the caller when it
+	 * takes them (so the hot path does no per-batch bookkeeping) */
+	uint32_t nsent;        /* answers sent */
+	uint32_t nunsent;      /* answers sendmmsg did not take (dropped) */
+	uint32_t nbig;         /* datagrams longer than KN_DGRAM_MAX (dropped) */
+	uint32_t hits;         /* counts of the answers sent, by kind */
+	uint32_t noerror;
+	uint32_t nxdomain;
+	uint32_t nodata;
+	uint32_t tc;
+	uint32_t edns;
+	uint32_t dobit;
+	uint32_t cd;
+	uint32_t ad;
+	uint32_t aa;
+	uint32_t rd;
+	uint16_t miss[64];     /* indexes into len/addr/rbuf of the misses */
+	uint16_t len[64];
+	uint32_t addrlen[64];
+	uint8_t addr[64][128]; /* struct sockaddr_storage of each sender */
+	uint8_t rbuf[64][4096];
+	uint8_t sbuf[64][4096];
+};
+
+/* Receive up to KN_BATCH_MAX datagrams from the non-blocking UDP socket fd
+ * (recvmmsg), answer the packet-cache hits (kn_pc_answer with b->now and
+ * b->bufsize, unless b->lookup is 0 or the sender is inside one of the
+ * b->nnets subnets) with one sendmmsg, and leave the rest in b->miss for the
+ * caller. Returns the number received (0 when nothing was waiting), or -1
+ * when recvmmsg failed (b->err). */
+int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b);
+
 /* CDEF-END */
 
 #endif /* KRESD_NATIVE_H */

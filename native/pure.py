@@ -321,3 +321,269 @@ def answer(
     r.write_header()
     out = r.get_wire()
     return out if len(out) <= limit else None
+
+
+# -- the packet cache (twin of fastpath.c) ------------------------------------
+
+_F_QR, _F_OPCODE, _F_AA, _F_TC, _F_RD, _F_Z, _F_AD, _F_CD, _F_RCODE = (
+    0x8000, 0x7800, 0x0400, 0x0200, 0x0100, 0x0040, 0x0020, 0x0010, 0x000F)
+_ENTRY_HDR = 20
+_MIN_UDP = 512
+_U32 = struct.Struct("!I")
+
+
+def _pc_key_of(wire: bytes, pq: ParsedQuery | None) -> bytes | None:
+    """fastpath.c key_of: the key of an eligible parsed query, else None."""
+    if pq is None:
+        return None
+    if pq.flags & (_F_QR | _F_OPCODE | _F_AA | _F_TC | _F_Z | _F_RCODE):
+        return None
+    if not pq.flags & _F_RD or pq.qdcount != 1 or pq.ancount or pq.nscount or pq.arcount != pq.has_opt:
+        return None
+    if pq.has_opt and (pq.edns_version or pq.ext_rcode or pq.opt_flags or pq.opt_rdata_len):
+        return None
+    if pq.qclass != _IN or pq.qtype in (0, _TYPE_OPT) or 128 <= pq.qtype <= 255:
+        return None
+    n = pq.qname_len
+    if not 1 <= n <= 255 or pq.question_end != 12 + n + 4 or pq.question_end > len(wire):
+        return None
+    bits = 1 | (2 if pq.flags & _F_CD else 0) | (4 if pq.flags & _F_AD else 0)
+    bits |= (8 if pq.has_opt else 0) | (16 if pq.do_bit else 0)
+    return pq.qname_lower + _U16_BE.pack(pq.qtype) + bytes([bits])
+
+
+def _parse_ok(wire: bytes) -> ParsedQuery | None:
+    try:
+        return parse_query(wire)
+    except ParseError:
+        return None
+
+
+def _skip_name(a: bytes, pos: int) -> int:
+    """fastpath.c skip_name: the offset after a (possibly compressed) name, -1 if broken."""
+    total = 0
+    while True:
+        if pos >= len(a):
+            return -1
+        b = a[pos]
+        if b == 0:
+            return pos + 1
+        if b & 0xC0 == 0xC0:
+            return pos + 2 if len(a) - pos >= 2 else -1
+        if b & 0xC0:
+            return -1
+        total += b + 1
+        if total > 255:
+            return -1
+        pos += b + 1
+
+
+def _walk_answer(a: bytes, qend: int, has_opt: int):
+    """fastpath.c walk_answer: (ttl offsets, smallest TTL, OPT offset) or None."""
+    counts = _HEADER.unpack_from(a)[3:6]
+    pos, offs, min_ttl, opt_off = qend, [], 0xFFFFFFFF, 0
+    for sec, count in enumerate(counts):
+        for _ in range(count):
+            if opt_off:
+                return None
+            start = pos
+            pos = _skip_name(a, pos)
+            if pos < 0 or len(a) - pos < 10:
+                return None
+            rtype, _rclass, ttl, rdlen = _RR.unpack_from(a, pos)
+            ttl_at = pos + 4
+            pos += 10
+            if rdlen > len(a) - pos:
+                return None
+            pos += rdlen
+            if rtype == _TYPE_OPT:
+                if sec != 2 or not has_opt or a[start] != 0 or rdlen or ttl >> 24:
+                    return None
+                opt_off = start
+                continue
+            if len(offs) >= 255:
+                return None
+            offs.append(ttl_at)
+            min_ttl = min(min_ttl, ttl)
+    if pos != len(a) or (has_opt and not opt_off) or not offs or min_ttl == 0:
+        return None
+    return offs, min_ttl, opt_off
+
+
+def _kind_of(a: bytes, opt_off: int) -> int:
+    fl = _U16_BE.unpack_from(a, 2)[0]
+    k = fl & _F_RCODE
+    if fl & _F_RCODE == 0 and _U16_BE.unpack_from(a, 6)[0] == 0:
+        k |= 0x10
+    k |= (0x20 if fl & _F_AD else 0) | (0x40 if fl & _F_AA else 0)
+    k |= (0x400 if fl & _F_CD else 0) | (0x800 if fl & _F_RD else 0)
+    if opt_off:
+        k |= 0x100
+        if _U16_BE.unpack_from(a, opt_off + 7)[0] & 0x8000:
+            k |= 0x200
+    return k
+
+
+def _reply_ok(q: bytes, pq: ParsedQuery, a: bytes) -> bool:
+    """fastpath.c check_reply."""
+    qend = pq.question_end
+    if len(a) < qend or _U16_BE.unpack_from(a, 0)[0] != pq.id or _U16_BE.unpack_from(a, 4)[0] != 1:
+        return False
+    fl = _U16_BE.unpack_from(a, 2)[0]
+    if not fl & _F_QR or fl & (_F_OPCODE | _F_TC) or fl & _F_RCODE not in (0, 3):
+        return False
+    if fl & (_F_RD | _F_CD) != pq.flags & (_F_RD | _F_CD):
+        return False
+    return a[12:qend].translate(_LOWER) == q[12:qend].translate(_LOWER)
+
+
+class PacketCache:
+    """Twin of native.PacketCache (fastpath.c kn_pc_*): the same codes, bytes,
+    hits, misses and flushes; a dict instead of the hash index, with the
+    arena's byte accounting and the index's half-full rule reproduced."""
+
+    def __init__(self, nslots: int = 1 << 16, arena_size: int = 8 << 20, gen: int = 0):
+        if nslots < 4 or nslots & (nslots - 1) or arena_size % 8 or not 0 < arena_size <= 1 << 30:
+            raise ValueError("nslots: a power of two >= 4; arena_size: a multiple of 8, <= 1 GiB")
+        self.nslots, self.arena_size = nslots, arena_size
+        self._entries: dict[bytes, tuple] = {}
+        self.used = 0
+        self.gen = gen
+        self.flushes = 0
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def flush(self, gen: int | None = None) -> None:
+        self._entries.clear()
+        self.used = 0
+        self.gen = self.gen if gen is None else gen
+        self.flushes += 1
+
+    def key(self, query: bytes) -> bytes | None:
+        query = bytes(query)
+        return _pc_key_of(query, _parse_ok(query))
+
+    def insert(self, query: bytes, answer: bytes, now: int) -> int:
+        q, a = bytes(query), bytes(answer)
+        pq = _parse_ok(q)
+        key = _pc_key_of(q, pq)
+        if key is None:
+            return Code.ENOTELIG
+        if len(a) > 4096:
+            return Code.ENOSPC
+        if not _reply_ok(q, pq, a):
+            return Code.EVALUE
+        walked = _walk_answer(a, pq.question_end, pq.has_opt)
+        if walked is None:
+            return Code.EVALUE
+        offs, min_ttl, opt_off = walked
+        size = (_ENTRY_HDR + 2 * len(offs) + len(key) + len(a) + 7) & ~7
+        if size > self.arena_size:
+            return Code.ENOSPC
+        now = min(max(int(now), 0), 0xFFFFFFFF)
+        old = key in self._entries
+        if self.arena_size - self.used < size or (not old and len(self._entries) + 1 > self.nslots // 2):
+            self.flush()
+        expire = min(now + min_ttl, 0xFFFFFFFF)
+        self._entries[key] = (expire, now, a, pq.question_end, opt_off, offs, _kind_of(a, opt_off))
+        self.used += size
+        return 0
+
+    def answer(self, query: bytes, now: int, bufsize: int) -> tuple[bytes, int] | None:
+        q = bytes(query)
+        pq = _parse_ok(q)
+        key = _pc_key_of(q, pq)
+        if key is None or not self._entries:
+            return None
+        e = self._entries.get(key)
+        now = min(max(int(now), 0), 0xFFFFFFFF)
+        if e is None or now >= e[0]:
+            return None
+        _expire, inserted, a, qend, opt_off, offs, kind = e
+        limit = max(_MIN_UDP, min(pq.udp_size, bufsize)) if pq.has_opt else _MIN_UDP
+        limit = min(limit, 4096)
+        if len(a) <= limit:
+            out = bytearray(a)
+            out[12:qend] = q[12:qend]
+            age = now - inserted if now > inserted else 0
+            for off in offs:
+                _U32.pack_into(out, off, _U32.unpack_from(a, off)[0] - age)
+            _U16_BE.pack_into(out, 0, pq.id)
+            return bytes(out), kind
+        opt = a[opt_off:] if opt_off else b""
+        if qend + len(opt) > limit:
+            return None
+        flags = _U16_BE.unpack_from(a, 2)[0] | _F_TC
+        head = _HEADER.pack(pq.id, flags, 1, 0, 0, 1 if opt_off else 0)
+        return head + q[12:qend] + opt, kind | 0x80
+
+
+class UdpBatch:
+    """Twin of native.UdpBatch (kn_udp_batch) on a socket object: recvfrom up
+    to 64 datagrams, answer the packet-cache hits with sendto, return the
+    misses. Counts accumulate until take(), as the C batch keeps them."""
+
+    _FIELDS = ("hits", "noerror", "nxdomain", "nodata", "tc", "edns", "dobit", "cd", "ad", "aa", "rd")
+
+    def __init__(self, pc: PacketCache):
+        self.pc = pc
+        self.nets: list = []
+        self.nrecv = self.unsent = self.big = 0
+        self._counts = dict.fromkeys(self._FIELDS, 0)
+
+    def take(self):
+        from native import BatchCounts
+
+        out = (BatchCounts(**self._counts), self.unsent, self.big)
+        self._counts = dict.fromkeys(self._FIELDS, 0)
+        self.unsent = self.big = 0
+        return out
+
+    def set_nets(self, nets) -> None:
+        self.nets = list(nets)[:16]
+
+    def _count(self, k: int) -> None:
+        c = self._counts
+        c["hits"] += 1
+        rcode = k & 0x0F
+        for bit, name in ((0x80, "tc"), (0x10, "nodata"), (0x100, "edns"), (0x200, "dobit"),
+                          (0x400, "cd"), (0x20, "ad"), (0x40, "aa"), (0x800, "rd")):
+            if k & bit:
+                c[name] += 1
+        if rcode == 3:
+            c["nxdomain"] += 1
+        elif rcode == 0:
+            c["noerror"] += 1
+
+    def _in_nets(self, addr) -> bool:
+        import ipaddress
+
+        ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
+        return any(ip.version == n.version and ip in n for n in self.nets)
+
+    def run(self, sock, now: int, bufsize: int, lookup: bool):
+        self.nrecv = 0
+        misses = []
+        for _ in range(64):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            self.nrecv += 1
+            if len(data) > 4096:
+                self.big += 1
+                continue
+            hit = None
+            if lookup and self.pc.count and not (self.nets and self._in_nets(addr)):
+                hit = self.pc.answer(data, now, bufsize)
+            if hit is None:
+                misses.append((data, addr))
+                continue
+            self._count(hit[1])
+            try:
+                sock.sendto(hit[0], addr)
+            except OSError:
+                self.unsent += 1
+        return self.nrecv, misses

@@ -93,12 +93,17 @@ def first_answer(binary: str, addr: str, rundir: Path, config: Path) -> float:
         raise RuntimeError(f"{binary}: no answer within {DEADLINE} s")
     finally:
         sock.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, SIGKILL after 5 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def restart_silence(binary: str, addr: str, rundir: Path, config: Path) -> float:
@@ -135,12 +140,7 @@ def restart_silence(binary: str, addr: str, rundir: Path, config: Path) -> float
         sock.close()
         for proc in (old, new):
             if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                _stop(proc)
 
 
 def _children(pid: int) -> list[int]:

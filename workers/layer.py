@@ -27,10 +27,22 @@ Where the driver (workers/resolve.py) calls them, in layer order:
   finish(req)             always, last (stats, logging)
 
 The cache-hit fast path (workers/fastpath.py) answers some UDP queries before
-any Request exists. It asks every layer first: fast_ok(pq) (pq: the native
-ParsedQuery) must be True for the query to skip the hooks above; the default
-is False, so a layer that may act on queries (or any Lua module) keeps every
-query on the normal path. fast_count(pq) is called for each fast answer (stats).
+any Request exists, from data each layer gives it (fast-path consent is data):
+  fast_ok(pq)   (pq: the native ParsedQuery) True if the layer would leave the
+                answer to this name and type as the cache gives it; an answer
+                enters the packet cache (and native.answer may serve a name)
+                only with every layer's consent. The default is False, so a
+                layer that may act on queries (or any Lua module) keeps every
+                query on the normal path.
+  fast_nets()   None, a list of ipaddress networks whose clients must take the
+                full path (C tests them per datagram), or workers.fastpath.ALL
+                (the layer must see every query: no packet-cache answers).
+  fast_count(c) with the native.BatchCounts of what the fast path answered
+                since the last call (stats). The counts are folded lazily:
+  fast_source(fn) gives a layer the function that folds them (calls
+                fast_count); a layer that reads its counters calls it first.
+Consent is read again after every console command and Lua event
+(Settings.epoch), and the packet cache is emptied then.
 """
 from __future__ import annotations
 
@@ -62,7 +74,13 @@ class Layer:
     def fast_ok(self, pq) -> bool:
         return False
 
-    def fast_count(self, pq) -> None:
+    def fast_nets(self):
+        return None
+
+    def fast_count(self, counts) -> None:
+        return None
+
+    def fast_source(self, collect) -> None:
         return None
 
     def produce(self, req, query):

@@ -165,11 +165,14 @@ class _Opts:
 def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console, opts=None) -> int:
     opts = opts or _Opts()
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
-    server = Server(settings, make_resolve(engine.resolver), stats,
-                    fast=FastPath(engine.resolver, settings, engine.clock))
-    engine.worker.stats_provider = lambda: dict(_stats_dict(server.stats),
-                                                sig_checks=engine.resolver.sig_checks,
-                                                upstreams=engine.resolver.selection.show())
+    fast = FastPath(engine.resolver, settings, engine.clock)
+    server = Server(settings, make_resolve(engine.resolver), stats, fast=fast)
+    def worker_stats() -> dict:
+        fastpath = fast.stats()  # folds the fast path's pending counts in first
+        return dict(_stats_dict(server.stats), sig_checks=engine.resolver.sig_checks,
+                    upstreams=engine.resolver.selection.show(), fastpath=fastpath)
+
+    engine.worker.stats_provider = worker_stats
     loop = asyncio.new_event_loop()
     prober = None
     try:

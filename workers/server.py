@@ -46,7 +46,8 @@ from workers.settings import Endpoint, Settings
 from workers.tcp import Outcome, TCPConnection
 
 G = log.Group.NETWORK
-UDP_BATCH = 64  # datagrams drained per readable event
+UDP_BATCH = 64  # datagrams drained per readable event (without the fast path)
+UDP_BATCHES = 4  # fast-path batches (of native.BATCH_MAX datagrams) per readable event
 UDP_RECV_MAX = 65535
 DNS_HEADER = 12
 MIN_UDP = 512
@@ -197,7 +198,7 @@ def render_answer(
     _fix_answer(answer, query, settings)
     max_size = MAX_TCP if tcp else udp_size_limit(query, settings)
     try:
-        return answer.to_wire(max_size=max_size), False
+        return answer.to_wire(max_size=max_size, want_shuffle=settings.reorder_rr), False
     except dns.exception.TooBig:
         return _truncated(answer, max_size), True
 
@@ -289,6 +290,8 @@ class Server:
         self.resolve = resolve
         self.stats = stats or ServerStats()
         self.fast = fast  # workers/fastpath.FastPath: datagram -> answer wire or None
+        if hasattr(fast, "attach"):
+            fast.attach(self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -403,6 +406,8 @@ class Server:
     # UDP ------------------------------------------------------------------------
 
     def _on_udp_readable(self, sock: socket.socket) -> None:
+        if getattr(self.fast, "batch", None) is not None and self._on_udp_batch(sock):
+            return
         try:
             for _ in range(UDP_BATCH):
                 try:
@@ -416,10 +421,38 @@ class Server:
         except Exception as e:  # noqa: BLE001 - never kill the listener
             log.debug(G, "udp reader error: %r", e)
 
+    def _on_udp_batch(self, sock: socket.socket) -> bool:
+        """Readable UDP socket with the fast path: batches of up to 64
+        datagrams, the packet-cache hits answered in C (workers/fastpath.py),
+        the misses one by one below; at most UDP_BATCHES batches per event so
+        other sockets and timers get their turn. False if the fast path
+        failed before reading anything (the caller drains the socket)."""
+        fast = self.fast
+        try:
+            for _ in range(UDP_BATCHES):
+                try:
+                    n, misses = fast.run(sock)
+                except OSError as e:  # e.g. a queued ICMP error
+                    log.debug(G, "udp batch: %s", e)
+                    continue
+                except Exception as e:  # noqa: BLE001 - a fast-path bug must not stop reading
+                    log.debug(G, "udp fast path failed: %r", e)
+                    return False
+                for data, addr in misses:
+                    self._udp_datagram(sock, data, addr)
+                if n < fast.BATCH_MAX:
+                    break
+        except Exception as e:  # noqa: BLE001 - never kill the listener
+            log.debug(G, "udp reader error: %r", e)
+        return True
+
     def _udp_datagram(self, sock: socket.socket, data: bytes, addr: tuple) -> None:
-        if self.fast is not None:  # fresh cache hit: answered from the cache bytes
+        fast = self.fast
+        clock = getattr(fast, "clock", None)
+        now = int(clock.time()) if clock is not None else 0
+        if fast is not None:  # fresh cache hit: answered from the cache bytes
             try:
-                wire = self.fast(data)
+                wire = fast(data, addr)
             except Exception as e:  # noqa: BLE001 - the normal path decides
                 log.debug(G, "fast path failed: %r", e)
                 wire = None
@@ -428,6 +461,8 @@ class Server:
                 self.stats.udp += 1
                 self.stats.count_answer(dns.rcode.NOERROR)
                 self._sendto(sock, wire, addr)
+                if clock is not None:
+                    self._remember(data, wire, addr, now)
                 return
         msg, action = parse_client_query(data)
         if action is Action.RESOLVE:
@@ -447,12 +482,21 @@ class Server:
             wire = self.finish_answer(msg, result, False)
             if wire is not None:
                 self._sendto(sock, wire, addr)
+                if clock is not None:
+                    self._remember(data, wire, addr, now)
         elif action is Action.FORMERR:
             self.stats.formerr += 1
             self.stats.count_answer(dns.rcode.FORMERR)
             self._sendto(sock, formerr_wire(data), addr)
         else:
             self.stats.dropped += 1
+
+    def _remember(self, data: bytes, wire: bytes, addr: tuple, now: int) -> None:
+        """Offer an answer made from the cache alone to the packet cache."""
+        try:
+            self.fast.remember(data, wire, addr, now)
+        except Exception as e:  # noqa: BLE001 - a cache of answers is never worth a query
+            log.debug(G, "packet cache insert failed: %r", e)
 
     async def _serve_udp(self, sock: socket.socket, query: dns.message.Message, addr: tuple,
                          pending=None) -> None:

@@ -68,6 +68,10 @@ class Settings:
     tcp_write_buffer: int = 64 * 1024  # bytes of unsent answers over which a connection stops reading
     tcp_write_cap: int = 1024 * 1024  # bytes of unsent answers over which a connection is aborted
     fastpath: bool = True  # answer fresh cache hits straight from the cache bytes (workers/fastpath.py)
+    reorder_rr: bool = True  # reorder_RR(): records of an RRset in a new order in each rendered
+    #   answer (kresd 5.6 default: true); packet-cache hits keep the order of the answer they replay
+    epoch: int = 0  # bumped after Lua may have changed the configuration (console, events): the
+    #   fast path then re-reads the layers' consent and empties its packet cache
 
     # resolution
     root_hints: dict[dns.name.Name, list[str]] = field(default_factory=default_root_hints)

@@ -116,6 +116,7 @@ class _Events:
         if ev["interval"] is None:
             del self.timers[eid]
         try:
+            self.engine.changed()  # a callback may change the configuration
             self.engine.lua_bridge.call(ev["fn"], eid)
         except Exception as e:  # noqa: BLE001 - a failing callback never stops the loop
             log.error("[system] event %d callback failed: %s", eid, e)

@@ -131,8 +131,8 @@ def reorder_rr(engine, value=None):
     """reorder_RR([true|false])"""
     _bool_arg(value, "reorder_RR([true|false])")
     if value is not None:
-        engine.options["REORDER_RR"] = value
-    return engine.options.get("REORDER_RR", False)
+        engine.settings.reorder_rr = bool(value)
+    return bool(engine.settings.reorder_rr)
 
 
 def verbose(engine, value=None):

@@ -658,11 +658,25 @@ class PolicyLayer(Layer):
         return None if res is None or res == state else res
 
     def fast_ok(self, pq):
-        """Only kresd's special-name rules are loaded, and none matches the name."""
+        """The rules leave this name's answer as the cache gives it: the user's
+        rules are suffix filters that either do not match it or PASS it
+        (which ends the walk without a change), and, when no rule PASSes it,
+        no special-name rule of kresd's matches it. No postrules. (A fast
+        answer does not add to a matching rule's `count`.)"""
         m = self.module
-        if m.rules.rules or m.rules.postrules:
+        if m.rules.postrules:
             return False
         tails = QueryView.from_wire(pq.qname_lower, pq.qtype, pq.qclass).suffixes
+        for r in m.rules.rules:
+            if r.suspended:
+                continue
+            wires = getattr(r.cb, "wires", None)
+            if wires is None:
+                return False  # a filter only a Request can decide
+            if tails.isdisjoint(wires):
+                continue
+            action = getattr(r.cb, "action", None)
+            return isinstance(action, _Fn) and action.name == "PASS" and not action.chain
         for r in m.rules.special:
             if r.suspended:
                 continue

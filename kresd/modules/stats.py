@@ -69,8 +69,11 @@ class StatsLayer(Layer):
     def fast_ok(self, pq):
         return True
 
-    def fast_count(self, pq):
-        self.m.count_fast(pq)
+    def fast_count(self, counts):
+        self.m.count_fast(counts)
+
+    def fast_source(self, collect):
+        self.m.pull = collect
 
     def finish(self, req):
         self.m.count_request(req)
@@ -87,6 +90,7 @@ class Stats(Module):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.metrics: dict[str, int] = {k: 0 for k in METRICS}
+        self.pull = None  # folds the fast path's pending counts in (StatsLayer.fast_source)
         self.upstreams: collections.deque = collections.deque(maxlen=UPSTREAMS_COUNT)
         self.frequent_q: collections.Counter = collections.Counter()
         self.layer = StatsLayer(self)
@@ -144,26 +148,24 @@ class Stats(Module):
                                       and not req.vars.get("policy.answered")):
             self.inc("answer.cached")
 
-    def count_fast(self, pq) -> None:
-        """Counters of a UDP answer served by the fast path (workers/fastpath.py):
-        the same keys count_request + count_answer bump for a NOERROR cache hit."""
-        inc = self.inc
-        inc("request.total")
-        inc("request.udp")
-        inc("answer.total")
-        inc(LATENCY_BUCKETS[0][1])
-        inc("answer.noerror")
-        inc("answer.ra")
-        inc("answer.rd")  # RD is required for the fast path
-        if pq.flags & 0x0010:  # CD
-            inc("answer.cd")
-        if pq.has_opt:
-            inc("query.edns")
-            inc("answer.edns0")
-            if pq.do_bit:
-                inc("query.dnssec")
-                inc("answer.do")
-        inc("answer.cached")
+    def count_fast(self, c) -> None:
+        """Counters of UDP answers served by the fast path (workers/fastpath.py),
+        from the native.BatchCounts of one batch: the same keys count_request +
+        count_answer bump for each cache hit."""
+        inc, n = self.inc, c.hits
+        inc("request.total", n)
+        inc("request.udp", n)
+        inc("answer.total", n)
+        inc(LATENCY_BUCKETS[0][1], n)
+        inc("answer.cached", n)
+        inc("answer.ra", n)
+        for key, v in (("answer.noerror", c.noerror), ("answer.nxdomain", c.nxdomain),
+                       ("answer.nodata", c.nodata), ("answer.rd", c.rd), ("answer.cd", c.cd),
+                       ("answer.ad", c.ad), ("answer.aa", c.aa), ("answer.tc", c.tc),
+                       ("query.edns", c.edns), ("answer.edns0", c.edns), ("query.dnssec", c.dobit),
+                       ("answer.do", c.dobit)):
+            if v:
+                inc(key, v)
 
     def sample_query(self, name: str, rdtype: int) -> None:
         key = (name, rdtype)
@@ -173,7 +175,12 @@ class Stats(Module):
 
     # -- Lua face -----------------------------------------------------------
 
+    def _fresh(self) -> None:
+        if self.pull is not None:
+            self.pull()
+
     def get(self, key: Any):
+        self._fresh()
         return self.metrics.get(to_text(key))
 
     def set(self, key: Any, value: Any = None) -> None:
@@ -185,6 +192,7 @@ class Stats(Module):
         self.metrics[k] = int(float(to_text(value)))
 
     def list(self, prefix: Any = None) -> dict:
+        self._fresh()
         p = to_text(prefix) if prefix else ""
         return {k: v for k, v in self.metrics.items() if k.startswith(p)}
 
@@ -192,6 +200,7 @@ class Stats(Module):
         """kresd-py: stats.list(prefix) summed over every instance of the rundir
         (map over rundir/tty/, see kresd/bindings/procmodel.py); this instance alone
         when no control socket exists yet; an instance's error is raised."""
+        self._fresh()
         p = to_text(prefix) if prefix else ""
         fanout = self.ctx.worker.get("map") if isinstance(self.ctx.worker, dict) else None
         if fanout is None:
@@ -226,6 +235,7 @@ class Stats(Module):
         return True
 
     def lua_get(self, key: Any) -> Any:
+        self._fresh()
         v = self.metrics.get(to_text(key))
         if v is None:
             raise KeyError(key)

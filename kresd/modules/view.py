@@ -67,6 +67,20 @@ class ViewLayer(Layer):
     def __init__(self, module: "View"):
         self.m = module
 
+    def fast_ok(self, pq):
+        # TSIG-signed queries never take the fast path (their TSIG RR makes
+        # them ineligible); source-subnet rules are fast_nets below.
+        return not self.m.dst
+
+    def fast_nets(self):
+        """The clients the source-subnet rules are for always take the full
+        path; destination rules would need the local address: every query."""
+        if self.m.dst:
+            from workers.fastpath import ALL
+
+            return ALL
+        return [r.network for r in self.m.src]
+
     def begin(self, req):
         if req.state and State(req.state) & State.FAIL:
             return None

@@ -31,7 +31,7 @@ def _set_version(path: str, value: bytes | None) -> None:
 def test_version_written_at_open(make_cache, tmp_path):
     c = make_cache()
     assert c._env.stored_version() == FORMAT_VERSION
-    assert sorted(os.listdir(tmp_path / "cache")) == ["data.mdb", "lock.mdb"]
+    assert sorted(os.listdir(tmp_path / "cache")) == ["data.mdb", "generation", "lock.mdb"]
 
 
 def test_same_version_keeps_entries(make_cache, tmp_path):

@@ -1,6 +1,7 @@
 """refuse_nord, workarounds, priming and ns_refresh modules."""
 import dns.flags
 import dns.rcode
+import native
 
 from kresd.modules.policy import Policy
 from kresd.modules.workarounds import NO_0X20_ZONES
@@ -93,13 +94,30 @@ def test_fast_path_consent_of_modules():
     env.mod("hints").add_pair("hinted.cz.", "192.0.2.7")
     assert not layers["hints"].fast_ok(www)  # static hints answer before the cache
     p = env.mod("policy")
+    p.add(p.suffix(p.PASS, ["other."]))  # does not match: the walk goes on
+    assert layers["policy"].fast_ok(www)
+    p.add(p.suffix(p.PASS, ["test."]))  # PASS ends the walk: even special-use test. is the cache's
+    assert layers["policy"].fast_ok(_pq("foo.test."))
+    p.add(p.suffix(p.DENY, ["example.cz."]))
+    assert not layers["policy"].fast_ok(www)  # a matching rule that changes the answer
+    assert layers["policy"].fast_ok(_pq("foo.test."))  # PASSed before the DENY
     p.add(p.all(p.PASS))
-    assert not layers["policy"].fast_ok(www)  # user rules: every query through policy
+    assert not layers["policy"].fast_ok(_pq("x.org."))  # a filter only a Request decides
     stats = env.mod("stats")
     before = dict(stats.list())
-    layers["stats"].fast_count(www)
+    layers["stats"].fast_count(native.BatchCounts(hits=1, noerror=1, rd=1))
     after = stats.list()
     # a fast-path answer counts as one cached NOERROR answer to one UDP request
     assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {
         "request.total": 1, "request.udp": 1, "answer.total": 1, "answer.1ms": 1,
         "answer.noerror": 1, "answer.ra": 1, "answer.rd": 1, "answer.cached": 1}
+    # a batch of packet-cache answers: every kind counted as the full path counts it
+    before = dict(stats.list())
+    layers["stats"].fast_count(native.BatchCounts(hits=10, noerror=7, nxdomain=3, nodata=2, tc=1, edns=6,
+                                                  dobit=4, cd=1, ad=2, aa=0, rd=10))
+    after = stats.list()
+    assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {
+        "request.total": 10, "request.udp": 10, "answer.total": 10, "answer.1ms": 10,
+        "answer.noerror": 7, "answer.nxdomain": 3, "answer.nodata": 2, "answer.tc": 1,
+        "query.edns": 6, "answer.edns0": 6, "query.dnssec": 4, "answer.do": 4, "answer.cd": 1,
+        "answer.ad": 2, "answer.ra": 10, "answer.rd": 10, "answer.cached": 10}
