@@ -1,6 +1,6 @@
 """The `kresd` command line, compatible with Knot Resolver 5.6.
 
-Owns: flag parsing (click) into a frozen `Args`, listen address syntax
+Owns: the flags (kresd/options.py parses them) into a frozen `Args`, listen address syntax
 (`addr`, `addr@port`, `addr#port`), the rundir (created if missing, then the
 cwd), choosing config files (`-c`, repeatable, relative to the rundir as in
 kresd; `-c -` skips defaults; without `-c`, `./config` if readable), and
@@ -64,12 +64,12 @@ import os
 import pwd
 import sys
 from dataclasses import dataclass
-
-import click
+from typing import NoReturn, Sequence
 
 from kresd import log
 from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_OK, EXIT_USAGE,
                           BOUNDARY_ERRORS, BootError, ConfigError, NotImplementedYet)
+from kresd.options import Opt, UsageError, at_least, convert, help_text, split, usage_exit
 from kresd.sockets import FdSpec, ListenSocket, parse_fd_spec
 from workers.settings import Endpoint, Settings
 
@@ -124,21 +124,8 @@ def parse_addr(text: str, default_port: int = 53) -> Endpoint:
     return Endpoint(addr, port, "dns")
 
 
-def _addr_list(default_port: int):
-    def convert(ctx, param, values):
-        try:
-            return tuple(parse_addr(v, default_port) for v in values)
-        except ValueError as e:
-            raise click.BadParameter(str(e)) from None
-
-    return convert
-
-
-def _fd_list(ctx, param, values):
-    try:
-        return tuple(parse_fd_spec(v) for v in values)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+def _addr(default_port: int):
+    return lambda text: parse_addr(text, default_port)
 
 
 def parse_cpu_map_arg(text: str):
@@ -150,55 +137,61 @@ def parse_cpu_map_arg(text: str):
     return parse_cpu_map(text)
 
 
-def _cpu_map(ctx, param, value):
-    if value is None:
-        return None
+USAGE = "[parameters] [RUNDIR]"
+ABOUT = """\
+Knot Resolver (kresd-py): a caching recursive DNS resolver.
+
+RUNDIR is the working directory (default: .).
+"""
+OPTIONS = (
+    Opt("a", "addr", "addrs", "addr[@port]", "Server address (default: localhost@53).",
+        multiple=True, convert=_addr(53)),
+    Opt("t", "tls", "tls", "addr[@port]", "Server address for TLS (default: off). Not implemented yet.",
+        multiple=True, convert=_addr(853)),
+    Opt("S", "fd", "fds", "fd[:kind]", "Listen on given fd (handed out by supervisor, :kind is optional).",
+        multiple=True, convert=parse_fd_spec),
+    Opt("c", "config", "configs", "path",
+        "Config file path (relative to [rundir]) (default: config). A subset of kresd's Lua for now.",
+        multiple=True),
+    Opt("k", "keyfile", "keyfiles", "keyfile", "Trust anchor key file, managed by RFC 5011 (kresd 3 "
+        "option; same as trust_anchors.add_file(keyfile) before the config).", multiple=True),
+    Opt("f", "forks", "forks", "N", "Start N forks sharing the configuration (implies -n when N > 1).",
+        convert=at_least(1), default=1),
+    Opt(None, "cpu-map", "cpu_map", "MAP", "Pin workers to CPUs: '0=0 1=1 2=2,3' (worker=cpu[,cpu]); "
+        "'off' = no pinning. Default: worker id modulo the allowed CPUs.", convert=parse_cpu_map_arg),
+    Opt(None, "worker-id", "worker_id", "N", convert=at_least(0), hidden=True),
+    Opt(None, "leader-pid", "leader_pid", "PID", convert=at_least(1), hidden=True),
+    Opt("n", "noninteractive", "noninteractive", help="Don't start the read-eval-print loop for stdin+stdout."),
+    Opt("q", "quiet", "quiet", help="No command prompt in interactive mode."),
+    Opt("v", "verbose", "verbose", help="Run in verbose mode (debug logs)."),
+    Opt("V", "version", "version", help="Print version of the server."),
+    Opt("h", "help", "help", help="Show this message and exit."),
+)
+
+
+def parse_args(argv: Sequence[str]) -> Args:
+    """Args from the command line; -h/-V print and exit 0, a usage error
+    prints click-style and exits EXIT_USAGE (SystemExit either way)."""
     try:
-        return parse_cpu_map_arg(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+        raw, positional = split(argv, OPTIONS)
+        if "help" in raw:
+            sys.stdout.write(help_text("kresd", USAGE, ABOUT, OPTIONS))
+            raise SystemExit(EXIT_OK)
+        if "version" in raw:
+            print(version_string())
+            raise SystemExit(EXIT_OK)
+        v = convert(raw, OPTIONS)
+    except UsageError as e:
+        usage_exit("kresd", USAGE, e)
+    forks, cpu_map = v["forks"], v["cpu_map"]
+    return Args(v["addrs"], v["tls"], v["fds"], v["configs"], forks, v["noninteractive"] or forks > 1,
+                v["quiet"], v["verbose"], positional[0] if positional else ".", v["worker_id"],
+                v["leader_pid"], cpu_map, cpu_map_text(cpu_map), v["keyfiles"])
 
 
-def _print_version(ctx, param, value):
-    if value and not ctx.resilient_parsing:
-        click.echo(version_string())
-        ctx.exit(0)
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]}, options_metavar="[parameters]")
-@click.option("-a", "--addr", "addrs", multiple=True, callback=_addr_list(53), metavar="addr[@port]",
-              help="Server address (default: localhost@53).")
-@click.option("-t", "--tls", "tls", multiple=True, callback=_addr_list(853), metavar="addr[@port]",
-              help="Server address for TLS (default: off). Not implemented yet.")
-@click.option("-S", "--fd", "fds", multiple=True, metavar="fd[:kind]", callback=_fd_list,
-              help="Listen on given fd (handed out by supervisor, :kind is optional).")
-@click.option("-c", "--config", "configs", multiple=True, metavar="path",
-              help="Config file path (relative to [rundir]) (default: config). A subset of kresd's Lua for now.")
-@click.option("-k", "--keyfile", "keyfiles", multiple=True, metavar="keyfile",
-              help="Trust anchor key file, managed by RFC 5011 (kresd 3 option; same as "
-                   "trust_anchors.add_file(keyfile) before the config).")
-@click.option("-f", "--forks", type=click.IntRange(min=1), default=1, metavar="N",
-              help="Start N forks sharing the configuration (implies -n when N > 1).")
-@click.option("--cpu-map", "cpu_map", default=None, callback=_cpu_map, metavar="MAP",
-              help="Pin workers to CPUs: '0=0 1=1 2=2,3' (worker=cpu[,cpu]); 'off' = no pinning. "
-                   "Default: worker id modulo the allowed CPUs.")
-@click.option("--worker-id", "worker_id", type=click.IntRange(min=0), default=None, hidden=True)
-@click.option("--leader-pid", "leader_pid", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option("-n", "--noninteractive", is_flag=True, help="Don't start the read-eval-print loop for stdin+stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No command prompt in interactive mode.")
-@click.option("-v", "--verbose", is_flag=True, help="Run in verbose mode (debug logs).")
-@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
-              help="Print version of the server.")
-@click.argument("rundir", required=False, default=".")
-def main(addrs, tls, fds, configs, keyfiles, forks, cpu_map, worker_id, leader_pid, noninteractive, quiet,
-         verbose, rundir):
-    """Knot Resolver (kresd-py): a caching recursive DNS resolver.
-
-    RUNDIR is the working directory (default: .).
-    """
-    args = Args(addrs, tls, tuple(fds), tuple(configs), forks, noninteractive or forks > 1,
-                quiet, verbose, rundir, worker_id, leader_pid, cpu_map, cpu_map_text(cpu_map),
-                tuple(keyfiles))
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The kresd program: parse the command line, run, exit with its code."""
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     sys.exit(run(args))
 
 
@@ -209,12 +202,12 @@ def entry() -> None:
     socket closed, modules unloaded, cache closed), so the interpreter's
     teardown of ~600 modules (~20 ms, part of a restart's silence) is skipped
     with os._exit once the standard streams and logging are flushed. Tests
-    call `main` in-process (click's CliRunner) and never come here.
+    call `main` in-process and never come here.
     """
     try:
-        main(prog_name="kresd")
+        main()
         code = 0
-    except SystemExit as e:  # click (usage errors, --help) and run() exit this way
+    except SystemExit as e:  # usage errors, -h/-V and run() exit this way
         if e.code is None:
             code = 0
         elif isinstance(e.code, int):
@@ -565,11 +558,12 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
         if not listen:
             raise BootError("nothing to listen on", EXIT_BIND)
         engine.listen_sockets = listen
-        # everything the worker imports, while this process can still read it all
         from workers.main import preload, run_worker
 
-        preload(console=not args.noninteractive)
         if engine.pending_user is not None:
+            # everything the worker imports, while this process can still read it all
+            # (without user(), those modules are imported when first used, after the boot)
+            preload(console=not args.noninteractive)
             import dns.dnssec  # deferred at boot (kresd/__init__.py): execute it while all is readable
 
             from kresd.modules.registry import import_builtins
@@ -600,4 +594,4 @@ def _console(engine, quiet: bool):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -49,8 +49,8 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype as T
 import dns.rdtypes.ANY.DS
+import dns.rdata
 import dns.rrset
-import dns.zonefile
 
 from .verify import ds_matches
 
@@ -208,6 +208,8 @@ def _lenient_ds(text: str):
 
 def _parse_record(text: str, origin, ttl: int):
     """[(owner, ttl, rdata, comment)] of one logical zone-file record."""
+    import dns.zonefile  # on the first anchor text: the built-in ones are read without it (boot)
+
     try:
         rrsets = dns.zonefile.read_rrsets(text, origin=origin, relativize=False, rdclass=None,
                                           default_ttl=ttl)
@@ -362,10 +364,20 @@ def _install(settings, ks: Keyset) -> None:
                  summary(settings, ks.owner).rstrip("\n"))
 
 
+def builtin_anchors() -> list[Anchor]:
+    """ROOT_ANCHORS as parse() reads them, without the zone-file parser
+    (dns.zonefile is not imported at boot: every start installs these)."""
+    out = []
+    for line in ROOT_ANCHORS:
+        owner, ttl, rdclass, rdtype, rdata = line.split(None, 4)
+        out.append(Anchor(dns.name.from_text(owner), dns.rdata.from_text(rdclass, rdtype, rdata), int(ttl)))
+    return out
+
+
 def install_builtin(settings) -> None:
     """The root's built-in anchors (unmanaged, refreshed only to warn, as
     Debian's kresd loads /usr/share/dns/root.key read-only)."""
-    ks = read_keyset(parse("\n".join(ROOT_ANCHORS), "built-in root anchors"), "built-in root anchors")
+    ks = read_keyset(builtin_anchors(), "built-in root anchors")
     ks.tracked = True
     store(settings).keysets[ks.owner] = ks
     publish(settings, ks)

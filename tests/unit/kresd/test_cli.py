@@ -1,18 +1,20 @@
 """kresd/cli.py: flags, exit codes, and one real start/stop of `python -m kresd`."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from click.testing import CliRunner
 
 from kresd import cli, log
 from kresd.errors import EXIT_BIND, EXIT_CONFIG, EXIT_NOT_IMPLEMENTED
@@ -29,8 +31,22 @@ def keep_cwd():
     log.reset()
 
 
-def invoke(*argv):
-    return CliRunner().invoke(cli.main, list(argv))
+class Run(NamedTuple):
+    exit_code: int
+    output: str  # stdout
+    stderr: str
+
+
+def invoke(*argv) -> Run:
+    """cli.main in-process, as the program runs it: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main(list(argv))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return Run(code, out.getvalue(), err.getvalue())
 
 
 def test_version():

@@ -5,11 +5,11 @@ import os
 
 import dns.name
 import pytest
-from click.testing import CliRunner
 
 from kresd import cli, log
 from kresd.engine import Engine, FakeScheduler
 from kresd.errors import EXIT_CONFIG, ConfigError
+from tests.unit.kresd.test_cli import invoke
 from workers.dnssec import ta
 from workers.settings import Settings
 
@@ -142,9 +142,9 @@ def test_k_loads_a_managed_key_file_before_the_config(tmp_path, keep_cwd):
 
 def test_k_with_a_missing_file_exits_with_the_config_error(tmp_path, keep_cwd):
     missing = tmp_path / "nope.key"
-    r = CliRunner().invoke(cli.main, ["-n", "-k", str(missing), "-c", "-", str(tmp_path / "rd")])
+    r = invoke("-n", "-k", str(missing), "-c", "-", str(tmp_path / "rd"))
     assert r.exit_code == EXIT_CONFIG
-    r = CliRunner().invoke(cli.main, ["-h"])
+    r = invoke("-h")
     assert "--keyfile" in r.output
 
 

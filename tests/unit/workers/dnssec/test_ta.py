@@ -79,6 +79,11 @@ def test_builtin_root_anchors_name_the_iana_root_keys():
     assert ta.store(s).keysets[ROOT].managed is False
 
 
+def test_builtin_anchors_equal_what_the_zone_file_parser_reads():
+    """builtin_anchors() skips dns.zonefile (boot time) but yields what parse() does."""
+    assert ta.builtin_anchors() == ta.parse("\n".join(ta.ROOT_ANCHORS))
+
+
 # -- parsing ---------------------------------------------------------------------------
 
 def test_parse_debian_root_key_and_deckard_lines():
