@@ -4,7 +4,7 @@ Owns: three import-time measures that keep the time from exec to the first
 answer short (it bounds how long a restart leaves clients unanswered):
 - In the kresd program itself (the console script, `python -m kresd`; not a
   test or tool that imports the package), the cyclic garbage collector is
-  paused for the boot (~10 ms of collections over objects that all live as
+  paused for the boot (~5 ms of collections over objects that nearly all live as
   long as the process: modules, classes, the config) and `boot_done()`, called
   by the worker once its sockets serve, freezes what the boot made (later
   collections never scan it again) and turns collection back on.
@@ -134,7 +134,17 @@ def is_daemon() -> bool:
 
 def boot_done() -> None:
     """The worker serves: freeze the boot's objects, collect from now on.
-    (A no-op when collection was not paused, as in tests.)"""
+    (A no-op when collection was not paused, as in tests.)
+
+    What gets frozen (measured with the start-up benchmark's config): ~40,000
+    tracked objects, nearly all of them live as long as the process (modules,
+    classes, functions, the Lua bindings, the config's settings); a frozen
+    object that loses its last reference is still freed by reference counting.
+    Among them are ~200 unreachable cycles the standard library leaves while it
+    imports (throw-away classes of enum/functools/ssl, ~60 KiB): frozen, they
+    are never collected. That is a fixed cost once per process, not a growing
+    leak, and collecting them first would cost ~7 ms (a full collection) at the
+    moment a restart should start answering; so they are kept."""
     global _gc_paused
     if _gc_paused:
         _gc_paused = False
