@@ -43,6 +43,7 @@ def test_bench_tool_hit_smoke(kresd_bin, tmp_path):
         assert r["cpu_us"] > 0 and r["server_cpu_s"] > 0
         assert 0 < r["p50_us"] <= r["p99_us"]
         assert 0 <= r["loss_pct"] < 100
+        assert r["rss_mib"] > 0 and r["last_of_start"]  # read from /proc after the (only) workload
 
     md = (out / "summary.md").read_text()
     assert "| workload | server | QPS | CPU/answer |" in md
@@ -50,6 +51,7 @@ def test_bench_tool_hit_smoke(kresd_bin, tmp_path):
     ratio = ours.split(" | ")[7]
     assert float(ratio) > 0  # our QPS over kresd's, measured side by side
     assert "cores" in md and "Linux" in md  # the machine the figures were taken on
+    assert "Worker RSS after the benchmark" in md and "Worker RSS after the benchmark" in p.stdout
 
     svg = ET.fromstring((out / "chart.svg").read_text())
     bars = [r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.get("fill") != "white"]

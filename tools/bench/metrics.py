@@ -1,8 +1,9 @@
 """Numbers from dnsperf output and /proc, and their summary over repetitions.
 
 Owns: parsing dnsperf's final statistics and its `-v` per-query lines
-(latency percentiles), reading the CPU time (utime+stime) of a process tree
-from /proc, and reducing repeated measurements to medians and ratios.
+(latency percentiles), reading the CPU time (utime+stime) and the resident
+memory (VmRSS, the largest process) of a process tree from /proc, and
+reducing repeated measurements to medians and ratios.
 Must not: start processes or format reports (report.py does that).
 """
 from __future__ import annotations
@@ -111,6 +112,44 @@ def cpu_seconds(pids: Iterable[int], proc: str = "/proc") -> dict[int, float]:
     return out
 
 
+def vmrss_kib(status: str) -> int | None:
+    """VmRSS (kB as the kernel prints it: KiB) from the text of /proc/<pid>/status;
+    None when absent (a zombie, a kernel thread)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            fields = line.split()
+            if len(fields) >= 2 and fields[1].isdigit():
+                return int(fields[1])
+    return None
+
+
+def rss_mib(pids: Iterable[int], proc: str = "/proc") -> float | None:
+    """The largest VmRSS (MiB) among pids and their descendants (the resolver's
+    processes: a kresd -f N leader and its forks); None if none could be read."""
+    sizes = []
+    for pid in process_tree(pids, proc):
+        st = _read(f"{proc}/{pid}/status")
+        kib = vmrss_kib(st) if st else None
+        if kib is not None:
+            sizes.append(kib)
+    return round(max(sizes) / 1024, 1) if sizes else None
+
+
+def rss_after(rows: list[dict]) -> dict[str, float]:
+    """{config: worker RSS after the benchmark, MiB}: the reading taken after the
+    last workload of each start (rows with `last_of_start`); the largest one of a
+    rep (a --signed run starts each config twice), then the median over reps."""
+    per_rep: dict[tuple[str, int], float] = {}
+    for r in rows:
+        if r.get("last_of_start") and r.get("rss_mib") is not None:
+            key = (r["config"], r.get("rep", 0))
+            per_rep[key] = max(per_rep.get(key, 0.0), r["rss_mib"])
+    by_config: dict[str, list[float]] = {}
+    for (config, _), v in per_rep.items():
+        by_config.setdefault(config, []).append(v)
+    return {c: statistics.median(v) for c, v in by_config.items()}
+
+
 def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds used between two cpu_seconds() snapshots (new processes count whole)."""
     return sum(max(0.0, v - before.get(pid, 0.0)) for pid, v in after.items())
@@ -139,7 +178,7 @@ def measurement(summary: dict, counts: Counter, server_cpu_s: float) -> dict:
     }
 
 
-METRICS = ("qps", "cpu_us", "p50_us", "p99_us", "loss_pct")
+METRICS = ("qps", "cpu_us", "p50_us", "p99_us", "loss_pct", "rss_mib")
 
 
 def summarize(rows: list[dict]) -> dict[tuple[str, str], dict]:

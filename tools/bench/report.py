@@ -1,7 +1,9 @@
 """The benchmark's report: a text table, a Markdown table and an SVG bar chart.
 
 Owns: formatting the summary of metrics.summarize() (one row per workload and
-server, with the ratio of our QPS and CPU per answer to Debian's kresd), and a
+server, with the ratio of our QPS and CPU per answer to Debian's kresd, and the
+largest VmRSS of the server's processes after that workload), the line of
+worker RSS after the benchmark per server (metrics.rss_after()), and a
 hand-written SVG chart (QPS per workload; p99 latency at the fixed load) that can be pasted into a report.
 Must not: measure anything or read files.
 """
@@ -24,7 +26,7 @@ CONFIG_TITLES = {
     "kresd-2": "kresd 5.6, 2 processes",
 }
 COLUMNS = ("workload", "server", "QPS", "CPU/answer", "p50", "p99", "loss",
-           "QPS vs kresd", "CPU vs kresd")
+           "QPS vs kresd", "CPU vs kresd", "RSS")
 
 
 def fmt_qps(v: float | None) -> str:
@@ -41,6 +43,10 @@ def fmt_us(v: float | None) -> str:
     if v >= 1000:
         return f"{v / 1000:.2f} ms"
     return f"{v:.1f} µs" if v < 100 else f"{v:.0f} µs"
+
+
+def fmt_mib(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} MiB"
 
 
 def fmt_ratio(v: float | None, suffix: str = "") -> str:
@@ -67,8 +73,17 @@ def rows(summary: dict) -> list[list[str]]:
             out.append([w, CONFIG_TITLES.get(c, c), fmt_qps(s["qps"]), fmt_us(s["cpu_us"]),
                         fmt_us(s["p50_us"]), fmt_us(s["p99_us"]),
                         "-" if s["loss_pct"] is None else f"{s['loss_pct']:.2f} %",
-                        fmt_ratio(q_ratio), fmt_ratio(cpu_ratio, "×")])
+                        fmt_ratio(q_ratio), fmt_ratio(cpu_ratio, "×"), fmt_mib(s.get("rss_mib"))])
     return out
+
+
+def rss_line(rss: dict[str, float]) -> str:
+    """'Worker RSS after the benchmark (...): kresd-py -f 1: 41.0 MiB; ...' in
+    server order; '' without readings."""
+    if not rss:
+        return ""
+    parts = [f"{CONFIG_TITLES.get(c, c)}: {fmt_mib(rss[c])}" for c in ordered(rss, list(CONFIG_TITLES))]
+    return "Worker RSS after the benchmark (largest VmRSS of the server's processes): " + "; ".join(parts)
 
 
 def markdown(summary: dict) -> str:

@@ -3,9 +3,10 @@
 Owns: the command line, the run lock, starting and stopping the knotd
 hierarchy and the resolvers under test (our .venv/bin/kresd with -f 1 and -f 2,
 Debian's /usr/sbin/kresd with 1 and 2 processes), the sanity check and cache
-warm-up of every start, the dnsperf workloads, and writing the results:
-results.jsonl (every measurement), summary.md (machine + Markdown table),
-chart.svg, and the same table on stdout.
+warm-up of every start, the dnsperf workloads, the resolver's resident memory
+after each workload (metrics.rss_mib), and writing the results: results.jsonl
+(every measurement), summary.md (machine + Markdown table + the worker RSS
+after the benchmark), chart.svg, and the same table on stdout.
 
   dnsperf (pinned to the last CPU) --UDP--> resolver 127.0.30.1:5300
       root hints: a.root-servers.net = 127.0.30.2
@@ -244,6 +245,7 @@ def measure(workload: str, server: Group, auth: Group, args, workdir: Path) -> d
         raise SystemExit(f"dnsperf failed ({p.returncode}): {p.stderr.decode()[-500:]}")
     row = metrics.measurement(summary, counts, metrics.cpu_delta(cpu0, cpu1))
     row["processes"] = len(cpu1)
+    row["rss_mib"] = metrics.rss_mib(server.pids())  # after this workload (the last: after the benchmark)
     row["loadgen_cores"] = round(loadgen / wall, 2)
     row["auth_cpu_s"] = round(metrics.cpu_delta(auth0, auth1), 2)
     # softirq work of the loopback traffic counts as "other" too: a rough noise gauge
@@ -276,19 +278,23 @@ def versions(args) -> dict:
 def write_outputs(outdir: Path, rows: list[dict], meta: dict) -> str:
     summary = metrics.summarize(rows)
     table = report.markdown(summary)
+    rss = report.rss_line(metrics.rss_after(rows))
     m = meta["machine"]
     md = (f"# kresd-py benchmark, {meta['date']}\n\n"
           f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}. "
           f"{meta['duration']} s per measurement, {meta['reps']} rep(s), medians. "
           f"Versions: {'; '.join(meta['versions'].values())}.\n\n"
           f"{table}\n"
-          "CPU/answer: utime+stime of the server processes over the run / answers. "
+          + (f"{rss}.\n\n" if rss else "")
+          + "CPU/answer: utime+stime of the server processes over the run / answers. "
           "p50/p99: dnsperf -v latencies. Ratios: kresd-py -f 1 to kresd 5.6 with 1 process, "
-          "-f 2 to 2 processes (QPS: higher is better; CPU: lower is better).\n\n"
+          "-f 2 to 2 processes (QPS: higher is better; CPU: lower is better). "
+          "RSS: the largest VmRSS (/proc/<pid>/status) among the server's processes, read right "
+          "after that workload (the workloads of a start run in --workloads order).\n\n"
           "![chart](chart.svg)\n")
     (outdir / "summary.md").write_text(md)
     (outdir / "chart.svg").write_text(report.svg_chart(summary))
-    return report.text_table(summary)
+    return report.text_table(summary) + (f"\n{rss}\n" if rss else "")
 
 
 def parse_args(argv=None):
@@ -396,13 +402,14 @@ def main(argv=None) -> int:
                                 warm(args)
                             for wl in wls:
                                 row = measure(wl, server, auth, args, workdir)
-                                row.update(config=config, workload=wl, rep=rep, sanity=check)
+                                row.update(config=config, workload=wl, rep=rep, sanity=check,
+                                           last_of_start=wl == wls[-1])
                                 rows.append(row)
                                 results.write(json.dumps(row) + "\n")
                                 results.flush()
                                 log(f"{config:8} {wl:7} rep {rep}: {row['qps']:,.0f} QPS, "
                                     f"{(row['cpu_us'] or 0):.1f} µs CPU/answer, "
-                                    f"loss {row['loss_pct']:.2f} %, "
+                                    f"loss {row['loss_pct']:.2f} %, RSS {report.fmt_mib(row['rss_mib'])}, "
                                     f"other load {row['other_cores']:.2f} cores")
                         finally:
                             server.stop()

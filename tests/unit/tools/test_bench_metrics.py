@@ -118,3 +118,49 @@ def test_reference_of_pairs_like_with_like():
     assert metrics.reference_of("kresd-1", every) is None
     assert metrics.ratio(5.0, 20.0) == 0.25
     assert metrics.ratio(5.0, 0.0) is None and metrics.ratio(None, 1.0) is None
+
+
+STATUS = """\
+Name:\tkresd
+Umask:\t0022
+State:\tS (sleeping)
+Pid:\t1234
+PPid:\t1
+VmPeak:\t  512000 kB
+VmSize:\t  498000 kB
+VmHWM:\t   61000 kB
+VmRSS:\t   41472 kB
+RssAnon:\t   30000 kB
+Threads:\t1
+"""
+
+
+def test_vmrss_kib_reads_the_vmrss_line_only():
+    assert metrics.vmrss_kib(STATUS) == 41472  # not VmHWM, not RssAnon
+    zombie = "Name:\tkresd\nState:\tZ (zombie)\nThreads:\t1\n"  # no Vm* lines
+    assert metrics.vmrss_kib(zombie) is None
+    assert metrics.vmrss_kib("VmRSS:\t\n") is None
+
+
+def test_rss_mib_is_the_largest_process_of_the_tree(tmp_path):
+    _fake_proc(tmp_path, {10: (1, 0), 11: (10, 0), 12: (10, 0), 20: (1, 0)})
+    for pid, kib in ((10, 20480), (11, 51712), (20, 999999)):  # 20 is not ours; 12 has no VmRSS
+        (tmp_path / str(pid) / "status").write_text(STATUS.replace("41472", str(kib)))
+    (tmp_path / "12" / "status").write_text("Name:\tkresd\nState:\tZ (zombie)\n")
+    assert metrics.rss_mib([10], proc=str(tmp_path)) == 50.5  # 51712 KiB, the fork
+    assert metrics.rss_mib([12], proc=str(tmp_path)) is None
+    assert metrics.rss_mib([99], proc=str(tmp_path)) is None  # gone
+
+
+def test_rss_after_takes_the_last_workload_of_each_start():
+    def row(config, rep, wl, rss, last):
+        return {"config": config, "rep": rep, "workload": wl, "rss_mib": rss, "last_of_start": last}
+    rows = [row("ours-1", 0, "hit", 30.0, False), row("ours-1", 0, "miss", 45.0, True),
+            row("ours-1", 0, "vmiss", 50.0, True),  # the validating start of the same rep: larger
+            row("ours-1", 1, "hit", 31.0, False), row("ours-1", 1, "miss", 44.0, True),
+            row("ours-1", 2, "miss", 46.0, True),
+            row("kresd-1", 0, "miss", 20.0, True), row("kresd-1", 0, "hit", 90.0, False),
+            row("ours-2", 0, "miss", None, True)]  # unreadable: no figure
+    assert metrics.rss_after(rows) == {"ours-1": 46.0, "kresd-1": 20.0}  # median of 50, 44, 46
+    s = metrics.summarize(rows)
+    assert s[("ours-1", "miss")]["rss_mib"] == 45.0 and s[("ours-2", "miss")]["rss_mib"] is None

@@ -6,8 +6,9 @@ import xml.etree.ElementTree as ET
 from tools.bench import report
 
 
-def _s(qps, cpu, p50=100.0, p99=900.0, loss=0.0):
-    return {"qps": qps, "cpu_us": cpu, "p50_us": p50, "p99_us": p99, "loss_pct": loss, "reps": 1}
+def _s(qps, cpu, p50=100.0, p99=900.0, loss=0.0, rss=None):
+    return {"qps": qps, "cpu_us": cpu, "p50_us": p50, "p99_us": p99, "loss_pct": loss, "rss_mib": rss,
+            "reps": 1}
 
 
 SUMMARY = {
@@ -15,7 +16,7 @@ SUMMARY = {
     ("ours-1", "hit"): _s(50_000, 20.0),
     ("ours-2", "hit"): _s(60_000, 22.0),
     ("kresd-2", "hit"): _s(240_000, 4.2),
-    ("ours-1", "miss"): _s(2_000, 500.0, p50=80_000.0, loss=1.5),
+    ("ours-1", "miss"): _s(2_000, 500.0, p50=80_000.0, loss=1.5, rss=61.25),
     ("kresd-1", "miss"): _s(40_000, 16.0),
 }
 
@@ -37,6 +38,14 @@ def test_markdown_rows_are_ordered_and_carry_ratios_on_our_rows():
     miss = body[4]
     assert miss[2] == "2,000" and miss[4] == "80 ms" and miss[6] == "1.50 %"
     assert miss[7] == "0.05"
+    assert miss[9] == "61.2 MiB |" and ours1_hit[9] == "- |"  # RSS after that workload, last column
+
+
+def test_rss_line_in_server_order():
+    line = report.rss_line({"kresd-1": 20.0, "ours-1": 45.25})
+    assert line == ("Worker RSS after the benchmark (largest VmRSS of the server's processes): "
+                    "kresd-py -f 1: 45.2 MiB; kresd 5.6, 1 process: 20.0 MiB")
+    assert report.rss_line({}) == ""
 
 
 def test_text_table_has_the_same_rows_aligned():
