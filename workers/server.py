@@ -438,8 +438,11 @@ class Server:
                 except Exception as e:  # noqa: BLE001 - a fast-path bug must not stop reading
                     log.debug(G, "udp fast path failed: %r", e)
                     return False
-                for data, addr in misses:
-                    self._udp_datagram(sock, data, addr)
+                for data, addr in misses:  # read already: one failing must not lose the others
+                    try:
+                        self._udp_datagram(sock, data, addr)
+                    except Exception as e:  # noqa: BLE001 - never kill the listener
+                        log.debug(G, "udp datagram from %s: %r", addr and addr[0], e)
                 if n < fast.BATCH_MAX:
                     break
         except Exception as e:  # noqa: BLE001 - never kill the listener
