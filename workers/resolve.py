@@ -32,11 +32,11 @@ from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFai
 from .scrub import scrub
 from .selection.iterate import QuerySelection, Selection, SelectionError
 from .settings import GlueMode, Settings
+from . import wire
 from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
 
 log = logging.getLogger("kresd.resolv")  # kresd log group "resolv"
-DNS_HEADER = 12
 
 #: NS address sub-queries (one per NS name and type) a query may make in a row
 #: at one zone cut without reaching a server: kresd's KR_COUNT_NO_NSADDR_LIMIT,
@@ -515,17 +515,16 @@ class Resolver:
         # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
         x20 = not req.options.NO_0X20
+        plain = qname.to_wire().lower()  # the QNAME's wire form in plain case
+        flags = dns.flags.RD if forward else 0
+        if forward and req.cd:
+            flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
-            sent = randomize_case(qname, self.rng) if x20 else qname.canonicalize()
-            query = dns.message.make_query(sent, qtype, use_edns=0 if edns else False,
-                                           payload=s.edns_bufsize, id=qid, want_dnssec=edns)
-            query.flags = dns.flags.RD if forward else 0
-            if forward and req.cd:
-                query.flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
-            self._hook(req, "produce", query)
-            if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
+            sent = wire.x20(plain, self.rng) if x20 else plain
+            out = self._question(req, qid, flags, sent, qtype, edns, host, tcp)
+            if out is None:
                 q.exhausted.add(addr)  # a module vetoed this server for this query
                 return None, edns
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
@@ -538,14 +537,14 @@ class Resolver:
             if tcp:
                 timeout = max(timeout, s.upstream_timeout)
             timeout = max(0.05, min(timeout, left))
-            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=timeout,
+            raw = yield Send(host, int(port or 53), out, tcp=tcp, timeout=timeout,
                              source=source, x20=x20)
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT, q, question=(qname, qtype))
                 req.timeouts[addr] = req.timeouts.get(addr, 0) + 1
                 return None, edns
             if x20:
-                raw = _plain_case(raw, sent, qname)
+                raw = wire.plain_case(raw, sent)
                 if raw is None:
                     # The case did not come back (outbound waited for a reply that
                     # echoed it until the timeout): a server that does not keep
@@ -554,7 +553,7 @@ class Resolver:
                     x20, tcp, case_lost = False, True, True
                     continue
             try:
-                reply = dns.message.from_wire(raw)
+                reply = wire.parse_reply(raw)
             except dns.message.Truncated:
                 if tcp:
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
@@ -593,6 +592,27 @@ class Resolver:
         q.exhausted.add(addr)
         return None, edns
 
+    def _question(self, req: Request, qid: int, flags: int, sent: bytes, qtype: int, edns: bool,
+                  host: str, tcp: bool) -> bytes | None:
+        """The wire of one upstream question (QNAME wire `sent`, in its 0x20
+        case), after the layers' produce and checkout hooks see it as a
+        Message; None when a checkout hook vetoes the server (FAIL). Without
+        such hooks no Message is built."""
+        opt = (self.settings.edns_bufsize, dns.flags.DO) if edns else None
+        if not any(_hooks_question(layer) for layer in self.layers):
+            return wire.query_wire(qid, flags, sent, qtype, opt)
+        query = wire.query_message(qid, flags, sent, qtype, opt)
+        self._hook(req, "produce", query)
+        if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
+            return None
+        return wire.render_query(query)
+
+
+def _hooks_question(layer) -> bool:
+    """Does the layer fill produce or checkout (the Layer defaults do nothing)?"""
+    cls = type(layer)
+    return getattr(cls, "produce", None) is not Layer.produce or getattr(cls, "checkout", None) is not Layer.checkout
+
 
 def _trace(req: Request, fmt: str, *args) -> None:
     """Per-request debug log; requests marked TRACE (policy DEBUG_ALWAYS, QTRACE)
@@ -602,37 +622,6 @@ def _trace(req: Request, fmt: str, *args) -> None:
                                   (req.uid, *args), None))
     elif log.isEnabledFor(logging.DEBUG):
         log.debug("[%05d] " + fmt, req.uid, *args)
-
-
-def randomize_case(name: dns.name.Name, rng) -> dns.name.Name:
-    """name with each ASCII letter in random case (0x20, draft-vixie-dnsext-dns0x20)."""
-    labels = []
-    for label in name.labels:
-        bits = rng.getrandbits(len(label) or 1)
-        out = bytearray(label.lower())
-        for i, c in enumerate(out):
-            if 0x61 <= c <= 0x7A and bits >> i & 1:
-                out[i] = c - 0x20
-        labels.append(bytes(out))
-    return dns.name.Name(labels)
-
-
-def _plain_case(raw: bytes, sent: dns.name.Name, qname: dns.name.Name) -> bytes | None:
-    """A reply to a 0x20 question: its question name back in plain case (so
-    are the names compressed against it: what the cache keeps and clients see
-    does not depend on the random case); None when the reply's question has the
-    name in another case. Replies without that question (header-only errors,
-    other names) are returned as they are, for the usual checks."""
-    sent_wire = sent.to_wire()
-    end = DNS_HEADER + len(sent_wire)
-    if len(raw) < end + 4 or raw[4:6] != b"\x00\x01":
-        return raw
-    got = raw[DNS_HEADER:end]
-    if got == sent_wire:
-        return raw[:DNS_HEADER] + qname.canonicalize().to_wire() + raw[end:]
-    if got.lower() == sent_wire.lower():
-        return None
-    return raw
 
 
 def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:
