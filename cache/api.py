@@ -89,6 +89,10 @@ _MAX_TTL_LIMIT = 0xFFFFFFFF
 EVICT_THRESHOLD = 0.75  # evict before a write when live pages exceed this part of the map
 EVICT_HYSTERESIS = 0.15  # ... and then down to (threshold - hysteresis) if expiry is not enough
 MIN_HEADROOM_PAGES = 16  # copy-on-write needs free pages even to delete
+# pressure() (two txn stats, ~4 µs) runs before a write once this process has
+# written 1/PRESSURE_CHECK_PARTS of the map (at least PRESSURE_CHECK_MIN bytes) since it last looked
+PRESSURE_CHECK_PARTS = 512
+PRESSURE_CHECK_MIN = 2048
 
 __all__ = [
     "Cache", "CachedNSEC", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer",
@@ -220,6 +224,60 @@ class _Picked(list):
         self.headers[k] = bytes(value[:_HDR])
 
 
+_RANKS: dict[int, Rank] = {}
+
+
+def _rank(value: int) -> Rank:
+    r = _RANKS.get(value)
+    if r is None:
+        r = _RANKS[value] = Rank(value)
+    return r
+
+
+class DecodedMemo:
+    """RRsets this process decoded from cache values, reused while the stored
+    value is byte for byte the same (kept per key, with those bytes).
+
+    Decoding builds dnspython objects (~40 µs for an NS set or its glue on a
+    slow machine), and the same NS and address RRsets are read for every
+    query below a zone cut. The stored bytes are read from LMDB on every peek
+    anyway (so a stash, an eviction or a clear by any process is seen at
+    once: other bytes, or none, are a memo miss), and they hold the inception
+    and TTL, so equal bytes are the same entry; the remaining TTL is set on a
+    copy per peek. No shared state, no invalidation protocol. Bounded: the
+    oldest entry goes when full.
+    """
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._memo: dict[bytes, tuple] = {}  # key -> (value, rrset, rrsigs or None)
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def rrset(self, k: bytes, value: bytes, name: dns.name.Name, ttl: int):
+        """(rrset, rrsigs or None) of the E value at k, owned by the caller,
+        named `name` (its case) and with TTL `ttl`. Raises EntryError."""
+        memo = self._memo
+        hit = memo.get(k)
+        if hit is None or hit[0] != value or hit[1].name.labels != name.labels:
+            _, rrset, sigs = entry.unpack_rrset(value, name, ttl)
+            if hit is None and len(memo) >= self.MAX:
+                del memo[next(iter(memo))]
+            memo[k] = hit = (value, rrset, sigs)
+        rrset = hit[1].copy()
+        rrset.ttl = ttl
+        sigs = hit[2]
+        if sigs is not None:
+            sigs = sigs.copy()
+            sigs.ttl = ttl
+        return rrset, sigs
+
+    def clear(self) -> None:
+        self._memo.clear()
+
+
 class Writer:
     """Buffers stashes of one request; applies them in one RW txn on exit."""
 
@@ -256,10 +314,12 @@ class Writer:
         except EntryError as exc:
             log.debug("not caching %s %s: %s", rrset.name, rtype, exc)
             return
-        nodata = _key(rrset.name, TAG_NODATA, rtype)
+        # CACHE_KEY_DEF: the same name's N and X keys differ only in TAG (and TYPE 0 for X)
+        base = k[:-3]
+        nodata = base + TAG_NODATA + k[-2:]
         weaker = ()
         if is_answer_rank(rank):
-            weaker = (_key(rrset.name, TAG_NXDOMAIN, 0),)
+            weaker = (base + TAG_NXDOMAIN + b"\x00\x00",)
         self._ops.append(_Stash(k, value, int(rank), (nodata,), weaker))
 
     def stash_negative(self, name: dns.name.Name, rtype: int, kind: str,
@@ -348,6 +408,8 @@ class Cache:
         self.evict_threshold = EVICT_THRESHOLD
         self._env = CacheEnv(path, self.size)
         self.generation = Generation(path)  # bumped by clear(): packet caches of all forks drop theirs
+        self._decoded = DecodedMemo()  # RRsets decoded before, checked against the stored bytes
+        self._unchecked = 1 << 62  # bytes written since the last pressure() check (check at once)
         self._counters = dict.fromkeys(
             ("hits", "misses", "inserts", "skipped_rank", "deleted", "corrupt", "map_full",
              "evict_runs", "evictions", "clears", "write_errors"), 0)
@@ -414,15 +476,16 @@ class Cache:
         return self._get(k)
 
     def peek_rrset(self, name: dns.name.Name, rtype: int) -> CachedRRset | None:
-        value = self._get(_key(name, TAG_RRSET, rtype))
+        k = _key(name, TAG_RRSET, rtype)
+        value = self._get(k)
         if value is not None:
             try:
                 hdr = entry.unpack_header(value)
                 remaining = hdr.remaining(self.clock())
                 if remaining > 0 and hdr.rtype == int(rtype):
-                    _, rrset, sigs = entry.unpack_rrset(value, name, remaining)
+                    rrset, sigs = self._decoded.rrset(k, value, name, remaining)
                     self._counters["hits"] += 1
-                    return CachedRRset(rrset, Rank(hdr.rank), sigs, remaining)
+                    return CachedRRset(rrset, _rank(hdr.rank), sigs, remaining)
             except EntryError:
                 self._counters["corrupt"] += 1
         self._counters["misses"] += 1
@@ -544,8 +607,13 @@ class Cache:
         reader ends. Then only expired entries go, and if that is not enough
         this write is dropped; the others' entries are not thrown away for a
         reader that is about to finish."""
-        if self.pressure() > self._limit():
-            self._relieve()
+        self._unchecked += sum(len(op.key) + len(op.value) for op in ops)
+        if self._unchecked >= max(PRESSURE_CHECK_MIN, self.size // PRESSURE_CHECK_PARTS):
+            # the live pages can not have grown by much more than what this
+            # process wrote since it looked (each process checks its own writes)
+            self._unchecked = 0
+            if self.pressure() > self._limit():
+                self._relieve()
         stages = (None, self._evict_expired, self._evict_oldest, self._evict_all)
         for stage in stages:
             if stage in (self._evict_oldest, self._evict_all) and self._env.pinned_by_readers():

@@ -71,6 +71,8 @@ class Resolver:
         self.refresh_pending: list[tuple[dns.name.Name, int]] = []  # NS (name, type) to fetch
         self._refresh_queued: dict[tuple[dns.name.Name, int], float] = {}  # -> when queued
         self.on_refresh = None  # called when refresh_pending grows (the worker runs them)
+        self._hooks_of: list = []  # the layers self._hooks was built from
+        self._hooks: dict[str, list] = {}  # hook name -> [(layer, bound hook)]
 
     @staticmethod
     def _trace(req, fmt: str, *args) -> None:
@@ -109,12 +111,28 @@ class Resolver:
             self._hook(req, "finish")
         return None if req.drop else req.answer
 
+    def _hooked(self, name: str) -> list:
+        """(layer, bound hook) of the layers that fill hook `name`, in layer
+        order; the Layer defaults (no-ops) are left out. Cached while the layer
+        list holds the same layers (modules.load/unload change it in place)."""
+        layers = self.layers
+        if self._hooks_of != layers:
+            self._hooks_of = list(layers)
+            self._hooks = {}
+        hooks = self._hooks.get(name)
+        if hooks is None:
+            default = getattr(Layer, name, None)
+            hooks = self._hooks[name] = [
+                (layer, fn) for layer in layers
+                if (fn := getattr(layer, name, None)) is not None and getattr(fn, "__func__", fn) is not default]
+        return hooks
+
     def _hook(self, req: Request, name: str, *args) -> int:
         """Call one hook on every layer, in order; DONE/FAIL from begin stops the walk."""
         state = State.NOOP
-        for layer in self.layers:
+        for layer, fn in self._hooked(name):
             try:
-                st = getattr(layer, name)(req, *args)
+                st = fn(req, *args)
             except Exception:
                 log.exception("[%05d] module %s failed in %s", req.uid, layer.name, name)
                 st = State.FAIL if name == "begin" else None
@@ -133,7 +151,7 @@ class Resolver:
                                   f"{req.query.question[0].rdclass} is not resolved", None)
             res = yield from self._chain(req, req.qname, req.qtype)
             for _ in range(4):  # layers asking for more (dns64's A query)
-                wanted = [(lay, w) for lay in self.layers for w in (lay.more(req, res) or [])]
+                wanted = [(lay, w) for lay, more in self._hooked("more") for w in (more(req, res) or [])]
                 if not wanted:
                     break
                 for lay, (name, rdtype) in wanted:
@@ -212,8 +230,8 @@ class Resolver:
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False, key_prime: bool = False):
-        for layer in self.layers:  # local data first (hints), as kresd
-            hit = layer.lookup(req, sname, stype)
+        for _, lookup in self._hooked("lookup"):  # local data first (hints), as kresd
+            hit = lookup(req, sname, stype)
             if hit is not None:
                 req.cache_hits += 1
                 return hit
@@ -599,19 +617,13 @@ class Resolver:
         Message; None when a checkout hook vetoes the server (FAIL). Without
         such hooks no Message is built."""
         opt = (self.settings.edns_bufsize, dns.flags.DO) if edns else None
-        if not any(_hooks_question(layer) for layer in self.layers):
+        if not self._hooked("produce") and not self._hooked("checkout"):
             return wire.query_wire(qid, flags, sent, qtype, opt)
         query = wire.query_message(qid, flags, sent, qtype, opt)
         self._hook(req, "produce", query)
         if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
             return None
         return wire.render_query(query)
-
-
-def _hooks_question(layer) -> bool:
-    """Does the layer fill produce or checkout (the Layer defaults do nothing)?"""
-    cls = type(layer)
-    return getattr(cls, "produce", None) is not Layer.produce or getattr(cls, "checkout", None) is not Layer.checkout
 
 
 def _trace(req: Request, fmt: str, *args) -> None:
