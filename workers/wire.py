@@ -23,8 +23,11 @@ what a reply means (workers/scrub.py and the iterator do).
 """
 from __future__ import annotations
 
+import io
+import random
 import struct
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -208,6 +211,145 @@ def _read_name(wire: bytes, pos: int) -> tuple[dns.name.Name, int]:
         raise _Bad
     labels.append(b"")
     return _name(tuple(labels)), after if after >= 0 else pos
+
+
+# -- client messages ----------------------------------------------------------------------
+
+
+def query_from_parsed(wire: bytes, pq) -> dns.message.Message | None:
+    """The Message dns.message.from_wire(wire) builds for a client query the
+    native parser accepted (`pq`, native.ParsedQuery), when it is the usual
+    shape: opcode QUERY, one question, no records but an OPT without options.
+    None for anything else (the caller asks dnspython)."""
+    if (pq.qdcount != 1 or pq.opcode != 0 or pq.ancount or pq.nscount or pq.arcount != pq.has_opt
+            or pq.opt_rdata_len or pq.opt_flags):
+        return None
+    m = dns.message.QueryMessage(id=pq.id)
+    m.flags = dns.flags.Flag(pq.flags)
+    m.wire = wire
+    name = _name(_labels(pq.qname))
+    rrset = dns.rrset.RRset(name, _rdclass(pq.qclass), _rdtype(pq.qtype))
+    m.question.append(rrset)
+    m.index[(0, name, pq.qclass, pq.qtype, 0, None)] = rrset
+    if pq.has_opt:
+        ttl = pq.ext_rcode << 24 | pq.edns_version << 16 | pq.edns_flags
+        m.opt = dns.rrset.from_rdata(dns.name.root, ttl, _rdata(pq.udp_size, _OPT, b"", 0, 0))
+    return m
+
+
+def opt_rrset(payload: int, ednsflags: int) -> dns.rrset.RRset:
+    """An OPT RRset without options, as Message.use_edns(0, ednsflags, payload) sets it."""
+    return dns.rrset.from_rdata(dns.name.root, ednsflags & 0xFF00FFFF, _rdata(payload, _OPT, b"", 0, 0))
+
+
+class _Compress:
+    """dnspython's compression table protocol (get / [] = with Name keys) over
+    ours (lower-cased label tuples -> offset), for the rdatas that compress the
+    names inside them (NS, CNAME, MX, SOA...)."""
+
+    __slots__ = ("table",)
+
+    def __init__(self) -> None:
+        self.table: dict[tuple, int] = {}
+
+    def get(self, n: dns.name.Name, default=None):
+        return self.table.get(tuple(label.lower() for label in n.labels), default)
+
+    def __setitem__(self, n: dns.name.Name, pos: int) -> None:
+        self.table[tuple(label.lower() for label in n.labels)] = pos
+
+
+def _put_name(out, labels: tuple, table: dict) -> None:
+    """Name.to_wire(out, compress): each suffix of two labels or more is looked
+    up, and recorded while its offset fits a pointer."""
+    low = tuple(label.lower() for label in labels)
+    for i in range(len(labels) - 1):
+        key = low[i:]
+        pos = table.get(key)
+        if pos is not None:
+            out.write(_U16.pack(0xC000 | pos))
+            return
+        here = out.tell()
+        if here <= 0x3FFF:
+            table[key] = here
+        out.write(_LABEL_LEN[len(labels[i])])
+        out.write(labels[i])
+    out.write(b"\x00")
+
+
+_U16 = struct.Struct("!H")
+_RRHEAD = struct.Struct("!HHI")
+_LABEL_LEN = [bytes((i,)) for i in range(64)]
+
+
+def render(m: dns.message.Message, max_size: int = 0, shuffle: bool = True) -> bytes:
+    """m.to_wire(max_size=max_size, want_shuffle=shuffle): the same bytes (with
+    the same compression) and dns.exception.TooBig when they do not fit; Messages
+    with what it does not cover (TSIG, padding, an origin, relative names,
+    empty or deleting RRsets, EDNS padding) go to dnspython."""
+    if m.tsig is not None or m.keyring is not None or m.pad or m.origin is not None:
+        return m.to_wire(max_size=max_size, want_shuffle=shuffle)
+    try:
+        out = _render(m, shuffle)
+    except _Bad:
+        return m.to_wire(max_size=max_size, want_shuffle=shuffle)
+    if max_size == 0:
+        max_size = m.request_payload or 65535
+    max_size = min(max(max_size, 512), 65535)
+    if len(out) > max_size:
+        raise dns.exception.TooBig
+    return out
+
+
+def _render(m: dns.message.Message, shuffle: bool) -> bytes:
+    out = io.BytesIO()
+    out.write(b"\x00" * DNS_HEADER)
+    comp = _Compress()
+    table = comp.table
+    counts = [0, 0, 0, 0]
+    for q in m.question:
+        if not q.name.is_absolute():
+            raise _Bad
+        _put_name(out, q.name.labels, table)
+        out.write(_QTAIL.pack(q.rdtype, q.rdclass))
+        counts[0] += 1
+    for section in (1, 2, 3):
+        for rrset in m.sections[section]:
+            counts[section] += _put_rrset(out, rrset, comp, shuffle)
+    if m.opt is not None:
+        opt = m.opt
+        if opt.name != dns.name.root or len(opt) != 1:
+            raise _Bad
+        out.write(b"\x00")
+        out.write(_RRHEAD.pack(_OPT, opt.rdclass, opt.ttl))
+        body = opt[0].to_wire()
+        out.write(_U16.pack(len(body)))
+        out.write(body)
+        counts[3] += 1
+    out.seek(0)
+    out.write(_HEADER.pack(m.id, m.flags, *counts))
+    return out.getvalue()
+
+
+def _put_rrset(out, rrset: dns.rrset.RRset, comp: _Compress, shuffle: bool) -> int:
+    if not len(rrset) or rrset.deleting is not None or not rrset.name.is_absolute():
+        raise _Bad
+    rds = list(rrset)
+    if shuffle:
+        random.shuffle(rds)
+    labels = rrset.name.labels
+    head = _RRHEAD.pack(rrset.rdtype, rrset.rdclass, rrset.ttl)
+    for rd in rds:
+        _put_name(out, labels, comp.table)
+        out.write(head)
+        at = out.tell()
+        out.write(b"\x00\x00")
+        rd.to_wire(out, comp, None)
+        end = out.tell()
+        out.seek(at)
+        out.write(_U16.pack(end - at - 2))
+        out.seek(end)
+    return len(rds)
 
 
 # -- the reply -------------------------------------------------------------------------
