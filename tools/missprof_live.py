@@ -38,6 +38,17 @@ def _in_namespace() -> None:
     os.execvpe("unshare", ["unshare", "-n", sys.executable, *sys.argv], env)
 
 
+def _times(pids) -> tuple[float, float]:
+    """(user, system) CPU seconds of the processes."""
+    user = system = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return user, system
+
+
 def _aggregate(raw: Path, top: int) -> None:
     self_n: collections.Counter = collections.Counter()
     incl: collections.Counter = collections.Counter()
@@ -91,9 +102,13 @@ def main() -> int:
                                         "-p", str(server.pids()[0])],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
+            t0 = _times(server.pids())
             row = bench.measure("miss", server, auth, args, workdir)
-            print(f"QPS {row['qps']:,.0f}  CPU/answer {row['cpu_us']:.1f} us  "
-                  f"loss {row['loss_pct']:.2f} %  p50 {row.get('p50_ms')} ms")
+            t1 = _times(server.pids())
+            n = max(1, row["completed"])
+            print(f"QPS {row['qps']:,.0f}  CPU/answer {row['cpu_us']:.1f} us "
+                  f"(user {(t1[0] - t0[0]) / n * 1e6:.0f}, system {(t1[1] - t0[1]) / n * 1e6:.0f})  "
+                  f"loss {row['loss_pct']:.2f} %")
             if spy is not None:
                 spy.wait(60)
                 _aggregate(raw, opts.top)

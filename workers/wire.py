@@ -35,6 +35,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.OPT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
 import dns.rrset
 
 DNS_HEADER = 12
@@ -123,7 +125,7 @@ def plain_case(raw: bytes, sent: bytes) -> bytes | None:
 
 # -- names and types -----------------------------------------------------------------
 
-_NAMES: dict[tuple, dns.name.Name] = {}
+_NAMES: dict[tuple, tuple[dns.name.Name, tuple]] = {}  # exact labels -> (Name, lower-cased labels)
 _NAMES_MAX = 8192
 _TYPES: dict[int, dns.rdatatype.RdataType] = {}
 _CLASSES: dict[int, dns.rdataclass.RdataClass] = {}
@@ -131,13 +133,18 @@ _CLASSES: dict[int, dns.rdataclass.RdataClass] = {}
 
 def _name(labels: tuple) -> dns.name.Name:
     """The Name of these exact labels (case kept), shared: Names are immutable."""
-    n = _NAMES.get(labels)
-    if n is None:
-        n = dns.name.Name(labels)
+    return _name_low(labels)[0]
+
+
+def _name_low(labels: tuple) -> tuple[dns.name.Name, tuple]:
+    """(Name, its labels lower-cased: a cheap key that compares as Names do)."""
+    hit = _NAMES.get(labels)
+    if hit is None:
+        hit = (dns.name.Name(labels), tuple(label.lower() for label in labels))
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
-        _NAMES[labels] = n
-    return n
+        _NAMES[labels] = hit
+    return hit
 
 
 def _rdtype(t: int) -> dns.rdatatype.RdataType:
@@ -170,9 +177,10 @@ class _Bad(Exception):
     """Not for the fast parser: dnspython decides."""
 
 
-def _read_name(wire: bytes, pos: int) -> tuple[dns.name.Name, int]:
-    """(name, position after it) with dnspython's rules: pointers only backwards,
-    at most _MAX_HOPS, a pointer's target must end before the part pointing to it."""
+def _read_name(wire: bytes, pos: int) -> tuple[tuple, int]:
+    """(exact labels, position after the name) with dnspython's rules: pointers
+    only backwards, at most _MAX_HOPS, a pointer's target must end before the
+    part pointing to it."""
     labels = []
     end = len(wire)
     start = biggest = pos
@@ -210,7 +218,7 @@ def _read_name(wire: bytes, pos: int) -> tuple[dns.name.Name, int]:
     if size > 255:
         raise _Bad
     labels.append(b"")
-    return _name(tuple(labels)), after if after >= 0 else pos
+    return tuple(labels), after if after >= 0 else pos
 
 
 # -- client messages ----------------------------------------------------------------------
@@ -227,10 +235,8 @@ def query_from_parsed(wire: bytes, pq) -> dns.message.Message | None:
     m = dns.message.QueryMessage(id=pq.id)
     m.flags = dns.flags.Flag(pq.flags)
     m.wire = wire
-    name = _name(_labels(pq.qname))
-    rrset = dns.rrset.RRset(name, _rdclass(pq.qclass), _rdtype(pq.qtype))
-    m.question.append(rrset)
-    m.index[(0, name, pq.qclass, pq.qtype, 0, None)] = rrset
+    m.index = None  # as parse_reply
+    m.question.append(dns.rrset.RRset(_name(_labels(pq.qname)), _rdclass(pq.qclass), _rdtype(pq.qtype)))
     if pq.has_opt:
         ttl = pq.ext_rcode << 24 | pq.edns_version << 16 | pq.edns_flags
         m.opt = dns.rrset.from_rdata(dns.name.root, ttl, _rdata(pq.udp_size, _OPT, b"", 0, 0))
@@ -361,12 +367,21 @@ _RDATA_MEMO: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
 _RDATA_MEMO_MAX = 50_000
 
 
+# Addresses straight from their bytes through the rdata class (a third of
+# dns.rdata.from_wire's cost, which adds a Parser and two context managers)
+_ADDRESS = {dns.rdatatype.A: (dns.rdtypes.IN.A.A, 4), dns.rdatatype.AAAA: (dns.rdtypes.IN.AAAA.AAAA, 16)}
+
+
 def _rdata(rclass: int, rtype: int, wire: bytes, pos: int, rdlen: int) -> dns.rdata.Rdata:
     if rtype in _NAME_FREE:
         key = (rclass, rtype, wire[pos:pos + rdlen])
         rd = _RDATA_MEMO.get(key)
         if rd is None:
-            rd = dns.rdata.from_wire(rclass, rtype, wire, pos, rdlen)
+            addr = _ADDRESS.get(rtype) if rclass == _IN else None
+            if addr is not None and rdlen == addr[1]:
+                rd = addr[0](dns.rdataclass.IN, _rdtype(rtype), key[2])
+            else:
+                rd = dns.rdata.from_wire(rclass, rtype, wire, pos, rdlen)
             if len(_RDATA_MEMO) >= _RDATA_MEMO_MAX:
                 _RDATA_MEMO.clear()
             _RDATA_MEMO[key] = rd
@@ -397,26 +412,32 @@ def _parse(wire: bytes) -> dns.message.Message | None:
     m = dns.message.QueryMessage(id=qid)
     m.flags = dns.flags.Flag(flags)
     m.wire = wire
-    name, pos = _read_name(wire, DNS_HEADER)
+    # No index: find_rrset() then scans the sections (the same answers, and
+    # right even after scrub replaced them); building it costs a Name hash per RR.
+    m.index = None
+    labels, pos = _read_name(wire, DNS_HEADER)
     if pos + 4 > len(wire):
         return None
     qtype, qclass = _QTAIL.unpack_from(wire, pos)
     pos += 4
-    rrset = dns.rrset.RRset(name, _rdclass(qclass), _rdtype(qtype))
-    m.question.append(rrset)
-    m.index[(0, name, qclass, qtype, 0, None)] = rrset
+    m.question.append(dns.rrset.RRset(_name(labels), _rdclass(qclass), _rdtype(qtype)))
+    merge: dict[tuple, dns.rrset.RRset] = {}
     for section, count in ((1, ancount), (2, nscount), (3, arcount)):
-        pos = _section(m, wire, pos, section, count)
+        pos = _section(m, wire, pos, section, count, merge)
     if pos != len(wire):
         return None  # trailing bytes: dnspython raises TrailingJunk
     return m
 
 
-def _section(m: dns.message.Message, wire: bytes, pos: int, section: int, count: int) -> int:
+_ROOT_LABELS = (b"",)
+
+
+def _section(m: dns.message.Message, wire: bytes, pos: int, section: int, count: int, merge: dict) -> int:
+    """Records of one section; RRs of the same owner (compared as Names are),
+    class, type and covered type go into one RRset, as dnspython's find_rrset does."""
     rrsets = m.sections[section]
-    index = m.index
     for _ in range(count):
-        name, pos = _read_name(wire, pos)
+        labels, pos = _read_name(wire, pos)
         if pos + 10 > len(wire):
             raise _Bad
         rtype, rclass, ttl, rdlen = _RR.unpack_from(wire, pos)
@@ -429,16 +450,16 @@ def _section(m: dns.message.Message, wire: bytes, pos: int, section: int, count:
         rd = _rdata(rclass, rtype, wire, pos, rdlen)
         pos = end
         if rtype == _OPT:
-            if section != 3 or m.opt is not None or name != dns.name.root:
+            if section != 3 or m.opt is not None or labels != _ROOT_LABELS:
                 raise _Bad  # dnspython: BadEDNS
-            m.opt = dns.rrset.from_rdata(name, ttl, rd)
+            m.opt = dns.rrset.from_rdata(dns.name.root, ttl, rd)
             continue
+        name, low = _name_low(labels)
         covers = rd.covers()
-        key = (section, name, rclass, rtype, covers, None)
-        rrset = index.get(key)
+        key = (section, low, rclass, rtype, covers)
+        rrset = merge.get(key)
         if rrset is None:
-            rrset = dns.rrset.RRset(name, _rdclass(rclass), _rdtype(rtype), _rdtype(covers))
+            rrset = merge[key] = dns.rrset.RRset(name, _rdclass(rclass), _rdtype(rtype), _rdtype(covers))
             rrsets.append(rrset)
-            index[key] = rrset
         rrset.add(rd, 0 if ttl > 0x7FFFFFFF else ttl)
     return pos
