@@ -555,11 +555,9 @@ class Cache:
         self._env.require()
         return Writer(self)
 
-    def _fresh_rank(self, txn: lmdb.Transaction, k: bytes | None, now: float) -> int | None:
-        """Rank of a fresh entry at k, or None (absent, expired or corrupt)."""
-        if k is None:
-            return None
-        value = txn.get(k)
+    @staticmethod
+    def _fresh_rank(value: bytes | None, now: float) -> int | None:
+        """Rank of a fresh entry (value), or None (absent, expired or corrupt)."""
         if value is None:
             return None
         try:
@@ -569,21 +567,22 @@ class Cache:
         return hdr.rank if hdr.remaining(now) > 0 else None
 
     def _apply_one(self, txn: lmdb.Transaction, op: _Stash, now: float) -> bool:
-        mine = self._fresh_rank(txn, op.key, now)
+        mine = self._fresh_rank(txn.get(op.key), now)
         if mine is not None and mine > op.rank:
             return False
-        for k in op.rivals:
-            r = self._fresh_rank(txn, k, now)
+        rivals = [(k, txn.get(k)) for k in op.rivals if k is not None]
+        for _k, v in rivals:
+            r = self._fresh_rank(v, now)
             if r is not None and r > op.rank:
                 return False
         txn.put(op.key, op.value)
-        for k in op.rivals:
-            if k is not None:
+        for k, v in rivals:
+            if v is not None:  # (absent: nothing to delete)
                 txn.delete(k)
         for k in op.weaker:
             if k is not None:
-                r = self._fresh_rank(txn, k, now)
-                if r is None or r <= op.rank:
+                v = txn.get(k)
+                if v is not None and (self._fresh_rank(v, now) or 0) <= op.rank:
                     txn.delete(k)
         return True
 

@@ -214,7 +214,9 @@ async def query(send: Send) -> Optional[bytes]:
                 shared.task.cancel()
             raise
         shared.waiters -= 1
-        return None if reply is None else sent.patched(reply, shared.leader)
+        if reply is None or shared.leader is sent:
+            return reply  # (the caller's own query: its ID and case already)
+        return sent.patched(reply, shared.leader)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - network failure of any kind

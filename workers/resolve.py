@@ -253,7 +253,7 @@ class Resolver:
             req.cache_hits += 1
             if not min_rank:
                 hit.status = Status.INDETERMINATE
-            _trace(req, "cache hit %s %s: %s (%s)", sname, T.to_text(stype), hit.outcome.value,
+            _trace(req, "cache hit %s %s: %s (%s)", sname, _Type(stype), hit.outcome.value,
                    hit.status.value)
             return hit
         return (yield from self._iterate(req, sname, stype, key_prime=key_prime))
@@ -348,7 +348,7 @@ class Resolver:
                 c = consume_forward(reply, sname, stype)
             else:
                 c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
-            _trace(req, "%s %s @%s (cut %s): %s %s", qname, T.to_text(qtype), addr,
+            _trace(req, "%s %s @%s (cut %s): %s %s", qname, _Type(qtype), addr,
                    cut.name, c.kind.value, c.why)
             if c.result is not None:
                 _attach_sigs(c.result, reply)
@@ -624,6 +624,15 @@ class Resolver:
         if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
             return None
         return wire.render_query(query)
+
+
+class _Type(int):
+    """A type number printed as its name, only when a trace line is written."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return T.to_text(self)
 
 
 def _trace(req: Request, fmt: str, *args) -> None:

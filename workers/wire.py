@@ -29,12 +29,13 @@ import struct
 
 import dns.exception
 import dns.flags
+import dns.ipv4
+import dns.ipv6
 import dns.message
 import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.OPT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rrset
@@ -61,9 +62,6 @@ def query_wire(qid: int, flags: int, qname_wire: bytes, qtype: int, opt: tuple[i
             + b"\x00" + _OPT_TAIL.pack(_OPT, opt[0], opt[1], 0))
 
 
-_OPT_RDATA: dict[int, dns.rdtypes.ANY.OPT.OPT] = {}
-
-
 def query_message(qid: int, flags: int, qname_wire: bytes, qtype: int,
                   opt: tuple[int, int] | None) -> dns.message.QueryMessage:
     """The question as a Message (for module hooks), equal to what
@@ -74,10 +72,7 @@ def query_message(qid: int, flags: int, qname_wire: bytes, qtype: int,
     m.question.append(dns.rrset.RRset(name, dns.rdataclass.IN, _rdtype(qtype)))
     if opt is not None:
         payload, ednsflags = opt
-        rd = _OPT_RDATA.get(payload)
-        if rd is None:
-            rd = _OPT_RDATA[payload] = dns.rdtypes.ANY.OPT.OPT(payload, dns.rdatatype.OPT, ())
-        m.opt = dns.rrset.from_rdata(dns.name.root, ednsflags, rd)
+        m.opt = _opt(payload, ednsflags)
         m.request_payload = payload
     return m
 
@@ -136,11 +131,22 @@ def _name(labels: tuple) -> dns.name.Name:
     return _name_low(labels)[0]
 
 
+def _new_name(labels: tuple) -> dns.name.Name:
+    """Name(labels) for a tuple of bytes labels, through the pickle protocol
+    (Name.__setstate__ validates them; __init__ converts and copies first)."""
+    n = _NAME_NEW(dns.name.Name)
+    n.__setstate__({"labels": labels})
+    return n
+
+
+_NAME_NEW = dns.name.Name.__new__
+
+
 def _name_low(labels: tuple) -> tuple[dns.name.Name, tuple]:
     """(Name, its labels lower-cased: a cheap key that compares as Names do)."""
     hit = _NAMES.get(labels)
     if hit is None:
-        hit = (dns.name.Name(labels), tuple(label.lower() for label in labels))
+        hit = (_new_name(labels), tuple(label.lower() for label in labels))
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
         _NAMES[labels] = hit
@@ -239,13 +245,31 @@ def query_from_parsed(wire: bytes, pq) -> dns.message.Message | None:
     m.question.append(dns.rrset.RRset(_name(_labels(pq.qname)), _rdclass(pq.qclass), _rdtype(pq.qtype)))
     if pq.has_opt:
         ttl = pq.ext_rcode << 24 | pq.edns_version << 16 | pq.edns_flags
-        m.opt = dns.rrset.from_rdata(dns.name.root, ttl, _rdata(pq.udp_size, _OPT, b"", 0, 0))
+        m.opt = _opt(pq.udp_size, ttl)
     return m
 
 
 def opt_rrset(payload: int, ednsflags: int) -> dns.rrset.RRset:
     """An OPT RRset without options, as Message.use_edns(0, ednsflags, payload) sets it."""
-    return dns.rrset.from_rdata(dns.name.root, ednsflags & 0xFF00FFFF, _rdata(payload, _OPT, b"", 0, 0))
+    return _opt(payload, ednsflags & 0xFF00FFFF)
+
+
+_OPT_SETS: dict[tuple[int, bytes], dns.rrset.RRset] = {}  # (payload, options wire) -> RRset to copy
+
+
+def _opt(payload: int, ttl: int, options: bytes = b"") -> dns.rrset.RRset:
+    """dns.rrset.from_rdata(root, ttl, OPT rdata(payload, options)), as a copy
+    of a template (the copy shares the immutable rdata: no parse, no hash)."""
+    key = (payload, options)
+    tmpl = _OPT_SETS.get(key)
+    if tmpl is None:
+        rd = dns.rdata.from_wire(payload, _OPT, options, 0, len(options))
+        if len(_OPT_SETS) >= 256:
+            _OPT_SETS.clear()
+        tmpl = _OPT_SETS[key] = dns.rrset.from_rdata(dns.name.root, 0, rd)
+    out = tmpl.copy()
+    out.ttl = ttl
+    return out
 
 
 class _Compress:
@@ -362,14 +386,31 @@ def _put_rrset(out, rrset: dns.rrset.RRset, comp: _Compress, shuffle: bool) -> i
 
 # Rdatas without names inside (no compression): the same class, type and bytes
 # are the same immutable object. Bounded: cleared when full.
-_NAME_FREE = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.OPT})
+_NAME_FREE = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
 _RDATA_MEMO: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
 _RDATA_MEMO_MAX = 50_000
 
 
-# Addresses straight from their bytes through the rdata class (a third of
-# dns.rdata.from_wire's cost, which adds a Parser and two context managers)
-_ADDRESS = {dns.rdatatype.A: (dns.rdtypes.IN.A.A, 4), dns.rdatatype.AAAA: (dns.rdtypes.IN.AAAA.AAAA, 16)}
+# Addresses straight from their bytes: the rdata's pickle state (what
+# __getstate__ gives and __setstate__ takes: class, type, comment, address as
+# text) -- a quarter of dns.rdata.from_wire's cost, which adds a Parser, two
+# context managers, enum conversions and a parse of the address text it made.
+def _address_a(raw: bytes) -> dns.rdata.Rdata:
+    rd = _A.__new__(_A)
+    rd.__setstate__({"rdclass": dns.rdataclass.IN, "rdtype": dns.rdatatype.A, "rdcomment": None,
+                     "address": dns.ipv4.inet_ntoa(raw)})
+    return rd
+
+
+def _address_aaaa(raw: bytes) -> dns.rdata.Rdata:
+    rd = _AAAA.__new__(_AAAA)
+    rd.__setstate__({"rdclass": dns.rdataclass.IN, "rdtype": dns.rdatatype.AAAA, "rdcomment": None,
+                     "address": dns.ipv6.inet_ntoa(raw)})
+    return rd
+
+
+_A, _AAAA = dns.rdtypes.IN.A.A, dns.rdtypes.IN.AAAA.AAAA
+_ADDRESS = {dns.rdatatype.A: (_address_a, 4), dns.rdatatype.AAAA: (_address_aaaa, 16)}
 
 
 def _rdata(rclass: int, rtype: int, wire: bytes, pos: int, rdlen: int) -> dns.rdata.Rdata:
@@ -379,7 +420,7 @@ def _rdata(rclass: int, rtype: int, wire: bytes, pos: int, rdlen: int) -> dns.rd
         if rd is None:
             addr = _ADDRESS.get(rtype) if rclass == _IN else None
             if addr is not None and rdlen == addr[1]:
-                rd = addr[0](dns.rdataclass.IN, _rdtype(rtype), key[2])
+                rd = addr[0](key[2])
             else:
                 rd = dns.rdata.from_wire(rclass, rtype, wire, pos, rdlen)
             if len(_RDATA_MEMO) >= _RDATA_MEMO_MAX:
@@ -447,13 +488,14 @@ def _section(m: dns.message.Message, wire: bytes, pos: int, section: int, count:
             raise _Bad
         if rtype == _TSIG:
             raise _Bad
-        rd = _rdata(rclass, rtype, wire, pos, rdlen)
-        pos = end
         if rtype == _OPT:
             if section != 3 or m.opt is not None or labels != _ROOT_LABELS:
                 raise _Bad  # dnspython: BadEDNS
-            m.opt = dns.rrset.from_rdata(dns.name.root, ttl, rd)
+            m.opt = _opt(rclass, ttl, wire[pos:end])
+            pos = end
             continue
+        rd = _rdata(rclass, rtype, wire, pos, rdlen)
+        pos = end
         name, low = _name_low(labels)
         covers = rd.covers()
         key = (section, low, rclass, rtype, covers)
