@@ -278,6 +278,28 @@ class DecodedMemo:
         self._memo.clear()
 
 
+class _Snapshot:
+    """Cache.snapshot(): one read transaction for the peeks inside (nests)."""
+
+    __slots__ = ("cache", "txn")
+
+    def __init__(self, cache: "Cache"):
+        self.cache = cache
+        self.txn = None
+
+    def __enter__(self) -> "_Snapshot":
+        cache = self.cache
+        if cache._snapshot is None and cache.is_open:
+            self.txn = cache._snapshot = cache._env.begin()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.txn is not None:
+            self.cache._snapshot = None
+            self.txn.abort()
+            self.txn = None
+
+
 class Writer:
     """Buffers stashes of one request; applies them in one RW txn on exit."""
 
@@ -410,6 +432,7 @@ class Cache:
         self.generation = Generation(path)  # bumped by clear(): packet caches of all forks drop theirs
         self._decoded = DecodedMemo()  # RRsets decoded before, checked against the stored bytes
         self._unchecked = 1 << 62  # bytes written since the last pressure() check (check at once)
+        self._snapshot: lmdb.Transaction | None = None  # the read txn of an open snapshot()
         self._counters = dict.fromkeys(
             ("hits", "misses", "inserts", "skipped_rank", "deleted", "corrupt", "map_full",
              "evict_runs", "evictions", "clears", "write_errors"), 0)
@@ -468,8 +491,17 @@ class Cache:
     def _get(self, k: bytes | None) -> bytes | None:
         if k is None:
             return None
+        txn = self._snapshot
+        if txn is not None:
+            return txn.get(k)
         with self._env.begin() as txn:
             return txn.get(k)
+
+    def snapshot(self) -> "_Snapshot":
+        """`with cache.snapshot():` the peeks inside share one read
+        transaction (one consistent view, one begin/abort) instead of one
+        each. Only for synchronous code: never held across an await."""
+        return _Snapshot(self)
 
     def peek_raw(self, k: bytes) -> bytes | None:
         """The stored value bytes for a key (for the native fast path), or None."""

@@ -174,7 +174,7 @@ class Request:
     @property
     def cd(self) -> bool:
         """The client set CD: it gets data unvalidated (and no AD)."""
-        return bool(self.query.flags & dns.flags.CD)
+        return bool(int(self.query.flags) & 0x0010)  # dns.flags.CD
 
     @property
     def qtype(self) -> int:

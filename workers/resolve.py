@@ -37,6 +37,9 @@ from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
 
 log = logging.getLogger("kresd.resolv")  # kresd log group "resolv"
+# header and EDNS flag bits as plain ints: tests on the hot path without
+# building dns.flags.Flag values
+_QR, _TC, _DO = int(dns.flags.QR), int(dns.flags.TC), int(dns.flags.DO)
 
 #: NS address sub-queries (one per NS name and type) a query may make in a row
 #: at one zone cut without reaching a server: kresd's KR_COUNT_NO_NSADDR_LIMIT,
@@ -239,7 +242,7 @@ class Resolver:
         if not (nonauth or key_prime) and self.validator.wanted(req, sname, stype):
             min_rank = int(cache_layer.INSECURE_RANK)  # kresd get_lowest_rank()
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
-        if hit is not None and req.query.ednsflags & dns.flags.DO and _wildcard_expanded(hit):
+        if hit is not None and req.query.ednsflags & _DO and _wildcard_expanded(hit):
             # A DO client needs the NSEC proof of a wildcard expansion, which the
             # cache does not keep with the RRset: the answer is rebuilt from the
             # cached wildcard and NSEC/NSEC3 just below (RFC 8198, as kresd), or
@@ -586,7 +589,7 @@ class Resolver:
                 return None, edns
             if not tcp or st.tcp_only:  # a TCP exchange also times its handshake
                 self.selection.report_rtt(addr, self.clock.monotonic() - t0)
-            if reply.flags & dns.flags.TC:
+            if int(reply.flags) & _TC:
                 if tcp:  # TC=1 over TCP: nothing more to try with this server
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
                     return None, edns
@@ -646,7 +649,7 @@ def _trace(req: Request, fmt: str, *args) -> None:
 
 
 def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:
-    if reply.id != qid or not reply.flags & dns.flags.QR:
+    if reply.id != qid or not int(reply.flags) & _QR:
         return False
     if not reply.question:
         return reply.rcode() != dns.rcode.NOERROR
@@ -661,7 +664,7 @@ _DNSSEC_TYPES = frozenset({T.RRSIG, T.NSEC, T.NSEC3, T.DNSKEY, T.NSEC3PARAM})
 def _dnssec_filter(req: Request):
     """kresd lib/resolve.c write_extra_ranked_records(): without DO in the
     query, DNSSEC records go to the wire only when their type was asked."""
-    if req.query.ednsflags & dns.flags.DO:
+    if req.query.ednsflags & _DO:
         return lambda rrsets: rrsets
     qtype = req.qtype
     return lambda rrsets: [rr for rr in rrsets if rr.rdtype == qtype or rr.rdtype not in _DNSSEC_TYPES]

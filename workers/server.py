@@ -167,7 +167,7 @@ def udp_size_limit(query: dns.message.Message, settings: Settings) -> int:
 def _fix_answer(answer: dns.message.Message, query: dns.message.Message, settings: Settings) -> None:
     """Double-check what the core should have set: ID, QR, RA, OPT presence."""
     answer.id = query.id
-    answer.flags |= dns.flags.QR | dns.flags.RA
+    answer.flags = dns.flags.Flag(int(answer.flags) | 0x8080)  # |= QR | RA
     if query.edns >= 0:
         if answer.edns < 0:
             answer.use_edns(0, 0, settings.edns_bufsize)

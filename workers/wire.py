@@ -40,6 +40,8 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rrset
 
+from cache.entry import rdata_wire
+
 DNS_HEADER = 12
 _HEADER = struct.Struct("!6H")
 _QTAIL = struct.Struct("!HH")
@@ -369,9 +371,15 @@ def _put_rrset(out, rrset: dns.rrset.RRset, comp: _Compress, shuffle: bool) -> i
         random.shuffle(rds)
     labels = rrset.name.labels
     head = _RRHEAD.pack(rrset.rdtype, rrset.rdclass, rrset.ttl)
+    address = rrset.rdtype in _NAME_FREE  # no names inside: bytes of their own
     for rd in rds:
         _put_name(out, labels, comp.table)
         out.write(head)
+        if address:
+            body = rdata_wire(rd)
+            out.write(_U16.pack(len(body)))
+            out.write(body)
+            continue
         at = out.tell()
         out.write(b"\x00\x00")
         rd.to_wire(out, comp, None)
