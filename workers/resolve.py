@@ -635,7 +635,7 @@ class _Type(int):
     __slots__ = ()
 
     def __str__(self) -> str:
-        return T.to_text(self)
+        return T.to_text(int(self))  # (an int: dnspython formats unknown types with str())
 
 
 def _trace(req: Request, fmt: str, *args) -> None:

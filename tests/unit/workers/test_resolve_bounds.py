@@ -284,3 +284,10 @@ def test_tcp_exchanges_wait_at_least_the_default_timeout(resolver):
     to_it = [s for s in sends if s.addr == "1.2.3.4"]
     assert [s.tcp for s in to_it] == [False, True]
     assert to_it[0].timeout < resolver.settings.upstream_timeout <= to_it[1].timeout
+
+
+def test_trace_prints_type_names_and_numbers():
+    from workers.resolve import _Type
+
+    assert f"{_Type(1)} {_Type(65535)} {_Type(28)}" == "A TYPE65535 AAAA"
+    assert _Type(65535) == 65535
