@@ -445,7 +445,10 @@ def drop_privileges(engine, needs: list[Need] | None = None) -> None:
     storage = getattr(engine, "storage", None)
     if storage:
         paths.append(storage)
-        paths += [os.path.join(storage, n) for n in os.listdir(storage) if n.endswith(".mdb")]
+        from cache.generation import FILE as GENERATION
+
+        paths += [os.path.join(storage, n) for n in os.listdir(storage)
+                  if n.endswith(".mdb") or n == GENERATION]
     try:
         if os.geteuid() == 0:
             for path in paths:

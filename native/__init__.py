@@ -287,6 +287,7 @@ if _native is not None:
         """May data of this cache rank be served as an answer? (kn_rank_is_answer)"""
         return 0 <= rank <= 0xFF and _c_rank(rank) == 1
 
+    _raw_new = _ffi.new_allocator(should_clear_after_alloc=False)
     _c_answer = _lib.kn_answer
     _aq = _ffi.new("struct kn_query *")  # answer()'s own parse, see docstring
     _abuf = _ffi.new("uint8_t[]", ANSWER_BUFSIZE)
@@ -331,7 +332,9 @@ if _native is not None:
                 raise ValueError("nslots: a power of two >= 4; arena_size: a multiple of 8, <= 1 GiB")
             self._slots = _ffi.new("uint32_t[]", nslots)
             self._hashes = _ffi.new("uint32_t[]", nslots)
-            self._arena = _ffi.new("uint8_t[]", arena_size)
+            # never read before written: left unzeroed, so the pages are only
+            # resident once answers fill them (RSS grows with use)
+            self._arena = _raw_new("uint8_t[]", arena_size)
             pc = self.c = _ffi.new("struct kn_pcache *")
             pc.nslots, pc.arena_size = nslots, arena_size
             pc.slots, pc.hashes, pc.arena = self._slots, self._hashes, self._arena
@@ -373,13 +376,14 @@ if _native is not None:
     class UdpBatch:
         """kn_udp_batch on one socket (twin: native.pure.UdpBatch): run() reads
         up to BATCH_MAX datagrams, answers the packet-cache hits in C and
-        returns the misses as [(bytes, address)], address as socket.recvfrom
-        gives it. `counts` (BatchCounts) and `nrecv`, `unsent`, `big` describe
-        the last run."""
+        returns (received, misses as [(bytes, address)]), address as
+        socket.recvfrom gives it. What was answered accumulates until take()."""
 
         def __init__(self, pc: "PacketCache"):
             self.pc = pc
-            self.b = _ffi.new("struct kn_batch *")
+            b = self.b = _raw_new("struct kn_batch *")  # 530 KiB, mostly receive/send buffers
+            b.now = b.bufsize = b.lookup = b.nnets = 0
+            self.take()  # zeroes the cumulative counters
             self._rbuf = self.b.rbuf
             self._addr = self.b.addr
 
@@ -408,14 +412,18 @@ if _native is not None:
                     misses.append((buf(rbuf[i], b.len[i])[:], sockaddr(buf(addr[i], 28)[:])))
             return n, misses
 
-        @property
-        def counts(self) -> "BatchCounts":
+        def take(self) -> tuple["BatchCounts", int, int]:
+            """(counts of the answers sent, answers not sent, datagrams too long)
+            since the last take; zeroes them."""
             b = self.b
-            return BatchCounts._make(getattr(b, f) for f in _BATCH_COUNTS)
+            counts = BatchCounts._make(getattr(b, f) for f in _BATCH_COUNTS)
+            unsent, big = b.nunsent, b.nbig
+            for f in _BATCH_COUNTS:
+                setattr(b, f, 0)
+            b.nunsent = b.nbig = b.nsent = 0
+            return counts, unsent, big
 
         nrecv = property(lambda self: self.b.nrecv)
-        unsent = property(lambda self: self.b.nunsent)
-        big = property(lambda self: self.b.nbig)
 
     assert (_lib.KN_PC_ANSWER_MAX, _lib.KN_DGRAM_MAX, _lib.KN_BATCH_MAX, _lib.KN_NETS_MAX) == (
         PC_ANSWER_MAX, DGRAM_MAX, BATCH_MAX, NETS_MAX)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kresd_native.h"
+#include "wire.h"
 
 #define HDR_LEN 12
 #define F_QR 0x8000
@@ -28,28 +29,6 @@
 #define RANK_BITS 0x3F
 #define TYPE_OPT 41
 #define CLASS_IN 1
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return ((uint32_t)rd16(p) << 16) | rd16(p + 2);
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)(v >> 16));
-	wr16(p + 2, (uint16_t)v);
-}
 
 int kn_rank_is_answer(unsigned int rank)
 {

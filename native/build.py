@@ -54,7 +54,7 @@ def make_builder(absolute: bool = False) -> cffi.FFI:
         sources=[where(s) for s in SOURCES],
         include_dirs=[HERE],
         extra_compile_args=CFLAGS,
-        depends=[os.path.join(HERE, HEADER)],
+        depends=[os.path.join(HERE, HEADER), os.path.join(HERE, "wire.h")],
     )
     return ffi
 

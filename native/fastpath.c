@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "kresd_native.h"
+#include "wire.h"
 
 #define HDR_LEN 12
 #define F_QR 0x8000
@@ -44,28 +45,6 @@
 #define ENTRY_HDR 20
 #define KEY_MAX (KN_QNAME_MAX + 3)
 #define MIN_UDP 512
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
-}
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return ((uint32_t)rd16(p) << 16) | rd16(p + 2);
-}
-
-static inline void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)(v >> 16));
-	wr16(p + 2, (uint16_t)v);
-}
 
 static inline uint16_t get16(const uint8_t *p) /* native-endian field of an entry */
 {
@@ -461,7 +440,9 @@ int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 {
 	struct mmsghdr rm[KN_BATCH_MAX], sm[KN_BATCH_MAX];
 	struct iovec riov[KN_BATCH_MAX], siov[KN_BATCH_MAX];
-	memset(&b->nrecv, 0, (size_t)((uint8_t *)b->miss - (uint8_t *)&b->nrecv));
+	b->nrecv = 0;
+	b->nmiss = 0;
+	b->err = 0;
 	memset(rm, 0, sizeof rm);
 	for (int i = 0; i < KN_BATCH_MAX; i++) {
 		riov[i].iov_base = b->rbuf[i];

@@ -289,10 +289,12 @@ struct kn_batch {
 	/* out, set by each call */
 	uint32_t nrecv;        /* datagrams received */
 	uint32_t nmiss;        /* handed back to the caller: miss[0..nmiss) */
+	int32_t err;           /* errno of a failed recvmmsg (not EAGAIN), else 0 */
+	/* out, cumulative: added to by every call, zeroed by the caller when it
+	 * takes them (so the hot path does no per-batch bookkeeping) */
 	uint32_t nsent;        /* answers sent */
 	uint32_t nunsent;      /* answers sendmmsg did not take (dropped) */
 	uint32_t nbig;         /* datagrams longer than KN_DGRAM_MAX (dropped) */
-	int32_t err;           /* errno of a failed recvmmsg (not EAGAIN), else 0 */
 	uint32_t hits;         /* counts of the answers sent, by kind */
 	uint32_t noerror;
 	uint32_t nxdomain;

@@ -10,14 +10,10 @@
 #include <string.h>
 
 #include "kresd_native.h"
+#include "wire.h"
 
 #define KN_MAX_HOPS 16 /* dnspython MAX_COMPRESSION_POINTER_CHAIN */
 #define KN_TYPE_OPT 41
-
-static inline uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
-}
 
 /* Read a possibly compressed name starting at *pos.
  * On success: *pos is just past the name as it sits at *pos (past the first

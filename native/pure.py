@@ -523,7 +523,7 @@ class PacketCache:
 class UdpBatch:
     """Twin of native.UdpBatch (kn_udp_batch) on a socket object: recvfrom up
     to 64 datagrams, answer the packet-cache hits with sendto, return the
-    misses. Counts as the C batch keeps them."""
+    misses. Counts accumulate until take(), as the C batch keeps them."""
 
     _FIELDS = ("hits", "noerror", "nxdomain", "nodata", "tc", "edns", "dobit", "cd", "ad", "aa", "rd")
 
@@ -532,6 +532,14 @@ class UdpBatch:
         self.nets: list = []
         self.nrecv = self.unsent = self.big = 0
         self._counts = dict.fromkeys(self._FIELDS, 0)
+
+    def take(self):
+        from native import BatchCounts
+
+        out = (BatchCounts(**self._counts), self.unsent, self.big)
+        self._counts = dict.fromkeys(self._FIELDS, 0)
+        self.unsent = self.big = 0
+        return out
 
     def set_nets(self, nets) -> None:
         self.nets = list(nets)[:16]
@@ -556,10 +564,7 @@ class UdpBatch:
         return any(ip.version == n.version and ip in n for n in self.nets)
 
     def run(self, sock, now: int, bufsize: int, lookup: bool):
-        from native import BatchCounts
-
-        self._counts = dict.fromkeys(self._FIELDS, 0)
-        self.nrecv = self.unsent = self.big = 0
+        self.nrecv = 0
         misses = []
         for _ in range(64):
             try:
@@ -581,5 +586,4 @@ class UdpBatch:
                 sock.sendto(hit[0], addr)
             except OSError:
                 self.unsent += 1
-        self.counts = BatchCounts(**self._counts)
         return self.nrecv, misses

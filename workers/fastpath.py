@@ -56,6 +56,7 @@ class FastPath:
         self.pc_hits = 0  # answered by the packet cache
         self.pc = pcache if pcache is not None else native.PacketCache()
         self.batch = native.UdpBatch(self.pc)
+        self.server_stats = None  # set by attach()
         self._epoch = None  # Settings.epoch the consent below was computed for
         self._lookup = True
         self._nets: list = []
@@ -87,6 +88,7 @@ class FastPath:
         nets: list = []
         lookup = bool(self.settings.fastpath) and getattr(self.resolver, "cache", None) is not None
         for layer in getattr(self.resolver, "layers", ()):
+            layer.fast_source(self.collect)
             want = layer.fast_nets()
             if want == ALL:
                 lookup = False
@@ -110,6 +112,7 @@ class FastPath:
 
     def stats(self) -> dict:
         """worker.stats().fastpath: answers by tier, and the packet cache."""
+        self.collect()
         pc = self.pc
         return {"packet_hits": self.pc_hits, "lmdb_hits": self.hits, "entries": pc.count,
                 "bytes": pc.used, "flushes": pc.flushes, "generation": pc.gen,
@@ -117,16 +120,35 @@ class FastPath:
 
     # -- the batch ---------------------------------------------------------------
     def run(self, sock):
-        """One batch of a readable UDP socket: (received, [(datagram, address)] misses)."""
+        """One batch of a readable UDP socket: (received, [(datagram, address)] misses).
+        What the packet cache answered is counted in C until collect()."""
         self.sync()
-        n, misses = self.batch.run(sock, int(self.clock.time()), self.settings.edns_bufsize,
-                                   self._lookup and self.settings.fastpath)
-        counts = self.batch.counts
-        if counts.hits:
-            self.pc_hits += counts.hits
-            for layer in getattr(self.resolver, "layers", ()):
-                layer.fast_count(counts)
-        return n, misses
+        return self.batch.run(sock, int(self.clock.time()), self.settings.edns_bufsize,
+                              self._lookup and self.settings.fastpath)
+
+    def attach(self, server_stats) -> None:
+        """The server's counters (workers/server.py ServerStats) that collect() adds to."""
+        self.server_stats = server_stats
+
+    def collect(self) -> None:
+        """Fold what the packet cache answered since the last call into the
+        server's and the layers' counters. Called before any of them is read
+        (worker.stats(), the stats module's reads), not per batch."""
+        counts, unsent, big = self.batch.take()
+        st = self.server_stats
+        if st is not None:
+            st.dropped += unsent + big
+        if not counts.hits:
+            return
+        self.pc_hits += counts.hits
+        if st is not None:
+            st.queries += counts.hits
+            st.udp += counts.hits
+            st.answers[0] += counts.noerror  # NOERROR
+            st.answers[3] += counts.nxdomain  # NXDOMAIN
+            st.truncated += counts.tc
+        for layer in getattr(self.resolver, "layers", ()):
+            layer.fast_count(counts)
 
     def remember(self, query: bytes, answer: bytes, addr, now: int) -> bool:
         """Keep a UDP answer the resolver gave from the cache alone at unix

@@ -37,8 +37,10 @@ any Request exists, from data each layer gives it (fast-path consent is data):
   fast_nets()   None, a list of ipaddress networks whose clients must take the
                 full path (C tests them per datagram), or workers.fastpath.ALL
                 (the layer must see every query: no packet-cache answers).
-  fast_count(c) once per batch with the native.BatchCounts of what the fast
-                path answered (stats).
+  fast_count(c) with the native.BatchCounts of what the fast path answered
+                since the last call (stats). The counts are folded lazily:
+  fast_source(fn) gives a layer the function that folds them (calls
+                fast_count); a layer that reads its counters calls it first.
 Consent is read again after every console command and Lua event
 (Settings.epoch), and the packet cache is emptied then.
 """
@@ -76,6 +78,9 @@ class Layer:
         return None
 
     def fast_count(self, counts) -> None:
+        return None
+
+    def fast_source(self, collect) -> None:
         return None
 
     def produce(self, req, query):

@@ -166,10 +166,12 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     socks = sockets if sockets is not None else bind_endpoints(settings.listen)
     fast = FastPath(engine.resolver, settings, engine.clock)
     server = Server(settings, make_resolve(engine.resolver), stats, fast=fast)
-    engine.worker.stats_provider = lambda: dict(_stats_dict(server.stats),
-                                                sig_checks=engine.resolver.sig_checks,
-                                                upstreams=engine.resolver.selection.show(),
-                                                fastpath=fast.stats())
+    def worker_stats() -> dict:
+        fastpath = fast.stats()  # folds the fast path's pending counts in first
+        return dict(_stats_dict(server.stats), sig_checks=engine.resolver.sig_checks,
+                    upstreams=engine.resolver.selection.show(), fastpath=fastpath)
+
+    engine.worker.stats_provider = worker_stats
     loop = asyncio.new_event_loop()
     prober = None
     try:

@@ -293,6 +293,8 @@ class Server:
         self.resolve = resolve
         self.stats = stats or ServerStats()
         self.fast = fast  # workers/fastpath.FastPath: datagram -> answer wire or None
+        if hasattr(fast, "attach"):
+            fast.attach(self.stats)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -428,7 +430,7 @@ class Server:
         the misses one by one below; at most UDP_BATCHES batches per event so
         other sockets and timers get their turn. False if the fast path
         failed before reading anything (the caller drains the socket)."""
-        fast, stats = self.fast, self.stats
+        fast = self.fast
         try:
             for _ in range(UDP_BATCHES):
                 try:
@@ -439,16 +441,6 @@ class Server:
                 except Exception as e:  # noqa: BLE001 - a fast-path bug must not stop reading
                     log.debug(G, "udp fast path failed: %r", e)
                     return False
-                batch = fast.batch
-                c = batch.counts
-                if c.hits:
-                    stats.queries += c.hits
-                    stats.udp += c.hits
-                    stats.answers[dns.rcode.NOERROR] += c.noerror
-                    stats.answers[dns.rcode.NXDOMAIN] += c.nxdomain
-                    stats.truncated += c.tc
-                if batch.unsent or batch.big:
-                    stats.dropped += batch.unsent + batch.big
                 for data, addr in misses:
                     self._udp_datagram(sock, data, addr)
                 if n < fast.BATCH_MAX:

@@ -72,6 +72,9 @@ class StatsLayer(Layer):
     def fast_count(self, counts):
         self.m.count_fast(counts)
 
+    def fast_source(self, collect):
+        self.m.pull = collect
+
     def finish(self, req):
         self.m.count_request(req)
         if req.drop or req.answer is None:
@@ -87,6 +90,7 @@ class Stats(Module):
     def __init__(self, ctx):
         super().__init__(ctx)
         self.metrics: dict[str, int] = {k: 0 for k in METRICS}
+        self.pull = None  # folds the fast path's pending counts in (StatsLayer.fast_source)
         self.upstreams: collections.deque = collections.deque(maxlen=UPSTREAMS_COUNT)
         self.frequent_q: collections.Counter = collections.Counter()
         self.layer = StatsLayer(self)
@@ -171,7 +175,12 @@ class Stats(Module):
 
     # -- Lua face -----------------------------------------------------------
 
+    def _fresh(self) -> None:
+        if self.pull is not None:
+            self.pull()
+
     def get(self, key: Any):
+        self._fresh()
         return self.metrics.get(to_text(key))
 
     def set(self, key: Any, value: Any = None) -> None:
@@ -183,6 +192,7 @@ class Stats(Module):
         self.metrics[k] = int(float(to_text(value)))
 
     def list(self, prefix: Any = None) -> dict:
+        self._fresh()
         p = to_text(prefix) if prefix else ""
         return {k: v for k, v in self.metrics.items() if k.startswith(p)}
 
@@ -190,6 +200,7 @@ class Stats(Module):
         """kresd-py: stats.list(prefix) summed over every instance of the rundir
         (map over rundir/tty/, see kresd/bindings/procmodel.py); this instance alone
         when no control socket exists yet; an instance's error is raised."""
+        self._fresh()
         p = to_text(prefix) if prefix else ""
         fanout = self.ctx.worker.get("map") if isinstance(self.ctx.worker, dict) else None
         if fanout is None:
@@ -224,6 +235,7 @@ class Stats(Module):
         return True
 
     def lua_get(self, key: Any) -> Any:
+        self._fresh()
         v = self.metrics.get(to_text(key))
         if v is None:
             raise KeyError(key)

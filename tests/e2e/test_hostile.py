@@ -71,7 +71,10 @@ class Expected:
             return
         q = self.sent.get(r.id)
         if q is not None and r.flags & dns.flags.QR and r.question == q.question:
-            self.rcodes[r.id] = r.rcode()
+            # a hostile packet may carry the same ID and question (a mutated copy):
+            # its FORMERR must not hide the answer the valid query got
+            if self.rcodes.get(r.id) not in ANSWERED:
+                self.rcodes[r.id] = r.rcode()
 
     def missing(self) -> list[str]:
         return [f"{q.question[0]} id={i}" for i, q in self.sent.items() if i not in self.rcodes]

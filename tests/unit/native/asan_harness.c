@@ -13,11 +13,25 @@
  *     kn_answer writes into a heap block of exactly outlen bytes. One line
  *     per record: <parse rc> <kn_answer rc> <answer bytes in hex, or ->
  *   ranks: one line with kn_rank_is_answer(r) for r = 0..511, as 0/1 digits.
+ *   pcache <file>: records are (u32 LE qlen, query, u32 LE alen, answer,
+ *     u32 LE q2len, query2, u32 LE now). One packet cache of 16 slots and a
+ *     4096-byte arena (heap blocks of exactly that size) lives across all
+ *     records: kn_pc_insert(query, answer, now), then kn_pc_answer(query2,
+ *     now + 1) into a heap block of exactly 4096 bytes. One line per record:
+ *     <insert rc> <answer rc> <kind> <answer hex, or ->
+ *   batch <file>: the records of pcache mode are inserted (same cache), then
+ *     every query2 is written to one end of an AF_UNIX datagram socketpair and
+ *     kn_udp_batch (a heap struct kn_batch of exactly its size) runs on the
+ *     other end until it returns 0. Prints "<received> <hits> <misses>".
  * Must not: be part of the extension module.
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "kresd_native.h"
 
@@ -46,6 +60,16 @@ static uint8_t *read_exact(FILE *f, size_t len)
 	memcpy(exact, p, len);
 	free(p);
 	return exact;
+}
+
+/* out[0..n) in hex and a newline, or "-" when n <= 0. */
+static void print_hex(const uint8_t *out, int n)
+{
+	if (n <= 0)
+		printf("-");
+	for (int i = 0; i < n; i++)
+		printf("%02x", out[i]);
+	printf("\n");
 }
 
 static int mode_parse(FILE *f)
@@ -88,18 +112,120 @@ static int mode_answer(FILE *f)
 		int prc = kn_parse_query(q, qlen, pq);
 		int rc = kn_answer(q, qlen, pq, val, vlen, (uint32_t)now, 1232, maxlen, out, outlen);
 		printf("%d %d ", prc, rc);
-		if (rc > 0) {
-			for (int i = 0; i < rc; i++)
-				printf("%02x", out[i]);
-		} else {
-			printf("-");
-		}
-		printf("\n");
+		print_hex(out, rc);
 		free(out);
 		free(pq);
 		free(val);
 		free(q);
 	}
+	return 0;
+}
+
+static uint8_t *read_record(FILE *f, size_t *len)
+{
+	if (read_u32(f, len) != 0)
+		return NULL;
+	return read_exact(f, *len);
+}
+
+static struct kn_pcache *small_cache(void)
+{
+	struct kn_pcache *pc = calloc(1, sizeof(*pc));
+	if (!pc)
+		exit(2);
+	pc->nslots = 16;
+	pc->arena_size = 4096;
+	pc->slots = malloc(16 * sizeof(uint32_t));
+	pc->hashes = malloc(16 * sizeof(uint32_t));
+	pc->arena = malloc(4096);
+	if (!pc->slots || !pc->hashes || !pc->arena)
+		exit(2);
+	kn_pc_flush(pc, 0);
+	return pc;
+}
+
+static void free_cache(struct kn_pcache *pc)
+{
+	free(pc->slots);
+	free(pc->hashes);
+	free(pc->arena);
+	free(pc);
+}
+
+/* Reads one pcache record; returns 0 and the three blocks, or -1 at the end. */
+static int pc_record(FILE *f, uint8_t **q, size_t *qlen, uint8_t **a, size_t *alen,
+		     uint8_t **q2, size_t *q2len, size_t *now)
+{
+	*q = read_record(f, qlen);
+	if (!*q)
+		return -1;
+	*a = read_record(f, alen);
+	*q2 = *a ? read_record(f, q2len) : NULL;
+	if (!*a || !*q2 || read_u32(f, now) != 0)
+		exit(2);
+	return 0;
+}
+
+static int mode_pcache(FILE *f)
+{
+	struct kn_pcache *pc = small_cache();
+	uint8_t *q, *a, *q2;
+	size_t qlen, alen, q2len, now;
+	while (pc_record(f, &q, &qlen, &a, &alen, &q2, &q2len, &now) == 0) {
+		int irc = kn_pc_insert(pc, q, qlen, a, alen, (uint32_t)now);
+		uint8_t *out = malloc(4096);
+		unsigned kind = 0;
+		if (!out)
+			return 2;
+		int rc = kn_pc_answer(pc, q2, q2len, (uint32_t)now + 1, 1232, out, 4096, &kind);
+		printf("%d %d %u ", irc, rc, rc > 0 ? kind : 0);
+		print_hex(out, rc);
+		free(out);
+		free(q);
+		free(a);
+		free(q2);
+	}
+	free_cache(pc);
+	return 0;
+}
+
+static int mode_batch(FILE *f)
+{
+	struct kn_pcache *pc = small_cache();
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sv) != 0)
+		return 2;
+	uint8_t *q, *a, *q2;
+	size_t qlen, alen, q2len, now = 0;
+	while (pc_record(f, &q, &qlen, &a, &alen, &q2, &q2len, &now) == 0) {
+		kn_pc_insert(pc, q, qlen, a, alen, (uint32_t)now);
+		if (send(sv[0], q2, q2len, 0) < 0 && errno != EAGAIN)
+			return 2;
+		free(q);
+		free(a);
+		free(q2);
+	}
+	struct kn_batch *b = malloc(sizeof(*b));
+	if (!b)
+		return 2;
+	memset(b, 0, sizeof(*b));
+	b->now = (uint32_t)now + 1;
+	b->bufsize = 1232;
+	b->lookup = 1;
+	unsigned total = 0, hits = 0, misses = 0;
+	for (;;) {
+		int n = kn_udp_batch(sv[1], pc, b);
+		if (n <= 0)
+			break;
+		total += (unsigned)n;
+		misses += b->nmiss;
+	}
+	hits = b->hits; /* cumulative */
+	printf("%u %u %u\n", total, hits, misses);
+	free(b);
+	close(sv[0]);
+	close(sv[1]);
+	free_cache(pc);
 	return 0;
 }
 
@@ -121,6 +247,10 @@ int main(int argc, char **argv)
 		rc = mode_parse(f);
 	else if (strcmp(argv[1], "answer") == 0)
 		rc = mode_answer(f);
+	else if (strcmp(argv[1], "pcache") == 0)
+		rc = mode_pcache(f);
+	else if (strcmp(argv[1], "batch") == 0)
+		rc = mode_batch(f);
 	fclose(f);
 	return rc;
 }

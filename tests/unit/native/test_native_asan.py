@@ -110,6 +110,21 @@ def test_parse_and_key_sanitized_agree(harness, tmp_path):
 NOW = 1_700_000_000
 
 
+def _mutate(rng: random.Random, wire: bytes) -> bytes:
+    """wire truncated, with bytes flipped or appended, or random bytes instead."""
+    b = bytearray(wire)
+    op = rng.randrange(4)
+    if op == 0 and b:
+        return bytes(b[: rng.randrange(len(b))])
+    if op == 1 and b:
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        return bytes(b)
+    if op == 2:
+        return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+
+
 def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int, int, int]]:
     rng = random.Random(seed)
     types = {"A": "192.0.2.{}", "AAAA": "2001:db8::{}", "TXT": '"t{}"', "MX": "10 mx{}.example."}
@@ -130,17 +145,7 @@ def _answer_cases(n: int, seed: int = 20261204) -> list[tuple[bytes, bytes, int,
     values.append(pack_rrset(a, sig, inception=NOW, ttl=300, rank=48))
 
     def mutate(b: bytes) -> bytes:
-        b = bytearray(b)
-        op = rng.randrange(4)
-        if op == 0 and b:
-            return bytes(b[: rng.randrange(len(b))])  # truncated
-        if op == 1 and b:
-            for _ in range(rng.randint(1, 4)):
-                b[rng.randrange(len(b))] = rng.randrange(256)
-            return bytes(b)
-        if op == 2:
-            return bytes(b) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        return _mutate(rng, b)
 
     cases = []
     for i in range(n):
@@ -193,3 +198,83 @@ def test_rank_rule_sanitized_agrees(harness):
     lib = _native.lib
     assert line == "".join("1" if lib.kn_rank_is_answer(r) else "0" for r in range(512))
     assert line == "".join("1" if native.rank_is_answer(r) else "0" for r in range(512))
+
+
+# -- the packet cache (fastpath.c) -------------------------------------------------------
+
+def _pcache_cases(n: int, seed: int = 20261205) -> list[tuple[bytes, bytes, bytes, int]]:
+    """(query, answer, query2, now): real exchanges (A, CNAME, NXDOMAIN with
+    SOA, OPT or not), then mutated queries and answers and random bytes."""
+    rng = random.Random(seed)
+    good = []
+    for i in range(12):
+        name = f"h{i}.Example."
+        q = dns.message.make_query(name, "A", use_edns=0 if i % 2 else False, id=i)
+        r = dns.message.make_response(q)
+        if i % 3 == 0:
+            r.set_rcode(dns.rcode.NXDOMAIN)
+            r.authority.append(dns.rrset.from_text("example.", 60 + i, "IN", "SOA", "a. b. 1 2 3 4 5"))
+        else:
+            if i % 3 == 2:
+                r.answer.append(dns.rrset.from_text(name, 30, "IN", "CNAME", f"t{i}.example."))
+            r.answer.append(dns.rrset.from_text(name if i % 3 == 1 else f"t{i}.example.", 100 + i, "IN", "A",
+                                                *[f"192.0.2.{j}" for j in range(1, 2 + i % 4)]))
+        q2 = dns.message.make_query(name.upper(), "A", use_edns=0 if i % 2 else False, id=1000 + i,
+                                    payload=512 if i % 4 == 1 else 1232)
+        good.append((q.to_wire(), r.to_wire(), q2.to_wire()))
+
+    def mutate(b: bytes) -> bytes:
+        return _mutate(rng, b)
+
+    cases = []
+    for i in range(n):
+        q, a, q2 = rng.choice(good)
+        if i % 4 == 1:
+            a = mutate(a)
+        elif i % 4 == 2:
+            q = mutate(q)
+        elif i % 4 == 3:
+            q2 = mutate(q2)
+        cases.append((q, a, q2, NOW + i // 50))
+    return cases
+
+
+def _pcache_blob(cases) -> bytes:
+    blob = bytearray()
+    for q, a, q2, now in cases:
+        for part in (q, a, q2):
+            blob += struct.pack("<I", len(part)) + part
+        blob += struct.pack("<I", now)
+    return bytes(blob)
+
+
+def test_packet_cache_sanitized_agrees(harness, tmp_path):
+    cases = _pcache_cases(6000)
+    corpus = tmp_path / "pcache.bin"
+    corpus.write_bytes(_pcache_blob(cases))
+    got = _run(harness, "pcache", str(corpus))
+    pc = native.PacketCache(16, 4096)  # the extension, the same sequence
+    want = []
+    for q, a, q2, now in cases:
+        irc = pc.insert(q, a, now)
+        hit = pc.answer(q2, now + 1, 1232)
+        want.append(f"{irc} {len(hit[0]) if hit else 0} {hit[1] if hit else 0} {hit[0].hex() if hit else '-'}")
+    assert got == want
+    irc = {int(line.split()[0]) for line in got}
+    assert {0, -9, -10} <= irc and any(int(line.split()[1]) > 0 for line in got), irc
+    assert pc.flushes > 3  # the small arena filled up again and again
+
+
+def test_udp_batch_sanitized(harness, tmp_path):
+    cases = _pcache_cases(50, seed=7)
+    corpus = tmp_path / "batch.bin"
+    corpus.write_bytes(_pcache_blob(cases))
+    (line,) = _run(harness, "batch", str(corpus))
+    received, hits, misses = map(int, line.split())
+    pc = native.PacketCache(16, 4096)
+    for q, a, _q2, now in cases:
+        pc.insert(q, a, now)
+    now = cases[-1][3] + 1
+    expected_hits = sum(1 for *_x, q2, _n in cases if pc.answer(q2, now, 1232) is not None)
+    assert received == len(cases) == hits + misses
+    assert hits == expected_hits > 0

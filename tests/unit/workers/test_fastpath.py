@@ -149,3 +149,91 @@ def test_with_a_trust_anchor_only_validated_data_is_fast(env):
         assert not got.flags & dns.flags.AD  # no DO/AD asked: no AD, as the full path
     resolver.settings.trust_anchors.clear()
     assert fast(dns.message.make_query("plain.example.", "A").to_wire()) is not None
+
+
+# -- the packet cache and the batch (workers/fastpath.py run/remember/sync/collect) -----------
+
+import ipaddress  # noqa: E402
+import socket  # noqa: E402
+
+import native  # noqa: E402
+from workers.server import ServerStats  # noqa: E402
+
+
+def _answer_for(q: dns.message.Message) -> bytes:
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.RA
+    r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.1"))
+    return r.to_wire()
+
+
+@pytest.fixture
+def pair(test_addr):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind((test_addr, 0))
+    srv.setblocking(False)
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cli.bind((test_addr, 0))
+    cli.settimeout(2)
+    yield srv, cli
+    srv.close()
+    cli.close()
+
+
+def test_remembered_answers_come_from_the_batch_and_are_counted(env, pair):
+    fast, resolver, cache, clock = env
+    srv, cli = pair
+    stats = ServerStats()
+    fast.attach(stats)
+    q = dns.message.make_query("www.example.", "A")
+    now = int(clock.now)
+    fast.sync()
+    assert fast.remember(q.to_wire(), _answer_for(q), cli.getsockname(), now)
+    q2 = dns.message.make_query("WWW.example.", "A")
+    cli.sendto(q2.to_wire(), srv.getsockname())
+    cli.sendto(dns.message.make_query("other.example.", "A").to_wire(), srv.getsockname())
+    import time as _time
+    _time.sleep(0.05)
+    n, misses = fast.run(srv)
+    assert n == 2 and len(misses) == 1 and misses[0][1] == cli.getsockname()
+    got = dns.message.from_wire(cli.recv(4096))
+    assert got.id == q2.id and str(got.question[0].name) == "WWW.example." and got.answer
+    assert stats.queries == 0  # counted lazily ...
+    fast.collect()  # ... when read
+    assert stats.queries == 1 and stats.udp == 1 and stats.answers[dns.rcode.NOERROR] == 1
+    assert fast.stats()["packet_hits"] == 1
+
+
+def test_consent_subnets_generation_and_epoch(env, pair):
+    fast, resolver, cache, clock = env
+    srv, cli = pair
+    q = dns.message.make_query("www.example.", "A")
+    now = int(clock.now)
+    fast.sync()
+    resolver.layers.append(Layer())  # a layer that does not consent: nothing is kept
+    assert not fast.remember(q.to_wire(), _answer_for(q), cli.getsockname(), now)
+    resolver.layers.pop()
+
+    class Watcher(Neutral):  # wants to see the clients of one subnet
+        def fast_nets(self):
+            return [ipaddress.ip_network(cli.getsockname()[0] + "/32")]
+
+    resolver.layers.append(Watcher())
+    resolver.settings.epoch += 1  # a console command ran: consent is read again
+    fast.sync()
+    assert not fast.remember(q.to_wire(), _answer_for(q), cli.getsockname(), now)  # that client
+    assert fast.remember(q.to_wire(), _answer_for(q), ("192.0.2.200", 53), now)  # another one
+    cli.sendto(q.to_wire(), srv.getsockname())
+    import time as _time
+    _time.sleep(0.05)
+    n, misses = fast.run(srv)
+    assert n == 1 and len(misses) == 1  # the watched client takes the full path
+    assert fast.pc.count == 1
+    cache.clear()  # in any process: the shared generation moves on
+    fast.sync()
+    assert fast.pc.count == 0
+    assert fast.remember(q.to_wire(), _answer_for(q), ("192.0.2.200", 53), now)
+    resolver.settings.epoch += 1
+    fast.sync()
+    assert fast.pc.count == 0  # after a console command the packet cache starts empty
+    assert not fast.remember(q.to_wire(), _answer_for(q), ("192.0.2.200", 53), now - 1)  # a second later
