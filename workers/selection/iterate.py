@@ -225,6 +225,8 @@ class Selection:
             # the one that comes back first, let through once its dead interval
             # is over (kresd), or at once when no prober runs
             return first[0]
+        if len(alive) == 1:
+            return alive[0][0]  # (the one candidate: nothing to weigh)
         least = min(query.errors(a) for a, _ in alive)
         tier = [(a, st) for a, st in alive if query.errors(a) == least]
         unknown = [a for a, st in tier if not st.known]
