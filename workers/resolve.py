@@ -540,6 +540,7 @@ class Resolver:
         flags = dns.flags.RD if forward else 0
         if forward and req.cd:
             flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
+        known = st  # the state just read (the first try's timeout); later tries read it again
         for _ in range(4):
             self._check_limits(req)
             qid = self.rng.getrandbits(16)
@@ -554,7 +555,8 @@ class Resolver:
             # the server's retransmission timeout (over TCP at least the default: it
             # also covers the handshake), within what is left of the request's time
             left = s.resolve_time_limit - (t0 - req.started)
-            timeout = self.selection.timeout(addr, s.upstream_timeout)
+            timeout = self.selection.timeout(addr, s.upstream_timeout, known)
+            known = None
             if tcp:
                 timeout = max(timeout, s.upstream_timeout)
             timeout = max(0.05, min(timeout, left))

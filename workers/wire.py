@@ -70,7 +70,7 @@ def query_message(qid: int, flags: int, qname_wire: bytes, qtype: int,
     dns.message.make_query builds for it."""
     m = dns.message.QueryMessage(id=qid)
     m.flags = dns.flags.Flag(flags)
-    name = _name(_labels(qname_wire))
+    name = _new_name(_labels(qname_wire))  # (a random case: not for the name cache)
     m.question.append(dns.rrset.RRset(name, dns.rdataclass.IN, _rdtype(qtype)))
     if opt is not None:
         payload, ednsflags = opt

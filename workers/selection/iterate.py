@@ -246,9 +246,10 @@ class Selection:
             return self._rng.choice(near)
         return best
 
-    def timeout(self, addr: str, default: float) -> float:
-        """Seconds to wait for addr's reply (the retransmission timeout)."""
-        return rtt.timeout(self.state(addr), default)
+    def timeout(self, addr: str, default: float, st: RttState | None = None) -> float:
+        """Seconds to wait for addr's reply (the retransmission timeout); `st`:
+        its state as the caller just read it (state(addr)), if it has it."""
+        return rtt.timeout(self.state(addr) if st is None else st, default)
 
     # -- outcomes -----------------------------------------------------------------
     def report_rtt(self, addr: str, rtt_s: float) -> None:
