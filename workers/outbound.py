@@ -148,12 +148,28 @@ def _family(addr: str) -> int:
 
 
 class _Shared:
-    """One upstream query in flight and the callers waiting for it."""
+    """One upstream query in flight and the callers waiting for it: each has
+    a future of its own, resolved with the reply patched to its ID and case
+    when the query ends (a caller cancelled leaves the others be)."""
 
-    __slots__ = ("task", "leader", "waiters")
+    __slots__ = ("task", "leader", "callers")
 
-    def __init__(self, task: asyncio.Task, leader: _Sent):
-        self.task, self.leader, self.waiters = task, leader, 0
+    def __init__(self, task: asyncio.Future, leader: _Sent):
+        self.task, self.leader = task, leader
+        self.callers: list[tuple[asyncio.Future, _Sent]] = []
+
+    def deliver(self, task: asyncio.Future) -> None:
+        """The query ended: every caller gets the reply (or None)."""
+        reply = None
+        if not task.cancelled() and task.exception() is None:
+            reply = task.result()
+        for fut, sent in self.callers:
+            if fut.done():
+                continue
+            if reply is None or sent is self.leader:
+                fut.set_result(reply)  # (the leader's own query: its ID and case already)
+            else:
+                fut.set_result(sent.patched(reply, self.leader))
 
 
 class _State:
@@ -169,11 +185,17 @@ class _State:
 _STATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _State]" = weakref.WeakKeyDictionary()
 
 
+_last: list = [None, None]  # [loop, its _State]: the one a worker runs (no weak-dict lookup per query)
+
+
 def _state() -> _State:
     loop = asyncio.get_running_loop()
+    if _last[0] is loop:
+        return _last[1]
     st = _STATES.get(loop)
     if st is None:
         st = _STATES[loop] = _State()
+    _last[:] = [loop, st]
     return st
 
 
@@ -201,22 +223,19 @@ async def query(send: Send) -> Optional[bytes]:
         if shared is None:
             shared = _Shared(_start(st, send, sent), sent)
             st.inflight[key] = shared
-            shared.task.add_done_callback(lambda _t: _forget(st, key, shared))
+            shared.task.add_done_callback(lambda t: _done(st, key, shared, t))
         else:
             st.counters["dedup"] += 1
-        shared.waiters += 1
+        mine = asyncio.get_running_loop().create_future()
+        shared.callers.append((mine, sent))
         try:
-            reply = await asyncio.shield(shared.task)
+            return await mine
         except asyncio.CancelledError:
-            shared.waiters -= 1
-            if shared.waiters == 0 and not shared.task.done():
+            shared.callers = [c for c in shared.callers if c[0] is not mine]
+            if not shared.callers and not shared.task.done():
                 _forget(st, key, shared)  # nobody waits any more: a new caller starts afresh
                 shared.task.cancel()
             raise
-        shared.waiters -= 1
-        if reply is None or shared.leader is sent:
-            return reply  # (the caller's own query: its ID and case already)
-        return sent.patched(reply, shared.leader)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - network failure of any kind
@@ -227,6 +246,11 @@ async def query(send: Send) -> Optional[bytes]:
 def _forget(st: _State, key: tuple, shared: _Shared) -> None:
     if st.inflight.get(key) is shared:
         del st.inflight[key]
+
+
+def _done(st: _State, key: tuple, shared: _Shared, task: asyncio.Future) -> None:
+    _forget(st, key, shared)
+    shared.deliver(task)
 
 
 def _start(st: _State, send: Send, sent: _Sent) -> asyncio.Future:
