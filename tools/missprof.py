@@ -128,7 +128,8 @@ def main() -> None:
         per.append((time.process_time() - t0 - net.spent) / chunk * 1e6)
     per.sort()
     print(f"per miss: {per[0]:.0f} us best, {per[len(per) // 2]:.0f} us median of {len(per)} chunks "
-          f"(CPU time, fake server excluded; {net.queries / (chunk * len(per)):.2f} upstream queries per miss)")
+          f"(CPU time, fake server excluded; "
+          f"{net.queries / (chunk * len(per)):.2f} upstream queries per miss)")
     if a.profile:
         pr = cProfile.Profile()
         pr.enable()

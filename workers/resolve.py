@@ -127,7 +127,8 @@ class Resolver:
             default = getattr(Layer, name, None)
             hooks = self._hooks[name] = [
                 (layer, fn) for layer in layers
-                if (fn := getattr(layer, name, None)) is not None and getattr(fn, "__func__", fn) is not default]
+                if (fn := getattr(layer, name, None)) is not None
+                and getattr(fn, "__func__", fn) is not default]
         return hooks
 
     def _hook(self, req: Request, name: str, *args) -> int:

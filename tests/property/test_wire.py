@@ -134,7 +134,8 @@ def _same(a: dns.message.Message, b: dns.message.Message) -> None:
     if a.opt is None:
         assert b.opt is None
     else:
-        assert (a.opt.name, a.opt.rdclass, a.opt.ttl, list(a.opt)) == (b.opt.name, b.opt.rdclass, b.opt.ttl, list(b.opt))
+        assert (a.opt.name, a.opt.rdclass, a.opt.ttl, list(a.opt)) == \
+            (b.opt.name, b.opt.rdclass, b.opt.ttl, list(b.opt))
         assert (a.edns, a.ednsflags, a.payload, a.options) == (b.edns, b.ednsflags, b.payload, b.options)
     if b.index is not None:  # dnspython parsed it (the fast parser handed it over)
         assert set(a.index) == set(b.index)
@@ -219,7 +220,8 @@ def test_hostile_names_and_records():
         b"\x00\x07\x81\x80\x00\x02\x00\x00\x00\x00\x00\x00" + QUESTION * 2,  # two questions
         b"\x00\x07\x81\x80\x00\x00\x00\x00\x00\x00\x00\x00",  # no question
         b"\x00\x07\xa9\x80\x00\x01\x00\x00\x00\x00\x00\x00" + QUESTION,  # opcode UPDATE
-        b"\x00\x07\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x03\x00\x01\x00\x01",  # question into header
+        # the question name a pointer into the header
+        b"\x00\x07\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x03\x00\x01\x00\x01",
         HDR_1AN + QUESTION + b"\xc0\x0c\x00\xfa\x00\xff\x00\x00\x00\x00\x00\x00",  # TSIG
     ]
     # pointer chains: each record's owner points to the previous record's owner

@@ -16,7 +16,7 @@ import textwrap
 import dns.rdatatype as T
 
 from cache import Rank
-from cache.api import DecodedMemo
+from cache.decoded import DecodedMemo
 
 from .cache_helpers import n, rrset, rrsig
 
@@ -91,7 +91,8 @@ def test_memo_sees_another_processes_writes(make_cache, tmp_path, clock):
     assert [rd.target.to_text() for rd in mine.peek_rrset(name, T.NS).rrset] == ["ns1.example.org."]
     _in_another_process(path, """
         with c.writer() as w:
-            w.stash_rrset(dns.rrset.from_text("example.org.", 3600, "IN", "NS", "ns2.example.org."), Rank.AUTH)
+            ns2 = dns.rrset.from_text("example.org.", 3600, "IN", "NS", "ns2.example.org.")
+            w.stash_rrset(ns2, Rank.AUTH)
     """)
     assert [rd.target.to_text() for rd in mine.peek_rrset(name, T.NS).rrset] == ["ns2.example.org."]
     _in_another_process(path, "c.clear()")
