@@ -544,8 +544,10 @@ class Resolver:
         known = st  # the state just read (the first try's timeout); later tries read it again
         for _ in range(4):
             self._check_limits(req)
-            qid = self.rng.getrandbits(16)
-            sent = wire.x20(plain, self.rng) if x20 else plain
+            # the ID and the 0x20 case from one draw of the (system) random source
+            bits = self.rng.getrandbits(16 + len(plain) if x20 else 16)
+            qid = bits & 0xFFFF
+            sent = wire.x20_bits(plain, bits >> 16) if x20 else plain
             out = self._question(req, qid, flags, sent, qtype, edns, host, tcp)
             if out is None:
                 q.exhausted.add(addr)  # a module vetoed this server for this query

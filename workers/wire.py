@@ -94,7 +94,11 @@ def render_query(m: dns.message.Message) -> bytes:
 def x20(qname_wire: bytes, rng) -> bytes:
     """The QNAME wire (in lower case) with each ASCII letter in random case
     (0x20, draft-vixie-dnsext-dns0x20). Length bytes are below 0x40, never letters."""
-    bits = rng.getrandbits(len(qname_wire))
+    return x20_bits(qname_wire, rng.getrandbits(len(qname_wire)))
+
+
+def x20_bits(qname_wire: bytes, bits: int) -> bytes:
+    """x20() with the random bits given (bit i: the case of byte i)."""
     out = bytearray(qname_wire)
     for i, c in enumerate(out):
         if 0x61 <= c <= 0x7A and bits >> i & 1:

@@ -341,3 +341,9 @@ def test_make_answer_equals_the_dnspython_construction():
             assert (got.edns, got.ednsflags, got.payload, got.options, got.request_payload) == \
                 (ref.edns, ref.ednsflags, ref.payload, ref.options, ref.request_payload)
             assert got.to_wire() == ref.to_wire() and got.question == ref.question
+
+
+def test_x20_bits_set_the_case_per_byte():
+    assert wire.x20_bits(b"\x03abc\x00", 0b1010) == b"\x03AbC\x00"
+    assert wire.x20_bits(b"\x03abc\x00", 0) == b"\x03abc\x00"
+    assert wire.x20_bits(b"\x01\x7a\x00", 0b11) == b"\x01Z\x00"  # the length byte 0x01 untouched
