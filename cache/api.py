@@ -78,6 +78,7 @@ from cache import nsec as _nsec
 from cache.entry import EntryError, Header
 from cache.env import CacheEnv
 from cache.errors import CacheError
+from cache.decoded import DecodedMemo
 from cache.generation import Generation
 from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET, key, lf, subtree_prefix
 
@@ -89,6 +90,10 @@ _MAX_TTL_LIMIT = 0xFFFFFFFF
 EVICT_THRESHOLD = 0.75  # evict before a write when live pages exceed this part of the map
 EVICT_HYSTERESIS = 0.15  # ... and then down to (threshold - hysteresis) if expiry is not enough
 MIN_HEADROOM_PAGES = 16  # copy-on-write needs free pages even to delete
+# pressure() (two txn stats, ~4 µs) runs before a write once this process has
+# written 1/PRESSURE_CHECK_PARTS of the map (at least PRESSURE_CHECK_MIN bytes) since it last looked
+PRESSURE_CHECK_PARTS = 512
+PRESSURE_CHECK_MIN = 2048
 
 __all__ = [
     "Cache", "CachedNSEC", "CachedNegative", "CachedRRset", "CacheError", "Rank", "Writer",
@@ -220,6 +225,38 @@ class _Picked(list):
         self.headers[k] = bytes(value[:_HDR])
 
 
+_RANKS: dict[int, Rank] = {}
+
+
+def _rank(value: int) -> Rank:
+    r = _RANKS.get(value)
+    if r is None:
+        r = _RANKS[value] = Rank(value)
+    return r
+
+
+class _Snapshot:
+    """Cache.snapshot(): one read transaction for the peeks inside (nests)."""
+
+    __slots__ = ("cache", "txn")
+
+    def __init__(self, cache: "Cache"):
+        self.cache = cache
+        self.txn = None
+
+    def __enter__(self) -> "_Snapshot":
+        cache = self.cache
+        if cache._snapshot is None and cache.is_open:
+            self.txn = cache._snapshot = cache._env.begin()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.txn is not None:
+            self.cache._snapshot = None
+            self.txn.abort()
+            self.txn = None
+
+
 class Writer:
     """Buffers stashes of one request; applies them in one RW txn on exit."""
 
@@ -256,10 +293,12 @@ class Writer:
         except EntryError as exc:
             log.debug("not caching %s %s: %s", rrset.name, rtype, exc)
             return
-        nodata = _key(rrset.name, TAG_NODATA, rtype)
+        # CACHE_KEY_DEF: the same name's N and X keys differ only in TAG (and TYPE 0 for X)
+        base = k[:-3]
+        nodata = base + TAG_NODATA + k[-2:]
         weaker = ()
         if is_answer_rank(rank):
-            weaker = (_key(rrset.name, TAG_NXDOMAIN, 0),)
+            weaker = (base + TAG_NXDOMAIN + b"\x00\x00",)
         self._ops.append(_Stash(k, value, int(rank), (nodata,), weaker))
 
     def stash_negative(self, name: dns.name.Name, rtype: int, kind: str,
@@ -348,6 +387,9 @@ class Cache:
         self.evict_threshold = EVICT_THRESHOLD
         self._env = CacheEnv(path, self.size)
         self.generation = Generation(path)  # bumped by clear(): packet caches of all forks drop theirs
+        self._decoded = DecodedMemo()  # RRsets decoded before, checked against the stored bytes
+        self._unchecked = 1 << 62  # bytes written since the last pressure() check (check at once)
+        self._snapshot: lmdb.Transaction | None = None  # the read txn of an open snapshot()
         self._counters = dict.fromkeys(
             ("hits", "misses", "inserts", "skipped_rank", "deleted", "corrupt", "map_full",
              "evict_runs", "evictions", "clears", "write_errors"), 0)
@@ -406,23 +448,33 @@ class Cache:
     def _get(self, k: bytes | None) -> bytes | None:
         if k is None:
             return None
+        txn = self._snapshot
+        if txn is not None:
+            return txn.get(k)
         with self._env.begin() as txn:
             return txn.get(k)
+
+    def snapshot(self) -> "_Snapshot":
+        """`with cache.snapshot():` the peeks inside share one read
+        transaction (one consistent view, one begin/abort) instead of one
+        each. Only for synchronous code: never held across an await."""
+        return _Snapshot(self)
 
     def peek_raw(self, k: bytes) -> bytes | None:
         """The stored value bytes for a key (for the native fast path), or None."""
         return self._get(k)
 
     def peek_rrset(self, name: dns.name.Name, rtype: int) -> CachedRRset | None:
-        value = self._get(_key(name, TAG_RRSET, rtype))
+        k = _key(name, TAG_RRSET, rtype)
+        value = self._get(k)
         if value is not None:
             try:
                 hdr = entry.unpack_header(value)
                 remaining = hdr.remaining(self.clock())
                 if remaining > 0 and hdr.rtype == int(rtype):
-                    _, rrset, sigs = entry.unpack_rrset(value, name, remaining)
+                    rrset, sigs = self._decoded.rrset(k, value, name, remaining)
                     self._counters["hits"] += 1
-                    return CachedRRset(rrset, Rank(hdr.rank), sigs, remaining)
+                    return CachedRRset(rrset, _rank(hdr.rank), sigs, remaining)
             except EntryError:
                 self._counters["corrupt"] += 1
         self._counters["misses"] += 1
@@ -492,11 +544,9 @@ class Cache:
         self._env.require()
         return Writer(self)
 
-    def _fresh_rank(self, txn: lmdb.Transaction, k: bytes | None, now: float) -> int | None:
-        """Rank of a fresh entry at k, or None (absent, expired or corrupt)."""
-        if k is None:
-            return None
-        value = txn.get(k)
+    @staticmethod
+    def _fresh_rank(value: bytes | None, now: float) -> int | None:
+        """Rank of a fresh entry (value), or None (absent, expired or corrupt)."""
         if value is None:
             return None
         try:
@@ -506,21 +556,22 @@ class Cache:
         return hdr.rank if hdr.remaining(now) > 0 else None
 
     def _apply_one(self, txn: lmdb.Transaction, op: _Stash, now: float) -> bool:
-        mine = self._fresh_rank(txn, op.key, now)
+        mine = self._fresh_rank(txn.get(op.key), now)
         if mine is not None and mine > op.rank:
             return False
-        for k in op.rivals:
-            r = self._fresh_rank(txn, k, now)
+        rivals = [(k, txn.get(k)) for k in op.rivals if k is not None]
+        for _k, v in rivals:
+            r = self._fresh_rank(v, now)
             if r is not None and r > op.rank:
                 return False
         txn.put(op.key, op.value)
-        for k in op.rivals:
-            if k is not None:
+        for k, v in rivals:
+            if v is not None:  # (absent: nothing to delete)
                 txn.delete(k)
         for k in op.weaker:
             if k is not None:
-                r = self._fresh_rank(txn, k, now)
-                if r is None or r <= op.rank:
+                v = txn.get(k)
+                if v is not None and (self._fresh_rank(v, now) or 0) <= op.rank:
                     txn.delete(k)
         return True
 
@@ -544,8 +595,13 @@ class Cache:
         reader ends. Then only expired entries go, and if that is not enough
         this write is dropped; the others' entries are not thrown away for a
         reader that is about to finish."""
-        if self.pressure() > self._limit():
-            self._relieve()
+        self._unchecked += sum(len(op.key) + len(op.value) for op in ops)
+        if self._unchecked >= max(PRESSURE_CHECK_MIN, self.size // PRESSURE_CHECK_PARTS):
+            # the live pages can not have grown by much more than what this
+            # process wrote since it looked (each process checks its own writes)
+            self._unchecked = 0
+            if self.pressure() > self._limit():
+                self._relieve()
         stages = (None, self._evict_expired, self._evict_oldest, self._evict_all)
         for stage in stages:
             if stage in (self._evict_oldest, self._evict_all) and self._env.pinned_by_readers():

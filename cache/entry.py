@@ -30,6 +30,7 @@ EntryError, so a corrupted value is a miss, never a crash.
 """
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -79,8 +80,24 @@ def _u32(v: int) -> int:
     return min(max(int(v), 0), MAX_U32)
 
 
+_A_TYPE, _AAAA_TYPE = dns.rdatatype.A, dns.rdatatype.AAAA
+
+
+def rdata_wire(rd: dns.rdata.Rdata) -> bytes:
+    """rd.to_wire() (uncompressed); addresses through the socket module's C
+    parser (dnspython parses the text it holds in Python, ~5 µs)."""
+    try:
+        if rd.rdtype == _A_TYPE and rd.rdclass == IN:
+            return socket.inet_aton(rd.address)
+        if rd.rdtype == _AAAA_TYPE and rd.rdclass == IN:
+            return socket.inet_pton(socket.AF_INET6, rd.address)
+    except (OSError, AttributeError, TypeError):
+        pass
+    return rd.to_wire()
+
+
 def _rdatas(parts: list[bytes], rdatas) -> None:
-    wires = [rd.to_wire() for rd in rdatas]
+    wires = [rdata_wire(rd) for rd in rdatas]
     if len(wires) > 0xFFFF:
         raise EntryError("too many records")
     parts.append(_U16.pack(len(wires)))

@@ -2,8 +2,14 @@
 
 Owns: `query(send)` (the transport function handed to
 `workers.transport.drive_async`) and everything between it and the sockets:
-- UDP with a fresh socket per query (kernel-chosen random source port,
-  optional source address; ICMP errors end the wait early);
+- UDP through a pool of connected sockets per (server, port, source address)
+  (`_UdpPool`): each socket gets a kernel-chosen random source port, carries
+  at most UDP_REUSE queries to its one server within UDP_MAX_AGE seconds (then
+  a fresh socket, a fresh random port), several of them in flight (distinct
+  IDs), and is closed once retired and idle (or idle for UDP_IDLE seconds).
+  A port is reused only towards the server it is connected to (an attacker
+  who learns the port of a query to his own server learns nothing about the
+  ports of queries to others), and ICMP errors still end the waits early;
 - reply matching (`_Sent.match`): source address+port, ID, and the question
   compared on the raw wire: qtype, qclass, and the QNAME byte for byte
   ignoring ASCII case, or exactly when `send.x20` (0x20, below);
@@ -36,13 +42,11 @@ QNAME lower-cased is asked again over TCP with the case as the client sent it.
 A reply with the right ID but QDCOUNT=0 is accepted only when its RCODE is not
 NOERROR (servers answer FORMERR/NOTIMP without a question, and kresd's
 iterator treats such a header-only FORMERR as a selection error).
-Not yet: a pool of UDP sockets (one socket per query today).
 """
 from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import socket
 import struct
 import weakref
@@ -61,6 +65,13 @@ TCP_IDLE_TIMEOUT = 10.0  # seconds an upstream connection stays open without que
 TCP_PIPELINE = 100  # queries in flight on one connection (kresd's net.tcp_pipeline default)
 TCP_PER_SERVER = 4  # connections per (addr, port, source)
 TCP_TOTAL = 256  # connections per worker, all servers together
+
+# Upstream UDP sockets (see the module docstring). A socket costs a socket(),
+# connect(), a loop reader (epoll_ctl) and a close() (about a tenth of a miss's
+# CPU); reused, that is paid once per UDP_REUSE queries.
+UDP_REUSE = 16  # queries one socket (one random source port) carries
+UDP_MAX_AGE = 2.0  # seconds a socket takes new queries
+UDP_IDLE = 1.0  # seconds an idle, not yet retired socket is kept
 
 
 class Match(enum.Enum):
@@ -132,28 +143,33 @@ class _Sent:
         return bytes(out)
 
 
-def _source_ok(send: Send, src: tuple) -> bool:
-    try:
-        want = ipaddress.ip_address(send.addr)
-        a = ipaddress.ip_address(src[0].split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return a == want and src[1] == send.port
-
-
 def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 class _Shared:
-    """One upstream query in flight and the callers waiting for it."""
+    """One upstream query in flight and the callers waiting for it: each has
+    a future of its own, resolved with the reply patched to its ID and case
+    when the query ends (a caller cancelled leaves the others be)."""
 
-    __slots__ = ("task", "leader", "waiters")
+    __slots__ = ("task", "leader", "callers")
 
-    def __init__(self, task: asyncio.Task, leader: _Sent):
-        self.task, self.leader, self.waiters = task, leader, 0
+    def __init__(self, task: asyncio.Future, leader: _Sent):
+        self.task, self.leader = task, leader
+        self.callers: list[tuple[asyncio.Future, _Sent]] = []
+
+    def deliver(self, task: asyncio.Future) -> None:
+        """The query ended: every caller gets the reply (or None)."""
+        reply = None
+        if not task.cancelled() and task.exception() is None:
+            reply = task.result()
+        for fut, sent in self.callers:
+            if fut.done():
+                continue
+            if reply is None or sent is self.leader:
+                fut.set_result(reply)  # (the leader's own query: its ID and case already)
+            else:
+                fut.set_result(sent.patched(reply, self.leader))
 
 
 class _State:
@@ -162,22 +178,30 @@ class _State:
     def __init__(self) -> None:
         self.inflight: dict[tuple, _Shared] = {}
         self.tcp = _TcpPool(self)
-        self.counters = {"udp": 0, "tcp": 0, "tcp_connect": 0, "dedup": 0}
+        self.udp = _UdpPool(self)
+        self.counters = {"udp": 0, "tcp": 0, "tcp_connect": 0, "dedup": 0, "udp_sockets": 0}
 
 
 _STATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _State]" = weakref.WeakKeyDictionary()
 
 
+_last: list = [None, None]  # [loop, its _State]: the one a worker runs (no weak-dict lookup per query)
+
+
 def _state() -> _State:
     loop = asyncio.get_running_loop()
+    if _last[0] is loop:
+        return _last[1]
     st = _STATES.get(loop)
     if st is None:
         st = _STATES[loop] = _State()
+    _last[:] = [loop, st]
     return st
 
 
 def stats() -> dict[str, int]:
-    """Counters of this loop: queries sent over UDP/TCP, TCP connects, deduplicated callers."""
+    """Counters of this loop: queries sent over UDP/TCP, TCP connects, UDP
+    sockets opened, deduplicated callers."""
     return dict(_state().counters)
 
 
@@ -197,22 +221,21 @@ async def query(send: Send) -> Optional[bytes]:
                send.wire[2:DNS_HEADER] + sent.qname.lower() + send.wire[end:])
         shared = st.inflight.get(key)
         if shared is None:
-            shared = _Shared(asyncio.get_running_loop().create_task(_query_once(st, send, sent)), sent)
+            shared = _Shared(_start(st, send, sent), sent)
             st.inflight[key] = shared
-            shared.task.add_done_callback(lambda _t: _forget(st, key, shared))
+            shared.task.add_done_callback(lambda t: _done(st, key, shared, t))
         else:
             st.counters["dedup"] += 1
-        shared.waiters += 1
+        mine = asyncio.get_running_loop().create_future()
+        shared.callers.append((mine, sent))
         try:
-            reply = await asyncio.shield(shared.task)
+            return await mine
         except asyncio.CancelledError:
-            shared.waiters -= 1
-            if shared.waiters == 0 and not shared.task.done():
+            shared.callers = [c for c in shared.callers if c[0] is not mine]
+            if not shared.callers and not shared.task.done():
                 _forget(st, key, shared)  # nobody waits any more: a new caller starts afresh
                 shared.task.cancel()
             raise
-        shared.waiters -= 1
-        return None if reply is None else sent.patched(reply, shared.leader)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - network failure of any kind
@@ -225,13 +248,25 @@ def _forget(st: _State, key: tuple, shared: _Shared) -> None:
         del st.inflight[key]
 
 
-async def _query_once(st: _State, send: Send, sent: _Sent) -> Optional[bytes]:
+def _done(st: _State, key: tuple, shared: _Shared, task: asyncio.Future) -> None:
+    _forget(st, key, shared)
+    shared.deliver(task)
+
+
+def _start(st: _State, send: Send, sent: _Sent) -> asyncio.Future:
+    """One upstream query: a future of the reply (None on failure); cancelling
+    it cancels the query. UDP needs no Task: the pool's socket reader and a
+    timer resolve the future."""
+    if send.tcp:
+        st.counters["tcp"] += 1
+        return asyncio.get_running_loop().create_task(_query_tcp(st, send, sent))
+    st.counters["udp"] += 1
+    return st.udp.query(send, sent)
+
+
+async def _query_tcp(st: _State, send: Send, sent: _Sent) -> Optional[bytes]:
     try:
-        if send.tcp:
-            st.counters["tcp"] += 1
-            return await st.tcp.query(send, sent)
-        st.counters["udp"] += 1
-        return await _query_udp(send, sent)
+        return await st.tcp.query(send, sent)
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - network failure of any kind
@@ -239,67 +274,177 @@ async def _query_once(st: _State, send: Send, sent: _Sent) -> Optional[bytes]:
         return None
 
 
-async def _query_udp(send: Send, sent: _Sent) -> Optional[bytes]:
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(_family(send.addr), socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        if send.source:
-            sock.bind((send.source, 0))
-        # connect(): the kernel picks a random source port, filters other
-        # sources and reports ICMP errors (ECONNREFUSED) on this socket.
-        sock.connect((send.addr, send.port))
-        sock.send(send.wire)
-        fut: asyncio.Future = loop.create_future()
-        case_only: list[bytes] = []  # x20: replies matching all but the case, first one first
+class _UdpWait:
+    """One query waiting on a _UdpConn for its reply."""
 
-        def on_readable() -> None:
-            try:
-                _drain_udp(sock, send, sent, fut, case_only)
-            except Exception as e:  # noqa: BLE001 - never escape a callback
-                if not fut.done():
-                    fut.set_result(case_only[0] if case_only else None)
-                log.debug(G, "udp reader error: %r", e)
+    __slots__ = ("sent", "x20", "fut", "timer", "case_only")
 
-        def on_timeout() -> None:
-            if not fut.done():
-                fut.set_result(case_only[0] if case_only else None)
+    def __init__(self, sent: _Sent, x20: bool, fut: asyncio.Future):
+        self.sent, self.x20, self.fut = sent, x20, fut
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.case_only: Optional[bytes] = None  # x20: the first reply matching all but the case
 
-        loop.add_reader(sock.fileno(), on_readable)
-        timer = loop.call_later(send.timeout, on_timeout)
+    def finish(self, reply: Optional[bytes]) -> None:
+        if not self.fut.done():
+            self.fut.set_result(reply)
+
+
+class _UdpConn:
+    """One connected upstream UDP socket: one server, one random source port,
+    queries in flight matched by ID, then the whole question (_Sent.match)."""
+
+    def __init__(self, pool: "_UdpPool", key: tuple):
+        addr, port, source = key
+        self.pool, self.key = pool, key
+        self.loop = asyncio.get_running_loop()
+        sock = socket.socket(_family(addr), socket.SOCK_DGRAM)
         try:
-            return await fut
-        finally:
-            timer.cancel()
-            loop.remove_reader(sock.fileno())
-    except OSError as e:
-        log.debug(G, "=> %s@%d udp: %s", send.addr, send.port, e)
-        return None
-    finally:
-        sock.close()
+            sock.setblocking(False)
+            if source:
+                sock.bind((source, 0))
+            # connect(): the kernel picks a random source port, filters other
+            # sources and reports ICMP errors (ECONNREFUSED) on this socket.
+            sock.connect((addr, port))
+            self.peer = sock.getpeername()
+            self.loop.add_reader(sock.fileno(), self._on_readable)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.pending: dict[bytes, _UdpWait] = {}  # ID -> the query waiting with it
+        self.uses = 0
+        self.born = self.loop.time()
+        self.idle: Optional[asyncio.TimerHandle] = None
+        self.closed = False
 
+    def takes(self, sent: _Sent, now: float) -> bool:
+        """May this socket carry `sent` now (not retired, its ID not in flight here)?"""
+        return (not self.closed and self.uses < UDP_REUSE and now - self.born < UDP_MAX_AGE
+                and sent.id not in self.pending)
 
-def _drain_udp(sock: socket.socket, send: Send, sent: _Sent, fut: asyncio.Future,
-               case_only: list[bytes]) -> None:
-    while not fut.done():
+    def query(self, send: Send, sent: _Sent) -> asyncio.Future:
+        fut = self.loop.create_future()
+        w = _UdpWait(sent, send.x20, fut)
+        self.pending[sent.id] = w
+        self.uses += 1
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        fut.add_done_callback(lambda _f: self._done(w))
         try:
-            data, src = sock.recvfrom(RECV_MAX)
-        except (BlockingIOError, InterruptedError):
+            self.sock.send(send.wire)
+        except OSError as e:
+            log.debug(G, "=> %s@%d udp: %s", send.addr, send.port, e)
+            w.finish(None)
+            return fut
+        w.timer = self.loop.call_later(send.timeout, lambda: w.finish(w.case_only))
+        return fut
+
+    def _done(self, w: _UdpWait) -> None:
+        """A query ended (reply, timeout, failure or cancellation): forget it."""
+        if w.timer is not None:
+            w.timer.cancel()
+        if self.pending.get(w.sent.id) is w:
+            del self.pending[w.sent.id]
+        if self.pending or self.closed:
             return
-        except OSError as e:  # ICMP unreachable etc.
-            log.debug(G, "udp recv error: %s", e)
-            fut.set_result(case_only[0] if case_only else None)
-            return
-        m = sent.match(data) if _source_ok(send, src) else Match.NO
-        if m is Match.EXACT or (m is Match.CASE and not send.x20):
-            fut.set_result(data)
-        elif m is Match.CASE:
-            log.debug(G, "=> %s@%d: reply with the wrong QNAME case, waiting for another",
-                      send.addr, send.port)
-            if not case_only:
-                case_only.append(data)
+        if self.uses >= UDP_REUSE or self.loop.time() - self.born >= UDP_MAX_AGE:
+            self.close()  # retired: its port is not used again
         else:
-            log.debug(G, "ignoring mismatching reply from %s", src[0])
+            self.idle = self.loop.call_later(UDP_IDLE, self.close)
+
+    def _on_readable(self) -> None:
+        try:
+            self._drain()
+        except Exception as e:  # noqa: BLE001 - never escape a callback
+            log.debug(G, "udp reader error: %r", e)
+            self._fail_all()
+
+    def _drain(self) -> None:
+        while not self.closed:
+            try:
+                data, src = self.sock.recvfrom(RECV_MAX)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # ICMP unreachable etc.: the server's port, for every query here
+                log.debug(G, "udp recv error from %s: %s", self.key[0], e)
+                self._fail_all()
+                return
+            if src[:2] != self.peer[:2]:  # (the kernel filters a connected socket already)
+                log.debug(G, "ignoring a reply from %s", src[0])
+                continue
+            w = self.pending.get(data[:2])
+            m = w.sent.match(data) if w is not None else Match.NO
+            if m is Match.EXACT or (m is Match.CASE and not w.x20):
+                w.finish(data)
+            elif m is Match.CASE:
+                log.debug(G, "=> %s@%d: reply with the wrong QNAME case, waiting for another",
+                          self.key[0], self.key[1])
+                if w.case_only is None:
+                    w.case_only = data
+            else:
+                log.debug(G, "ignoring mismatching reply from %s", src[0])
+
+    def _fail_all(self) -> None:
+        """The socket failed: every query on it gets what it has (None or its
+        case-only reply), and the socket is not used again."""
+        self.close()
+        for w in list(self.pending.values()):
+            w.finish(w.case_only)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.pool.forget(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except Exception:  # noqa: BLE001 - the loop may be closing
+            pass
+        self.sock.close()
+
+
+class _UdpPool:
+    """The upstream UDP sockets of one worker, by (addr, port, source)."""
+
+    def __init__(self, st: _State):
+        self.st = st
+        self.conns: dict[tuple, list[_UdpConn]] = {}
+
+    def query(self, send: Send, sent: _Sent) -> asyncio.Future:
+        key = (send.addr, send.port, send.source)
+        try:
+            conn = self._acquire(key, sent)
+            return conn.query(send, sent)
+        except OSError as e:  # no socket, bad address, unreachable network
+            log.debug(G, "=> %s@%d udp: %s", send.addr, send.port, e)
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+
+    def _acquire(self, key: tuple, sent: _Sent) -> _UdpConn:
+        lst = self.conns.get(key)
+        if lst:
+            now = lst[0].loop.time()
+            for conn in lst:
+                if conn.takes(sent, now):
+                    return conn
+        conn = _UdpConn(self, key)
+        self.st.counters["udp_sockets"] += 1
+        self.conns.setdefault(key, []).append(conn)
+        return conn
+
+    def forget(self, conn: _UdpConn) -> None:
+        lst = self.conns.get(conn.key, [])
+        if conn in lst:
+            lst.remove(conn)
+        if not lst:
+            self.conns.pop(conn.key, None)
+
+    def sockets(self) -> int:
+        return sum(len(lst) for lst in self.conns.values())
 
 
 class _TcpConn:

@@ -25,6 +25,7 @@ import dns.rrset
 from .dnssec import Status
 from .selection.iterate import QuerySelection
 from .settings import Settings
+from .wire import opt_rrset
 
 
 class EDE(enum.IntEnum):
@@ -173,7 +174,7 @@ class Request:
     @property
     def cd(self) -> bool:
         """The client set CD: it gets data unvalidated (and no AD)."""
-        return bool(self.query.flags & dns.flags.CD)
+        return bool(int(self.query.flags) & 0x0010)  # dns.flags.CD
 
     @property
     def qtype(self) -> int:
@@ -224,11 +225,12 @@ def resolvable(question) -> bool:
 def make_answer(query: dns.message.Message, settings: Settings) -> dns.message.Message:
     """An empty answer to `query`: id, question, QR RA, RD and CD copied, EDNS echoed."""
     ans = dns.message.Message(id=query.id)
-    ans.flags = dns.flags.QR | dns.flags.RA | (query.flags & (dns.flags.RD | dns.flags.CD))
-    ans.set_opcode(query.opcode())
+    # QR RA, RD and CD copied, the opcode (ans.set_opcode(query.opcode())), in plain ints
+    ans.flags = dns.flags.Flag(0x8080 | (int(query.flags) & (0x0100 | 0x0010 | 0x7800)))
     ans.question = list(query.question)
-    if query.edns >= 0:
-        ans.use_edns(0, dns.flags.DO & query.ednsflags, settings.edns_bufsize)
+    if query.edns >= 0:  # = ans.use_edns(0, DO & query.ednsflags, bufsize)
+        ans.opt = opt_rrset(settings.edns_bufsize, dns.flags.DO & query.ednsflags)
+        ans.request_payload = settings.edns_bufsize
     return ans
 
 

@@ -32,11 +32,14 @@ from .request import (EDE, Options, Outcome, QSource, Query, Request, ResolveFai
 from .scrub import scrub
 from .selection.iterate import QuerySelection, Selection, SelectionError
 from .settings import GlueMode, Settings
+from . import wire
 from .transport import Clock, Send
 from .zonecut import ZoneCut, root_cut_from_hints, usable_addresses
 
 log = logging.getLogger("kresd.resolv")  # kresd log group "resolv"
-DNS_HEADER = 12
+# header and EDNS flag bits as plain ints: tests on the hot path without
+# building dns.flags.Flag values
+_QR, _TC, _DO = int(dns.flags.QR), int(dns.flags.TC), int(dns.flags.DO)
 
 #: NS address sub-queries (one per NS name and type) a query may make in a row
 #: at one zone cut without reaching a server: kresd's KR_COUNT_NO_NSADDR_LIMIT,
@@ -71,6 +74,8 @@ class Resolver:
         self.refresh_pending: list[tuple[dns.name.Name, int]] = []  # NS (name, type) to fetch
         self._refresh_queued: dict[tuple[dns.name.Name, int], float] = {}  # -> when queued
         self.on_refresh = None  # called when refresh_pending grows (the worker runs them)
+        self._hooks_of: list = []  # the layers self._hooks was built from
+        self._hooks: dict[str, list] = {}  # hook name -> [(layer, bound hook)]
 
     @staticmethod
     def _trace(req, fmt: str, *args) -> None:
@@ -109,12 +114,29 @@ class Resolver:
             self._hook(req, "finish")
         return None if req.drop else req.answer
 
+    def _hooked(self, name: str) -> list:
+        """(layer, bound hook) of the layers that fill hook `name`, in layer
+        order; the Layer defaults (no-ops) are left out. Cached while the layer
+        list holds the same layers (modules.load/unload change it in place)."""
+        layers = self.layers
+        if self._hooks_of != layers:
+            self._hooks_of = list(layers)
+            self._hooks = {}
+        hooks = self._hooks.get(name)
+        if hooks is None:
+            default = getattr(Layer, name, None)
+            hooks = self._hooks[name] = [
+                (layer, fn) for layer in layers
+                if (fn := getattr(layer, name, None)) is not None
+                and getattr(fn, "__func__", fn) is not default]
+        return hooks
+
     def _hook(self, req: Request, name: str, *args) -> int:
         """Call one hook on every layer, in order; DONE/FAIL from begin stops the walk."""
         state = State.NOOP
-        for layer in self.layers:
+        for layer, fn in self._hooked(name):
             try:
-                st = getattr(layer, name)(req, *args)
+                st = fn(req, *args)
             except Exception:
                 log.exception("[%05d] module %s failed in %s", req.uid, layer.name, name)
                 st = State.FAIL if name == "begin" else None
@@ -133,7 +155,7 @@ class Resolver:
                                   f"{req.query.question[0].rdclass} is not resolved", None)
             res = yield from self._chain(req, req.qname, req.qtype)
             for _ in range(4):  # layers asking for more (dns64's A query)
-                wanted = [(lay, w) for lay in self.layers for w in (lay.more(req, res) or [])]
+                wanted = [(lay, w) for lay, more in self._hooked("more") for w in (more(req, res) or [])]
                 if not wanted:
                     break
                 for lay, (name, rdtype) in wanted:
@@ -212,8 +234,8 @@ class Resolver:
 
     def _lookup(self, req: Request, sname: dns.name.Name, stype: int, nonauth: bool = False,
                 no_cache: bool = False, key_prime: bool = False):
-        for layer in self.layers:  # local data first (hints), as kresd
-            hit = layer.lookup(req, sname, stype)
+        for _, lookup in self._hooked("lookup"):  # local data first (hints), as kresd
+            hit = lookup(req, sname, stype)
             if hit is not None:
                 req.cache_hits += 1
                 return hit
@@ -221,7 +243,7 @@ class Resolver:
         if not (nonauth or key_prime) and self.validator.wanted(req, sname, stype):
             min_rank = int(cache_layer.INSECURE_RANK)  # kresd get_lowest_rank()
         hit = None if no_cache else cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank)
-        if hit is not None and req.query.ednsflags & dns.flags.DO and _wildcard_expanded(hit):
+        if hit is not None and req.query.ednsflags & _DO and _wildcard_expanded(hit):
             # A DO client needs the NSEC proof of a wildcard expansion, which the
             # cache does not keep with the RRset: the answer is rebuilt from the
             # cached wildcard and NSEC/NSEC3 just below (RFC 8198, as kresd), or
@@ -235,7 +257,7 @@ class Resolver:
             req.cache_hits += 1
             if not min_rank:
                 hit.status = Status.INDETERMINATE
-            _trace(req, "cache hit %s %s: %s (%s)", sname, T.to_text(stype), hit.outcome.value,
+            _trace(req, "cache hit %s %s: %s (%s)", sname, _Type(stype), hit.outcome.value,
                    hit.status.value)
             return hit
         return (yield from self._iterate(req, sname, stype, key_prime=key_prime))
@@ -330,7 +352,7 @@ class Resolver:
                 c = consume_forward(reply, sname, stype)
             else:
                 c = consume(reply, sname, stype, qname, qtype, cut, self.settings)
-            _trace(req, "%s %s @%s (cut %s): %s %s", qname, T.to_text(qtype), addr,
+            _trace(req, "%s %s @%s (cut %s): %s %s", qname, _Type(qtype), addr,
                    cut.name, c.kind.value, c.why)
             if c.result is not None:
                 _attach_sigs(c.result, reply)
@@ -515,17 +537,19 @@ class Resolver:
         # 0x20 (kresd 5.6 default, forwarders included; off with NO_0X20):
         # the QNAME goes out in random letter case, which the reply must echo.
         x20 = not req.options.NO_0X20
+        plain = qname.to_wire().lower()  # the QNAME's wire form in plain case
+        flags = dns.flags.RD if forward else 0
+        if forward and req.cd:
+            flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
+        known = st  # the state just read (the first try's timeout); later tries read it again
         for _ in range(4):
             self._check_limits(req)
-            qid = self.rng.getrandbits(16)
-            sent = randomize_case(qname, self.rng) if x20 else qname.canonicalize()
-            query = dns.message.make_query(sent, qtype, use_edns=0 if edns else False,
-                                           payload=s.edns_bufsize, id=qid, want_dnssec=edns)
-            query.flags = dns.flags.RD if forward else 0
-            if forward and req.cd:
-                query.flags |= dns.flags.CD  # kresd DNSSEC_CD: the forwarder must not filter either
-            self._hook(req, "produce", query)
-            if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
+            # the ID and the 0x20 case from one draw of the (system) random source
+            bits = self.rng.getrandbits(16 + len(plain) if x20 else 16)
+            qid = bits & 0xFFFF
+            sent = wire.x20_bits(plain, bits >> 16) if x20 else plain
+            out = self._question(req, qid, flags, sent, qtype, edns, host, tcp)
+            if out is None:
                 q.exhausted.add(addr)  # a module vetoed this server for this query
                 return None, edns
             source = s.outgoing_v6 if ":" in host else s.outgoing_v4
@@ -534,18 +558,19 @@ class Resolver:
             # the server's retransmission timeout (over TCP at least the default: it
             # also covers the handshake), within what is left of the request's time
             left = s.resolve_time_limit - (t0 - req.started)
-            timeout = self.selection.timeout(addr, s.upstream_timeout)
+            timeout = self.selection.timeout(addr, s.upstream_timeout, known)
+            known = None
             if tcp:
                 timeout = max(timeout, s.upstream_timeout)
             timeout = max(0.05, min(timeout, left))
-            raw = yield Send(host, int(port or 53), query.to_wire(), tcp=tcp, timeout=timeout,
+            raw = yield Send(host, int(port or 53), out, tcp=tcp, timeout=timeout,
                              source=source, x20=x20)
             if raw is None:
                 self.selection.report_error(addr, SelectionError.TIMEOUT, q, question=(qname, qtype))
                 req.timeouts[addr] = req.timeouts.get(addr, 0) + 1
                 return None, edns
             if x20:
-                raw = _plain_case(raw, sent, qname)
+                raw = wire.plain_case(raw, sent)
                 if raw is None:
                     # The case did not come back (outbound waited for a reply that
                     # echoed it until the timeout): a server that does not keep
@@ -554,7 +579,7 @@ class Resolver:
                     x20, tcp, case_lost = False, True, True
                     continue
             try:
-                reply = dns.message.from_wire(raw)
+                reply = wire.parse_reply(raw)
             except dns.message.Truncated:
                 if tcp:
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
@@ -569,7 +594,7 @@ class Resolver:
                 return None, edns
             if not tcp or st.tcp_only:  # a TCP exchange also times its handshake
                 self.selection.report_rtt(addr, self.clock.monotonic() - t0)
-            if reply.flags & dns.flags.TC:
+            if int(reply.flags) & _TC:
                 if tcp:  # TC=1 over TCP: nothing more to try with this server
                     self.selection.report_error(addr, SelectionError.TRUNCATED, q)
                     return None, edns
@@ -593,6 +618,30 @@ class Resolver:
         q.exhausted.add(addr)
         return None, edns
 
+    def _question(self, req: Request, qid: int, flags: int, sent: bytes, qtype: int, edns: bool,
+                  host: str, tcp: bool) -> bytes | None:
+        """The wire of one upstream question (QNAME wire `sent`, in its 0x20
+        case), after the layers' produce and checkout hooks see it as a
+        Message; None when a checkout hook vetoes the server (FAIL). Without
+        such hooks no Message is built."""
+        opt = (self.settings.edns_bufsize, dns.flags.DO) if edns else None
+        if not self._hooked("produce") and not self._hooked("checkout"):
+            return wire.query_wire(qid, flags, sent, qtype, opt)
+        query = wire.query_message(qid, flags, sent, qtype, opt)
+        self._hook(req, "produce", query)
+        if self._hook(req, "checkout", query, host, tcp) & State.FAIL:
+            return None
+        return wire.render_query(query)
+
+
+class _Type(int):
+    """A type number printed as its name, only when a trace line is written."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return T.to_text(int(self))  # (an int: dnspython formats unknown types with str())
+
 
 def _trace(req: Request, fmt: str, *args) -> None:
     """Per-request debug log; requests marked TRACE (policy DEBUG_ALWAYS, QTRACE)
@@ -604,39 +653,8 @@ def _trace(req: Request, fmt: str, *args) -> None:
         log.debug("[%05d] " + fmt, req.uid, *args)
 
 
-def randomize_case(name: dns.name.Name, rng) -> dns.name.Name:
-    """name with each ASCII letter in random case (0x20, draft-vixie-dnsext-dns0x20)."""
-    labels = []
-    for label in name.labels:
-        bits = rng.getrandbits(len(label) or 1)
-        out = bytearray(label.lower())
-        for i, c in enumerate(out):
-            if 0x61 <= c <= 0x7A and bits >> i & 1:
-                out[i] = c - 0x20
-        labels.append(bytes(out))
-    return dns.name.Name(labels)
-
-
-def _plain_case(raw: bytes, sent: dns.name.Name, qname: dns.name.Name) -> bytes | None:
-    """A reply to a 0x20 question: its question name back in plain case (so
-    are the names compressed against it: what the cache keeps and clients see
-    does not depend on the random case); None when the reply's question has the
-    name in another case. Replies without that question (header-only errors,
-    other names) are returned as they are, for the usual checks."""
-    sent_wire = sent.to_wire()
-    end = DNS_HEADER + len(sent_wire)
-    if len(raw) < end + 4 or raw[4:6] != b"\x00\x01":
-        return raw
-    got = raw[DNS_HEADER:end]
-    if got == sent_wire:
-        return raw[:DNS_HEADER] + qname.canonicalize().to_wire() + raw[end:]
-    if got.lower() == sent_wire.lower():
-        return None
-    return raw
-
-
 def _matches(reply: dns.message.Message, qid: int, qname, qtype) -> bool:
-    if reply.id != qid or not reply.flags & dns.flags.QR:
+    if reply.id != qid or not int(reply.flags) & _QR:
         return False
     if not reply.question:
         return reply.rcode() != dns.rcode.NOERROR
@@ -651,7 +669,7 @@ _DNSSEC_TYPES = frozenset({T.RRSIG, T.NSEC, T.NSEC3, T.DNSKEY, T.NSEC3PARAM})
 def _dnssec_filter(req: Request):
     """kresd lib/resolve.c write_extra_ranked_records(): without DO in the
     query, DNSSEC records go to the wire only when their type was asked."""
-    if req.query.ednsflags & dns.flags.DO:
+    if req.query.ednsflags & _DO:
         return lambda rrsets: rrsets
     qtype = req.qtype
     return lambda rrsets: [rr for rr in rrsets if rr.rdtype == qtype or rr.rdtype not in _DNSSEC_TYPES]

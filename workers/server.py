@@ -44,6 +44,7 @@ from kresd import log
 from kresd.errors import EXIT_BIND, BootError
 from workers.settings import Endpoint, Settings
 from workers.tcp import Outcome, TCPConnection
+from workers.wire import query_from_parsed, render
 
 G = log.Group.NETWORK
 UDP_BATCH = 64  # datagrams drained per readable event (without the fast path)
@@ -115,11 +116,13 @@ def parse_client_query(wire: bytes) -> tuple[Optional[dns.message.Message], Acti
         return None, Action.DROP
     if _native_parse is not None:
         try:
-            _native_parse(wire)
+            msg = query_from_parsed(wire, _native_parse(wire))  # the usual shape, without dnspython's parse
         except _NativeError as e:  # malformed, no/several questions, trailing bytes, bad OPT
             return None, (Action.DROP if e.code == _ESHORT else Action.FORMERR)
         except Exception:  # noqa: BLE001 - let dnspython decide
-            pass
+            msg = None
+        if msg is not None:
+            return msg, Action.RESOLVE
     try:
         msg = dns.message.from_wire(wire)
     except Exception:  # noqa: BLE001 - any parse failure on hostile input
@@ -164,7 +167,7 @@ def udp_size_limit(query: dns.message.Message, settings: Settings) -> int:
 def _fix_answer(answer: dns.message.Message, query: dns.message.Message, settings: Settings) -> None:
     """Double-check what the core should have set: ID, QR, RA, OPT presence."""
     answer.id = query.id
-    answer.flags |= dns.flags.QR | dns.flags.RA
+    answer.flags = dns.flags.Flag(int(answer.flags) | 0x8080)  # |= QR | RA
     if query.edns >= 0:
         if answer.edns < 0:
             answer.use_edns(0, 0, settings.edns_bufsize)
@@ -198,7 +201,7 @@ def render_answer(
     _fix_answer(answer, query, settings)
     max_size = MAX_TCP if tcp else udp_size_limit(query, settings)
     try:
-        return answer.to_wire(max_size=max_size, want_shuffle=settings.reorder_rr), False
+        return render(answer, max_size, settings.reorder_rr), False  # = answer.to_wire(), faster
     except dns.exception.TooBig:
         return _truncated(answer, max_size), True
 
@@ -438,8 +441,11 @@ class Server:
                 except Exception as e:  # noqa: BLE001 - a fast-path bug must not stop reading
                     log.debug(G, "udp fast path failed: %r", e)
                     return False
-                for data, addr in misses:
-                    self._udp_datagram(sock, data, addr)
+                for data, addr in misses:  # read already: one failing must not lose the others
+                    try:
+                        self._udp_datagram(sock, data, addr)
+                    except Exception as e:  # noqa: BLE001 - never kill the listener
+                        log.debug(G, "udp datagram from %s: %r", addr and addr[0], e)
                 if n < fast.BATCH_MAX:
                     break
         except Exception as e:  # noqa: BLE001 - never kill the listener

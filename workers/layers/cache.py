@@ -35,7 +35,11 @@ def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False,
     """
     if cache is None:
         return None
+    with cache.snapshot():  # the lookups below in one read transaction
+        return _peek(cache, name, rtype, nonauth, min_rank)
 
+
+def _peek(cache, name: dns.name.Name, rtype: int, nonauth: bool, min_rank: int) -> Result | None:
     def ok(rank):
         return is_usable_rank(rank, nonauth) and int(rank) >= min_rank
 
@@ -84,17 +88,25 @@ def peek_addresses(cache, name: dns.name.Name, want4: bool, want6: bool, auth: l
         hit = cache.peek_rrset(name, rtype)
         if hit is not None:
             out.extend(rd.address for rd in hit.rrset)
-            if auth is not None and hit.rank & Rank.AUTH:
+            if auth is not None and int(hit.rank) & _AUTH:
                 auth.append(True)
     return out
+
+
+_AUTH = int(Rank.AUTH)
 
 
 def closest_cut(cache, name: dns.name.Name, want4: bool, want6: bool) -> ZoneCut | None:
     """The deepest cached NS set at or above `name` (root excluded: hints/priming)."""
     if cache is None:
         return None
+    with cache.snapshot():  # the walk and the addresses in one read transaction
+        return _closest_cut(cache, name, want4, want6)
+
+
+def _closest_cut(cache, name: dns.name.Name, want4: bool, want6: bool) -> ZoneCut | None:
     n = name
-    while n != dns.name.root:
+    while len(n.labels) > 1:  # (not the root)
         hit = cache.peek_rrset(n, T.NS)
         if hit is not None:
             cut = ZoneCut(n, from_cache=True)

@@ -25,6 +25,9 @@ from ..zonecut import ZoneCut
 from .cache import ANSWER_RANK, NONAUTH_RANK, Stash
 
 
+_AA = int(dns.flags.AA)
+
+
 class Kind(enum.Enum):
     REFERRAL = "referral"  # a new, deeper zone cut
     FINAL = "final"  # the answer to the asked name (positive or negative)
@@ -172,7 +175,7 @@ def _follow_chain(reply, sname, stype) -> _Chain:
 
 def _is_authoritative(reply, cut: ZoneCut, settings: Settings) -> bool:
     """kresd is_authoritative(): AA, an SOA at/below the cut, or permissive mode."""
-    if reply.flags & dns.flags.AA:
+    if int(reply.flags) & _AA:
         return True
     if any(rr.rdtype == T.SOA and rr.name.is_subdomain(cut.name) for rr in reply.authority):
         return True
@@ -202,7 +205,7 @@ def consume(reply: dns.message.Message, sname, stype, qname, qtype, cut: ZoneCut
     Mirrors kresd's resolve() -> process_authority() -> process_answer().
     """
     rcode = reply.rcode()
-    aa = bool(reply.flags & dns.flags.AA)
+    aa = bool(int(reply.flags) & _AA)
     stash = Stash()
     if rcode == dns.rcode.YXDOMAIN and qname == sname and qtype == stype:
         ch = _follow_chain(reply, sname, stype)

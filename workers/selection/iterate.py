@@ -225,6 +225,8 @@ class Selection:
             # the one that comes back first, let through once its dead interval
             # is over (kresd), or at once when no prober runs
             return first[0]
+        if len(alive) == 1:
+            return alive[0][0]  # (the one candidate: nothing to weigh)
         least = min(query.errors(a) for a, _ in alive)
         tier = [(a, st) for a, st in alive if query.errors(a) == least]
         unknown = [a for a, st in tier if not st.known]
@@ -244,9 +246,10 @@ class Selection:
             return self._rng.choice(near)
         return best
 
-    def timeout(self, addr: str, default: float) -> float:
-        """Seconds to wait for addr's reply (the retransmission timeout)."""
-        return rtt.timeout(self.state(addr), default)
+    def timeout(self, addr: str, default: float, st: RttState | None = None) -> float:
+        """Seconds to wait for addr's reply (the retransmission timeout); `st`:
+        its state as the caller just read it (state(addr)), if it has it."""
+        return rtt.timeout(self.state(addr) if st is None else st, default)
 
     # -- outcomes -----------------------------------------------------------------
     def report_rtt(self, addr: str, rtt_s: float) -> None:

@@ -105,7 +105,7 @@ def current(st: RttState | None, now: float) -> RttState:
 
 def _fresh(st: RttState, now: float) -> RttState:
     """st, or a new entry created now."""
-    return st if st != UNKNOWN else replace(st, created=now)
+    return st if st.created or st != UNKNOWN else RttState(created=now)
 
 
 def penalty_at(st: RttState, now: float) -> float:
@@ -127,8 +127,9 @@ def add_rtt(st: RttState, rtt_ms: float, now: float) -> RttState:
     penalty = penalty_at(st, now) * 0.5
     if st.dead:  # back from the dead: on probation, as after one timeout
         penalty = min(penalty, TIMEOUT_PENALTY)
-    return replace(st, srtt=srtt, var=var, penalty=penalty, timeouts=0,
-                   flags=st.flags | HAVE_RTT, updated=now, dead_until=0.0)
+    # (the constructor, not dataclasses.replace: this runs for every reply)
+    return RttState(srtt=srtt, var=var, penalty=penalty, timeouts=0, flags=st.flags | HAVE_RTT,
+                    created=st.created, updated=now, dead_until=0.0)
 
 
 def dead_interval(timeouts: int) -> float:

@@ -74,7 +74,7 @@ def test_udp_reply_case_insensitive_question(test_addr):
             wire = make_query().to_wire()
             got = await outbound.query(Send(test_addr, auth.port, wire, timeout=T))
             assert got is not None and dns.message.from_wire(got).id == dns.message.from_wire(wire).id
-            # a fresh socket per query, on some non-zero ephemeral port
+            # a pooled socket on some non-zero (random) ephemeral port
             assert auth.seen[0][1][1] != 0
         finally:
             auth.close()

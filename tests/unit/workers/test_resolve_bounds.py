@@ -17,7 +17,8 @@ import pytest
 
 from workers.layers import cache as cache_layer
 from workers.request import Outcome
-from workers.resolve import NS_ADDR_LOOKUPS, _plain_case, randomize_case
+from workers.resolve import NS_ADDR_LOOKUPS
+from workers.wire import plain_case, x20
 
 from .fakenet import AuthServer
 from .test_resolve import COM, ask, make_net, resolver  # noqa: F401 (fixture)
@@ -26,6 +27,11 @@ N = dns.name.from_text
 
 
 # -- 0x20 ------------------------------------------------------------------------------
+
+def randomize_case(name: dns.name.Name, rng) -> dns.name.Name:
+    """The 0x20 case of `name` as the driver puts it on the wire."""
+    return dns.name.from_wire(x20(name.to_wire().lower(), rng), 0)[0]
+
 
 @given(st.lists(st.binary(min_size=1, max_size=20), min_size=0, max_size=6), st.integers(0, 2**32))
 def test_randomize_case_only_changes_letter_case(labels, seed):
@@ -37,6 +43,8 @@ def test_randomize_case_only_changes_letter_case(labels, seed):
     assert out == name  # case-insensitive equality
     assert out.to_wire().lower() == name.to_wire().lower()
     assert len(out.to_wire()) == len(name.to_wire())
+    # only ASCII letters change (never label lengths or other bytes)
+    assert {a ^ b for a, b in zip(out.to_wire(), name.to_wire().lower())} <= {0, 0x20}
 
 
 def test_randomize_case_uses_both_cases():
@@ -54,8 +62,8 @@ def _reply_wire(qname: str) -> bytes:
 
 
 def test_plain_case_of_an_echoing_reply():
-    sent = N("wWw.ExAmple.COM.")
-    out = _plain_case(_reply_wire("wWw.ExAmple.COM."), sent, N("www.example.com."))
+    sent = N("wWw.ExAmple.COM.").to_wire()
+    out = plain_case(_reply_wire("wWw.ExAmple.COM."), sent)
     m = dns.message.from_wire(out)
     # the question and the owner compressed against it come back in plain case
     assert m.question[0].name.to_text() == "www.example.com."
@@ -63,11 +71,11 @@ def test_plain_case_of_an_echoing_reply():
 
 
 def test_plain_case_refuses_another_case_and_passes_other_names():
-    sent = N("wWw.ExAmple.COM.")
-    assert _plain_case(_reply_wire("www.example.com."), sent, N("www.example.com.")) is None
+    sent = N("wWw.ExAmple.COM.").to_wire()
+    assert plain_case(_reply_wire("www.example.com."), sent) is None
     other = _reply_wire("other.example.")
-    assert _plain_case(other, sent, N("www.example.com.")) == other
-    assert _plain_case(b"\x00\x01", sent, N("www.example.com.")) == b"\x00\x01"
+    assert plain_case(other, sent) == other
+    assert plain_case(b"\x00\x01", sent) == b"\x00\x01"
 
 
 def test_upstream_qnames_are_randomised_and_answers_are_plain(resolver):
@@ -276,3 +284,10 @@ def test_tcp_exchanges_wait_at_least_the_default_timeout(resolver):
     to_it = [s for s in sends if s.addr == "1.2.3.4"]
     assert [s.tcp for s in to_it] == [False, True]
     assert to_it[0].timeout < resolver.settings.upstream_timeout <= to_it[1].timeout
+
+
+def test_trace_prints_type_names_and_numbers():
+    from workers.resolve import _Type
+
+    assert f"{_Type(1)} {_Type(65535)} {_Type(28)}" == "A TYPE65535 AAAA"
+    assert _Type(65535) == 65535
