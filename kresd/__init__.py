@@ -132,6 +132,31 @@ def is_daemon() -> bool:
     return os.path.basename(sys.argv[0] or "") == "kresd" or argv[1:3] == ["-m", "kresd"]
 
 
+_early_stops: list[int] = []  # SIGTERM/SIGINT received before the serving loop's handlers
+
+
+def catch_early_stop() -> None:
+    """From the first line of the kresd program until the worker's loop (or the
+    leader's signal queue) takes over, SIGTERM/SIGINT are remembered instead of
+    killing the process, so a stop at any moment of the boot ends as a clean
+    stop (exit 0, control socket removed), not as death by signal (143)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _remember_stop)
+
+
+def _remember_stop(signum, frame) -> None:
+    _early_stops.append(signum)
+
+
+def take_early_stops() -> list[int]:
+    """The stop signals remembered during the boot (emptied by the call)."""
+    taken = list(_early_stops)
+    _early_stops.clear()
+    return taken
+
+
 def boot_done() -> None:
     """The worker serves: freeze the boot's objects, collect from now on.
     (A no-op when collection was not paused, as in tests.)
@@ -154,6 +179,8 @@ def boot_done() -> None:
 
 def prepare_boot() -> None:
     global _gc_paused
+    if is_daemon():
+        catch_early_stop()
     if is_daemon() and gc.isenabled():
         gc.disable()
         _gc_paused = True

@@ -143,8 +143,13 @@ class SignalQueue:
             pass  # pipe full: a wakeup is pending anyway
 
     def install(self) -> None:
+        import kresd
+
         for sig in self.signals:
             self._old[sig] = signal.signal(sig, self._handler)
+        for sig in kresd.take_early_stops():  # arrived during the boot
+            if sig in self.signals:
+                self._handler(sig, None)
 
     def uninstall(self) -> None:
         for sig, old in self._old.items():

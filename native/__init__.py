@@ -386,6 +386,8 @@ if _native is not None:
             self.take()  # zeroes the cumulative counters
             self._rbuf = self.b.rbuf
             self._addr = self.b.addr
+            self._pc_c = pc.c
+            self._params = (0, 0, 0)  # (now, bufsize, lookup) last written to the struct
 
         def set_nets(self, nets) -> None:
             """Client subnets (ipaddress networks) whose queries always miss."""
@@ -401,8 +403,11 @@ if _native is not None:
 
         def run(self, sock, now: int, bufsize: int, lookup: bool):
             b = self.b
-            b.now, b.bufsize, b.lookup = min(max(int(now), 0), _U32_MAX), bufsize, 1 if lookup else 0
-            n = _lib.kn_udp_batch(sock.fileno(), self.pc.c, b)
+            params = (now, bufsize, lookup)
+            if params != self._params:  # the C struct's fields are set only when they change
+                self._params = params
+                b.now, b.bufsize, b.lookup = min(max(int(now), 0), _U32_MAX), bufsize, 1 if lookup else 0
+            n = _lib.kn_udp_batch(sock.fileno(), self._pc_c, b)
             if n < 0:
                 raise OSError(b.err, os.strerror(b.err))
             misses = []

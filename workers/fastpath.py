@@ -45,6 +45,10 @@ ALL = "all"  # Layer.fast_nets(): this layer must see every query
 _ONE_NOERROR = native.BatchCounts(hits=1, noerror=1, rd=1)
 
 
+def _zero() -> int:
+    return 0
+
+
 class FastPath:
     BATCH_MAX = native.BATCH_MAX  # a batch this full means more may be waiting
 
@@ -60,6 +64,7 @@ class FastPath:
         self._epoch = None  # Settings.epoch the consent below was computed for
         self._lookup = True
         self._nets: list = []
+        self._gen = _zero  # the shared cache generation's reader (set by sync)
 
     # -- consent and invalidation ----------------------------------------------
     def min_rank(self) -> int:
@@ -75,7 +80,8 @@ class FastPath:
         """Empty the packet cache if the shared cache generation or the
         configuration changed since it was filled; refresh the consent data."""
         generation = getattr(self.resolver.cache, "generation", None)
-        gen = generation.value() if generation is not None else 0
+        self._gen = generation.value if generation is not None else _zero
+        gen = self._gen()
         epoch = getattr(self.settings, "epoch", 0)
         if epoch != self._epoch:
             self._epoch = epoch
@@ -122,9 +128,11 @@ class FastPath:
     def run(self, sock):
         """One batch of a readable UDP socket: (received, [(datagram, address)] misses).
         What the packet cache answered is counted in C until collect()."""
-        self.sync()
-        return self.batch.run(sock, int(self.clock.time()), self.settings.edns_bufsize,
-                              self._lookup and self.settings.fastpath)
+        settings = self.settings
+        if settings.epoch != self._epoch or self._gen() != self.pc.gen:
+            self.sync()  # (the same test as sync's, without its lookups: this runs per wakeup)
+        return self.batch.run(sock, int(self.clock.time()), settings.edns_bufsize,
+                              self._lookup and settings.fastpath)
 
     def attach(self, server_stats) -> None:
         """The server's counters (workers/server.py ServerStats) that collect() adds to."""

@@ -307,7 +307,9 @@ class Server:
         for sock in sockets:
             sock.setblocking(False)
             if sock.type == socket.SOCK_DGRAM:
-                self._loop.add_reader(sock.fileno(), self._on_udp_readable, sock)
+                batched = getattr(self.fast, "batch", None) is not None
+                reader = self._on_udp_batch_readable if batched else self._on_udp_readable
+                self._loop.add_reader(sock.fileno(), reader, sock)
                 self._udp.append(sock)
             else:
                 srv = await self._loop.create_server(lambda: TCPConnection(self), sock=sock)
@@ -408,9 +410,16 @@ class Server:
 
     # UDP ------------------------------------------------------------------------
 
+    def _on_udp_batch_readable(self, sock: socket.socket) -> None:
+        if not self._on_udp_batch(sock):
+            self._on_udp_recvfrom(sock)
+
     def _on_udp_readable(self, sock: socket.socket) -> None:
         if getattr(self.fast, "batch", None) is not None and self._on_udp_batch(sock):
             return
+        self._on_udp_recvfrom(sock)
+
+    def _on_udp_recvfrom(self, sock: socket.socket) -> None:
         try:
             for _ in range(UDP_BATCH):
                 try:

@@ -130,7 +130,7 @@ def verify_rrset(rrset: dns.rrset.RRset, sigs, keys, zone: dns.name.Name, now: i
             why[w] += 1
             continue
         matching = [k for k in keys if k.algorithm == rd.algorithm and key_usable(k)
-                    and dns.dnssec.key_id(k) == rd.key_tag]
+                    and key_tag(k) == rd.key_tag]
         if not matching:
             why["nokey"] += 1
             continue
@@ -156,26 +156,81 @@ def verify_rrset(rrset: dns.rrset.RRset, sigs, keys, zone: dns.name.Name, now: i
 
 
 def _check(rrset, rrsig, key, zone, now) -> bool:
-    """The cryptographic check only: the window was checked in serial
-    arithmetic (_in_window), and dnspython compares the 32-bit times as plain
-    numbers, so it is given the inception as `now` (right after 2106 too; a
-    window that spans the 32-bit wrap itself still fails there)."""
+    """The cryptographic check only: the caller matched signer, labels, type,
+    algorithm and key tag, and checked the window in serial arithmetic
+    (_in_window). The signed data is dnspython's (RFC 4034 3.1.8.1 canonical
+    form) and the verification its algorithm classes' on `cryptography`; the
+    public key object comes from the memo below, so a zone's key is loaded
+    once, not once per signature."""
+    if rrsig.rdclass != rrset.rdclass:
+        return False
+    # (looked up here, not at import: dns.dnssec, and cryptography with it,
+    # is loaded on the first validation, not at boot: kresd/__init__.py)
+    signed_data = getattr(dns.dnssec, "_make_rrsig_signature_data", None)
+    if signed_data is None:  # a dnspython without the helper: its whole check
+        return _check_dnspython(rrset, rrsig, key, zone)
+    try:
+        public = _public_key(key)
+        public.verify(rrsig.signature, signed_data(rrset, rrsig, None))
+        return True
+    except Exception:  # InvalidSignature, a hostile key or signature: a failed check
+        return False
+
+
+def _check_dnspython(rrset, rrsig, key, zone) -> bool:
+    """dnspython's validate_rrsig; it compares the 32-bit times as plain
+    numbers, so it is given the inception as `now`."""
     try:
         ks = dns.rrset.from_rdata_list(zone, 0, [key])
         dns.dnssec.validate_rrsig(rrset, rrsig, {zone: ks}, now=rrsig.inception,
                                   policy=dns.dnssec.allow_all_policy)
         return True
-    except (dns.dnssec.ValidationFailure, dns.dnssec.UnsupportedAlgorithm):
+    except Exception:  # ValidationFailure, UnsupportedAlgorithm, hostile bytes
         return False
-    except Exception:  # hostile key or signature bytes: a failed check
-        return False
+
+
+# Per-process memos of what a DNSKEY's bytes determine: its key tag (RFC 4034
+# appendix B) and its loaded public key. Keyed by the rdata's fields, bounded
+# (emptied when full: hostile data can only make them useless, not large).
+_MEMO_MAX = 4096
+_tags: dict = {}
+_publics: dict = {}
+
+
+def _memo_key(key) -> tuple:
+    return (key.flags, key.protocol, key.algorithm, key.key)
+
+
+def key_tag(key) -> int:
+    """dns.dnssec.key_id(key), memoised."""
+    k = _memo_key(key)
+    tag = _tags.get(k)
+    if tag is None:
+        if len(_tags) >= _MEMO_MAX:
+            _tags.clear()
+        tag = _tags[k] = dns.dnssec.key_id(key)
+    return tag
+
+
+def _public_key(key):
+    """The key's dnspython public-key object (raises on a bad key or an
+    unsupported algorithm; failures are not memoised)."""
+    k = _memo_key(key)
+    public = _publics.get(k)
+    if public is None:
+        cls = dns.dnssec.get_algorithm_cls_from_dnskey(key).public_cls
+        public = cls.from_dnskey(key)
+        if len(_publics) >= _MEMO_MAX:
+            _publics.clear()
+        _publics[k] = public
+    return public
 
 
 def ds_matches(zone: dns.name.Name, key, ds) -> bool:
     """Does the DNSKEY `key` of `zone` hash to the DS (or equal the anchor DNSKEY)?"""
     if ds.rdtype == T.DNSKEY:
         return ds.algorithm == key.algorithm and ds.key == key.key and ds.protocol == key.protocol
-    return (ds.algorithm == key.algorithm and ds.key_tag == dns.dnssec.key_id(key)
+    return (ds.algorithm == key.algorithm and ds.key_tag == key_tag(key)
             and ds.digest_type in SUPPORTED_DIGESTS and _digest(zone, key, ds.digest_type) == ds.digest)
 
 

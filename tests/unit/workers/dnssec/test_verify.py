@@ -304,14 +304,14 @@ def failing_sigs(rr, tag, count: int):
 
 @pytest.fixture
 def crypto_calls(monkeypatch):
-    """Count the signature verifications that reach dnspython/cryptography."""
+    """Count the signature verifications that reach the cryptography (V._check)."""
     calls = []
-    real = dns.dnssec.validate_rrsig
+    real = V._check
 
     def counting(*a, **kw):
         calls.append(1)
         return real(*a, **kw)
-    monkeypatch.setattr(dns.dnssec, "validate_rrsig", counting)
+    monkeypatch.setattr(V, "_check", counting)
     return calls
 
 
@@ -380,3 +380,38 @@ def test_signatures_after_the_32_bit_wrap_verify():
     sig = sign(A, priv, key, inception=100, expiration=86400)  # 2106 + a day, stored wrapped
     v = V.verify_rrset(A, sigset(A, sig), [key], Z, 2**32 + 1000, V.Budget())
     assert v.status is Status.SECURE, v
+
+
+# -- the memoised check against dnspython's own validate_rrsig -------------------
+
+def _variants(rr, kp_sig, kp_other, zone=ZONE):
+    """(rrset, rrsig, key) cases: good, other data, flipped signature byte,
+    another key with the same algorithm."""
+    sig = signed(rr, kp_sig)[0]
+    bad = bytearray(sig.signature)
+    bad[len(bad) // 2] ^= 0x01
+    flipped = sig.replace(signature=bytes(bad))
+    other = rrset(str(rr.name), "A", "192.0.2.77")
+    return [(rr, sig, kp_sig[1], True), (other, sig, kp_sig[1], False),
+            (rr, flipped, kp_sig[1], False), (rr, sig, kp_other[1], False)]
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS, ids=lambda a: a.name)
+def test_check_agrees_with_dnspython(alg):
+    """The check with memoised keys gives dnspython's verdict on every case,
+    also when the memo already holds the key (second round)."""
+    kp, other = key(alg, 1), key(alg, 2)
+    for _ in range(2):
+        for owner in ("www.example.test.", "*.example.test.", "a.b.example.test."):
+            for rr, sig, dnskey, expected in _variants(rrset(owner), kp, other):
+                got = V._check(rr, sig, dnskey, ZONE, T0)
+                assert got == V._check_dnspython(rr, sig, dnskey, ZONE) == expected
+
+
+def test_key_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(V, "_MEMO_MAX", 4)
+    V._tags.clear()
+    for i in range(10):
+        kp = key(Algorithm.ED25519, i)
+        assert V.key_tag(kp[1]) == dns.dnssec.key_id(kp[1])
+    assert len(V._tags) <= 4
