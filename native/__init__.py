@@ -410,11 +410,12 @@ if _native is not None:
             n = _lib.kn_udp_batch(sock.fileno(), self._pc_c, b)
             if n < 0:
                 raise OSError(b.err, os.strerror(b.err))
+            if not b.nmiss:
+                return n, ()
             misses = []
-            if b.nmiss:
-                buf, rbuf, addr = _ffi.buffer, self._rbuf, self._addr
-                for i in b.miss[0:b.nmiss]:
-                    misses.append((buf(rbuf[i], b.len[i])[:], sockaddr(buf(addr[i], 28)[:])))
+            buf, rbuf, addr = _ffi.buffer, self._rbuf, self._addr
+            for i in b.miss[0:b.nmiss]:
+                misses.append((buf(rbuf[i], b.len[i])[:], sockaddr(buf(addr[i], 28)[:])))
             return n, misses
 
         def take(self) -> tuple["BatchCounts", int, int]:
