@@ -180,6 +180,10 @@ class SignalQueue:
             out.append(self._pending.popleft())
         return out
 
+    def pending_stops(self) -> list[int]:
+        """SIGTERM/SIGINT queued and not dispatched yet."""
+        return [sig for sig in self._pending if sig in (signal.SIGTERM, signal.SIGINT)]
+
     def close(self, reset: bool = False) -> None:
         """Close the pipe; with reset, put the handlers from before install() back (fork child)."""
         if reset:
@@ -375,8 +379,14 @@ class Arbiter:
     def _child(self, wid: int) -> None:
         code = EXIT_FAILURE
         try:
-            self._queue.close(reset=True)  # first: the leader's death signal must not land in its queue
-            self._queue = None
+            queue, self._queue = self._queue, None
+            queue.close(reset=True)  # first: the leader's death signal must not land in its queue
+            # a stop that reached this process in the queue's copy between fork
+            # and here is this worker's: kept for its loop (kresd.take_early_stops)
+            import kresd
+
+            for sig in queue.pending_stops():
+                kresd._remember_stop(sig, None)
             if not follow_leader(self.leader_pid):
                 os._exit(EXIT_OK)  # the leader died before we could follow it: nothing to stop
             self.workers.clear()

@@ -276,11 +276,17 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
         if arb is not None:
             arb.detach()
         else:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
             # Already stopping: a repeated SIGTERM (the arbiter signals its forks
             # more than once) must not cut the drain short and leave tty/<PID>.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # Blocked while the loop's handlers go (removing one restores SIG_DFL)
+            # and SIG_IGN takes their place; one that came meanwhile is dropped.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         if opts.notify:
             systemd.notify_stopping()
         try:
