@@ -9,7 +9,7 @@ function (self and inclusive share of the samples).
 Must not: be used as the referee (tools/bench/run is, with kresd in the same
 run), or touch anything outside its work directory and the bench state.
 
-    tools/missprof_live.py [--seconds 8] [--spy] [--top 45]   (as root)
+    tools/missprof_live.py [--seconds 8] [--spy] [--top 45] [--signed]   (as root)
 """
 from __future__ import annotations
 
@@ -80,20 +80,24 @@ def main() -> int:
     ap.add_argument("--raw", default=os.path.join(tempfile.gettempdir(), "missprof-spy.txt"),
                     help="where py-spy's collapsed stacks go (kept for tools/spytree.py)")
     ap.add_argument("--kresd", default=str(ROOT / ".venv" / "bin" / "kresd"))
+    ap.add_argument("--signed", action="store_true", help="the vmiss workload: validated misses")
     opts = ap.parse_args()
+    workload = "vmiss" if opts.signed else "miss"
+    signed = opts.signed
     _in_namespace()
-    args = bench.parse_args(["--configs", "ours-1", "--workloads", "miss",
-                             "--duration", str(opts.seconds), "--kresd", opts.kresd])
+    args = bench.parse_args(["--configs", "ours-1", "--workloads", workload,
+                             "--duration", str(opts.seconds), "--kresd", opts.kresd]
+                            + (["--signed"] if signed else []))
     layout = data.Layout(names=args.names, signed_names=args.signed_names,
                          root_addr=args.root_addr, zone_addr=args.zone_addr,
                          signed_addr=args.signed_addr)
-    zonedir = data.prepare(args.state, layout, False, log=bench.log)
+    zonedir = data.prepare(args.state, layout, signed, log=bench.log)
     workdir = Path(tempfile.mkdtemp(prefix="missprof-"))
-    auth = bench.start_hierarchy(layout, zonedir, workdir, False)
+    auth = bench.start_hierarchy(layout, zonedir, workdir, signed)
     try:
-        server = bench.start_resolver("ours-1", args, workdir, False)
+        server = bench.start_resolver("ours-1", args, workdir, signed)
         try:
-            print("sanity:", bench.sanity(args, False))
+            print("sanity:", bench.sanity(args, signed))
             spy = None
             raw = Path(opts.raw)
             if opts.spy:
@@ -103,7 +107,7 @@ def main() -> int:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
             t0 = _times(server.pids())
-            row = bench.measure("miss", server, auth, args, workdir)
+            row = bench.measure(workload, server, auth, args, workdir)
             t1 = _times(server.pids())
             n = max(1, row["completed"])
             print(f"QPS {row['qps']:,.0f}  CPU/answer {row['cpu_us']:.1f} us "
