@@ -104,6 +104,7 @@ class Args:
     cpu_map: object = None  # None (not given) | False (off) | {worker: (cpu, ...)}
     cpu_map_text: str | None = None
     keyfiles: tuple[str, ...] = ()  # -k: trust_anchors.add_file(keyfile), before the configs
+    check_config: bool = False  # --check-config: load the config in a sandbox and exit
 
 
 def parse_addr(text: str, default_port: int = 53) -> Endpoint:
@@ -161,6 +162,9 @@ OPTIONS = (
         "'off' = no pinning. Default: worker id modulo the allowed CPUs.", convert=parse_cpu_map_arg),
     Opt(None, "worker-id", "worker_id", "N", convert=at_least(0), hidden=True),
     Opt(None, "leader-pid", "leader_pid", "PID", convert=at_least(1), hidden=True),
+    Opt(None, "check-config", "check_config",
+        help="Load the configuration in a sandbox and exit: no socket bound, the cache not opened, "
+        "nothing written. Exit code 0 if it loads, 3 with file:line and the message if not."),
     Opt("n", "noninteractive", "noninteractive", help="Don't start the read-eval-print loop for stdin+stdout."),
     Opt("q", "quiet", "quiet", help="No command prompt in interactive mode."),
     Opt("v", "verbose", "verbose", help="Run in verbose mode (debug logs)."),
@@ -186,7 +190,7 @@ def parse_args(argv: Sequence[str]) -> Args:
     forks, cpu_map = v["forks"], v["cpu_map"]
     return Args(v["addrs"], v["tls"], v["fds"], v["configs"], forks, v["noninteractive"] or forks > 1,
                 v["quiet"], v["verbose"], positional[0] if positional else ".", v["worker_id"],
-                v["leader_pid"], cpu_map, cpu_map_text(cpu_map), v["keyfiles"])
+                v["leader_pid"], cpu_map, cpu_map_text(cpu_map), v["keyfiles"], v["check_config"])
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -259,13 +263,14 @@ def config_files(args: Args) -> list[str]:
 
 
 def load_config(args: Args, settings: Settings, *, worker_id: int = 0,
-                sockets: list[ListenSocket] | None = None):
+                sockets: list[ListenSocket] | None = None, check_dir: str | None = None):
     """A configured Engine: the chosen config files, then kresd's post-config
     (cwd is the rundir already). `sockets` (inherited / pre-bound) are known to
     the engine first, so post-config adds no default address next to them."""
     from kresd.engine import Engine
 
     engine = Engine(settings, rundir=".", worker_id=worker_id, worker_count=args.forks)
+    engine.check_dir = check_dir  # --check-config: the cache goes there (kresd/bindings/cache.py)
     if sockets:
         engine.listen_sockets = list(sockets)
     if args.keyfiles:
@@ -278,6 +283,38 @@ def load_config(args: Args, settings: Settings, *, worker_id: int = 0,
             return engine
     engine.post_config()
     return engine
+
+
+def check_config(args: Args) -> int:
+    """`kresd --check-config [-c file ...] [rundir]`: the config files are
+    loaded as a worker would load them (from the rundir, which must exist),
+    with the engine in sandbox mode: net.listen() records and never binds,
+    cache.open()/cache.size and the post-config default cache go to a
+    throwaway LMDB in a temporary directory (removed on exit), so the cache
+    calls of the config behave as they will; no event runs, user() is not
+    applied, nothing in the rundir is written. 0 and a line on stdout if the
+    config loads; EXIT_CONFIG with `file:line: message` on stderr if not."""
+    import tempfile
+
+    if not os.path.isdir(args.rundir):
+        return _fail(f"rundir '{args.rundir}': no such directory", EXIT_CONFIG)
+    os.chdir(args.rundir)
+    files = config_files(args)
+    with tempfile.TemporaryDirectory(prefix="kresd-check-") as scratch:
+        settings = Settings(listen=list(args.addrs), verbose=args.verbose)
+        engine = None
+        try:
+            engine = load_config(args, settings, check_dir=scratch)
+        except ConfigError as e:
+            return _fail(str(e), EXIT_CONFIG)
+        except BOUNDARY_ERRORS as e:
+            return _fail(str(e), EXIT_CONFIG)
+        finally:
+            if engine is not None:
+                engine.stop()
+    what = ", ".join(files) if files else "no config file (the defaults)"
+    print(f"configuration OK: {what}")
+    return EXIT_OK
 
 
 def _covered(ep: Endpoint, stype: int, have: list[ListenSocket]) -> bool:
@@ -474,6 +511,8 @@ def run(args: Args) -> int:
         check_implemented(args)
     except NotImplementedYet as e:
         return _fail(str(e), EXIT_NOT_IMPLEMENTED)
+    if args.check_config:
+        return check_config(args)
     if args.worker_id is not None and args.worker_id >= args.forks:
         return _fail(f"--worker-id {args.worker_id} needs -f greater than it", EXIT_USAGE)
     rundir_abs = os.path.abspath(args.rundir)

@@ -91,6 +91,7 @@ class Engine:
         self.listen_sockets: list | None = None
         self.control = None
         self.pending_user: tuple[int, int] | None = None
+        self.check_dir: str | None = None  # --check-config: a scratch directory for the cache
         self.cpu_map = None  # None: not configured; False: pinning off; dict: worker -> cpus
         ctx = ModuleContext(settings, resolver=self.resolver, lua=self.lua_bridge,
                             worker={"id": worker_id, "count": worker_count, "pid": os.getpid(),

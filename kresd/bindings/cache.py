@@ -23,6 +23,10 @@ _COMMON_TYPES = ("A", "AAAA", "NS", "CNAME", "DNAME", "SOA", "MX", "TXT", "PTR",
 
 
 def _storage_path(engine, storage) -> str:
+    if storage is not None and (not isinstance(storage, str) or not storage.startswith("lmdb://")):
+        raise LuaUsage("cache.open(max_size, ['lmdb://path']): only the lmdb backend exists")
+    if getattr(engine, "check_dir", None):  # --check-config: never the real cache
+        return engine.check_dir
     if storage is None:
         return engine.storage if getattr(engine, "storage", None) else engine.rundir
     if not isinstance(storage, str) or not storage.startswith("lmdb://"):
