@@ -95,7 +95,8 @@ class Engine:
         self.cpu_map = None  # None: not configured; False: pinning off; dict: worker -> cpus
         ctx = ModuleContext(settings, resolver=self.resolver, lua=self.lua_bridge,
                             worker={"id": worker_id, "count": worker_count, "pid": os.getpid(),
-                                    "map": self.map_values})
+                                    "map": self.map_values, "stats": self._worker_stats},
+                            scheduler=self.scheduler)
         self.registry = Registry(ctx, extra_loader=LuaModuleFinder(self))
         self._install()
         for name in DEFAULT_MODULES:
@@ -235,6 +236,11 @@ class Engine:
             msg = val.decode("utf-8", "replace") if isinstance(val, bytes) else str(val)
             raise KresdError(_POS.sub("", msg.split("\nstack traceback:", 1)[0]))
         return self.lua_bridge.to_py(val)
+
+    def _worker_stats(self) -> dict:
+        from kresd.bindings.worker import stats
+
+        return stats(self)
 
     def map_values(self, expr: str, mode: str = "json"):
         """kresd's map(): run expr on every instance with a socket in rundir/tty/

@@ -46,9 +46,11 @@ done
 # knot-resolver: Debian's kresd 5.6 (/usr/sbin/kresd), the reference the DNSSEC
 # e2e and differential tests run side by side with ours; ldnsutils (ldns-keygen,
 # ldns-signzone) signs the e2e hierarchy; knot-dnssecutils: kzonecheck, knsec3hash;
-# dnsperf: the load generator of tools/bench/run.
+# dnsperf: the load generator of tools/bench/run; prometheus: promtool, which
+# checks the http module's /metrics in the e2e tests (its daemon never starts:
+# policy-rc.d above).
 PACKAGES=(knot knot-dnsutils faketime gcc python3-dev python3-venv socat dnsutils systemd
-          knot-resolver ldnsutils knot-dnssecutils dnsperf)
+          knot-resolver ldnsutils knot-dnssecutils dnsperf prometheus)
 
 log() { echo "install.sh: $*" >&2; }
 

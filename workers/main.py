@@ -186,7 +186,7 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     def worker_stats() -> dict:
         fastpath = fast.stats()  # folds the fast path's pending counts in first
         return dict(_stats_dict(server.stats), sig_checks=engine.resolver.sig_checks,
-                    upstreams=engine.resolver.selection.show(), fastpath=fastpath)
+                    upstreams=engine.resolver.selection.show(), fastpath=fastpath, **_usage())
 
     engine.worker.stats_provider = worker_stats
     loop = new_loop()
@@ -225,6 +225,15 @@ def _share_selection(engine, settings: Settings, loop, rundir: str):
     cache_dir = getattr(engine, "storage", None) or rundir
     return shared.attach(engine.resolver.selection, cache_dir, outbound.query, loop,
                          outgoing_v4=settings.outgoing_v4, outgoing_v6=settings.outgoing_v6)
+
+
+def _usage() -> dict:
+    """kresd's worker.stats() resource fields (getrusage of this process)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rss": ru.ru_maxrss * 1024, "usertime": ru.ru_utime, "systime": ru.ru_stime,
+            "pagefaults": ru.ru_majflt, "csw": ru.ru_nvcsw + ru.ru_nivcsw, "swaps": ru.ru_nswap}
 
 
 def _stats_dict(st: ServerStats) -> dict:

@@ -75,8 +75,15 @@ def listen(engine, addr=None, port=None, opts=None):
     unknown = set(opts) - {"kind", "freebind", "tls"}
     if unknown:
         raise LuaUsage(f"net.listen: unknown option(s) {', '.join(sorted(map(str, unknown)))}")
+    if kind == "webmgmt":  # kresd 5.6: the http module's listeners
+        http = engine.registry.get("http")
+        if http is None:
+            raise LuaUsage("net.listen: kind 'webmgmt' needs modules.load('http') first")
+        for a in _addresses(addr):
+            http.add_listener(a, port)
+        return True
     if kind not in KINDS:
-        raise LuaUsage(f"net.listen: kind '{kind}' is not implemented in kresd-py (only 'dns')")
+        raise LuaUsage(f"net.listen: kind '{kind}' is not implemented in kresd-py (only 'dns' and 'webmgmt')")
     for a in _addresses(addr):
         ep = Endpoint(a, port, kind)
         if not any(e.addr == a and e.port == port for e in engine.settings.listen):

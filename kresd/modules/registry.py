@@ -36,6 +36,7 @@ class ModuleContext:
     lua: Any = None  # the engine's LuaBridge (kresd/engine.py): call Lua functions, patterns
     worker: dict = field(default_factory=lambda: {"id": 0, "count": 1, "pid": 0})
     registry: Any = None
+    scheduler: Any = None  # the engine's timers (kresd/bindings/event.py): call_later(s, fn), cancel(h)
 
 
 class Module:
@@ -89,7 +90,7 @@ def builtin(cls):
 # boot: the ones a config does not load cost no start-up time.
 BUILTIN_FILES = ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
                  "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log",
-                 "ns_refresh")
+                 "ns_refresh", "http")
 
 
 def builtin_factory(name: str) -> Callable[[ModuleContext], Module] | None:
