@@ -170,9 +170,7 @@ UPSTREAMS_MAX = 500  # servers listed at most (the lowest RTT first)
 def _upstreams(table: dict, namespace: str) -> list[str]:
     rows = sorted(((addr, st) for addr, st in table.items() if isinstance(st, dict)),
                   key=lambda r: (r[1].get("srtt", 0), r[0]))[:UPSTREAMS_MAX]
-    if not rows:
-        return []
-    out = []
+    out = []  # the families are announced even before any server is known
     for field, family, kind, help_text in (
             ("srtt", "upstream_srtt_ms", "gauge", "Smoothed round-trip time of each upstream server (server selection)"),
             ("timeouts", "upstream_timeouts", "gauge", "Consecutive timeouts of each upstream server"),

@@ -154,3 +154,24 @@ def test_other_endpoints(web):
     assert http_get(web.url + "/nope")[0] == 404
     status, _, body = http_get(web.url + "/frequent")
     assert status == 200 and isinstance(json.loads(body), list)
+
+
+PROMQL_WORDS = {"rate", "sum", "by", "le", "histogram_quantile", "irate", "increase", "avg", "max", "min",
+                "without", "on", "ignoring", "instance", "pid", "server"}
+
+
+def test_grafana_dashboard_queries_existing_metrics(web):
+    """Every metric name the example dashboard (etc/grafana-dashboard.json)
+    queries is in /metrics (its namespace taken off: the dashboard uses
+    kresd's default, no namespace)."""
+    from pathlib import Path
+
+    board = json.loads((Path(__file__).resolve().parents[2] / "etc" / "grafana-dashboard.json").read_text())
+    _, _, text = http_get(web.url + "/metrics")
+    names = {n[len("kresd_"):] for n in re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{| )", text, re.M)}
+    names |= {n[len("kresd_"):] for n in re.findall(r"^# TYPE (\S+) ", text, re.M)}
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        for word in re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*", re.sub(r"\[[^\]]*\]", "", expr)):
+            assert word in PROMQL_WORDS or word in names, f"{word} (in {expr}) is not in /metrics"
