@@ -537,6 +537,18 @@ def run(args: Args) -> int:
     return run_group(args, inherited, rundir_abs)
 
 
+def group_exec_args(args: Args, rundir_abs: str) -> list[str]:
+    """The arguments a group's exec'd workers (and its config check) get: the
+    same config files, keys, verbosity and pinning, and the rundir."""
+    exec_args = [*(a for c in args.configs for a in ("-c", c if c == "-" else os.path.abspath(c)))]
+    exec_args += [a for k in args.keyfiles for a in ("-k", os.path.abspath(k))]
+    exec_args += ["-v"] * args.verbose + ["-q"] * args.quiet
+    if args.cpu_map_text is not None:
+        exec_args += ["--cpu-map", args.cpu_map_text]
+    exec_args.append(rundir_abs)
+    return exec_args
+
+
 def run_group(args: Args, inherited: list[ListenSocket], rundir_abs: str) -> int:
     """`-f N`: bind -a per worker slot, fork (kresd/supervisor.py), serve as worker 0."""
     from kresd.sockets import bind as bind_sockets
@@ -551,12 +563,7 @@ def run_group(args: Args, inherited: list[ListenSocket], rundir_abs: str) -> int
             for ls in socks:
                 ls.close()
         return _fail(str(e), e.exit_code)
-    exec_args = [*(a for c in args.configs for a in ("-c", c if c == "-" else os.path.abspath(c)))]
-    exec_args += [a for k in args.keyfiles for a in ("-k", os.path.abspath(k))]
-    exec_args += ["-v"] * args.verbose + ["-q"] * args.quiet
-    if args.cpu_map_text is not None:
-        exec_args += ["--cpu-map", args.cpu_map_text]
-    exec_args.append(rundir_abs)
+    exec_args = group_exec_args(args, rundir_abs)
     arb = Arbiter(inherited, args.forks, lambda wid, socks: worker_main(args, wid, socks),
                   exec_args=exec_args, cpu_map=args.cpu_map or None, pin_cpus=args.cpu_map is not False,
                   slot_sockets=slots)
@@ -586,6 +593,9 @@ def worker_main(args: Args, wid: int, premade: list[ListenSocket], arb=None) -> 
         return engine.quit_requested
     if args.verbose:
         log.set_level("debug")
+    if args.forks > 1:  # reload() (kresd/bindings/procmodel.py): what to check, whom to signal
+        engine.reload_check = ([sys.executable, "-m", "kresd"], group_exec_args(args, os.getcwd()))
+        engine.leader_pid = os.getpid() if arb is not None else (args.leader_pid or os.getppid())
     if arb is not None and engine.cpu_map is not None:
         if args.cpu_map is not None:
             log.notice(G, "worker.cpu_map from the config ignored: --cpu-map given")

@@ -92,6 +92,8 @@ class Engine:
         self.control = None
         self.pending_user: tuple[int, int] | None = None
         self.check_dir: str | None = None  # --check-config: a scratch directory for the cache
+        self.reload_check = None  # (exec prefix, args) of the group's config check (kresd -f N)
+        self.leader_pid: int | None = None  # the group's leader, which SIGHUP reloads
         self.cpu_map = None  # None: not configured; False: pinning off; dict: worker -> cpus
         ctx = ModuleContext(settings, resolver=self.resolver, lua=self.lua_bridge,
                             worker={"id": worker_id, "count": worker_count, "pid": os.getpid(),
@@ -152,7 +154,8 @@ class Engine:
         msg = runner[1]
         msg = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
         line = runner[2]
-        m = re.match(r"^" + re.escape(name) + r":(\d+): ", msg)
+        # the source as Lua prints it: the path, or "...<its tail>" when longer than LUA_IDSIZE
+        m = re.match(r"^(?:" + re.escape(name) + r"|\.\.\.[^\n]*?):(\d+): ", msg)
         if m:
             line = line or int(m.group(1))
         msg = _POS.sub("", msg.split("\nstack traceback:", 1)[0])

@@ -315,6 +315,13 @@ class Arbiter:
         self._stop_notified = False
         self._allowed = allowed_cpus()
         self.leader_pid = os.getpid()  # set again by start()
+        # rolling reload (kresd/reload.py): new pid -> the Worker it replaces (None: the
+        # leader's worker 0); old workers told to stop; replacements that died booting
+        self.replacing: dict[int, Optional[Worker]] = {}
+        self.retiring: dict[int, Worker] = {}
+        self.replacing_dead: set[int] = set()
+        self.retire_leader: Optional[Callable] = None  # set by the serving leader (workers/main.py)
+        self._reload_task = None
 
     # -- start -------------------------------------------------------------------
     def start(self) -> int:
@@ -330,7 +337,7 @@ class Arbiter:
             except OSError as e:
                 log.warning(G, "cannot become a process group leader: %s", e)
         self.leader_pid = os.getpid()
-        self._queue = SignalQueue((signal.SIGCHLD, signal.SIGTERM, signal.SIGINT))
+        self._queue = SignalQueue((signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
         self._queue.install()
         if self.leader_serves:
             self._pin_self(0)
@@ -418,18 +425,11 @@ class Arbiter:
         if threading.current_thread() is not threading.main_thread():
             # the child's death signal would come when this thread ends, not the leader
             log.warning(G, "respawning worker %d from a thread other than the main one", wid)
-        cmd = self.exec_command(wid)
-        try:
-            p = subprocess.Popen(cmd, pass_fds=pass_fds(self.sockets_for(wid)), close_fds=True,
-                                 stdin=subprocess.DEVNULL)
-        except OSError as e:
-            self.halt(EXIT_FAILURE, f"cannot start a replacement for worker {wid}: {e}")
+        w = self.spawn(wid)
+        if w is None:
+            self.halt(EXIT_FAILURE, f"cannot start a replacement for worker {wid}")
             return
-        w = Worker(wid, p.pid, time.monotonic(), self.cpus(wid), p)
-        if w.cpus is not None:
-            pin(p.pid, w.cpus)
-        self.workers[wid] = w
-        log.notice(G, "started worker %d again (pid %d)", wid, p.pid)
+        log.notice(G, "started worker %d again (pid %d)", wid, w.pid)
 
     # -- event loop integration --------------------------------------------------
     def attach(self, loop, on_stop: Optional[Callable[[int], None]] = None) -> None:
@@ -464,12 +464,59 @@ class Arbiter:
             if sig in sigs:
                 self.handle_term(sig)
         self.handle_chld()
+        if signal.SIGHUP in sigs and not self.stopping:
+            self.handle_hup()
+
+    def handle_hup(self) -> None:
+        """SIGHUP: a rolling reload of the group (kresd/reload.py), on the loop."""
+        if self._loop is None:
+            log.warning(G, "SIGHUP: a reload needs the serving leader's loop; ignored")
+            return
+        if self._reload_task is not None and not self._reload_task.done():
+            log.notice(G, "SIGHUP: a reload is already running")
+            return
+        from kresd.reload import Reload
+
+        log.notice(G, "SIGHUP received: reloading the configuration")
+        self._reload_task = self._loop.create_task(Reload(self, self.retire_leader).run())
+
+    def spawn(self, wid: int) -> Optional[Worker]:
+        """Start a fresh process for worker `wid` (fork+exec with the inherited
+        sockets); it becomes self.workers[wid]. None (logged) if it cannot start."""
+        cmd = self.exec_command(wid)
+        try:
+            p = subprocess.Popen(cmd, pass_fds=pass_fds(self.sockets_for(wid)), close_fds=True,
+                                 stdin=subprocess.DEVNULL)
+        except OSError as e:
+            log.error(G, "cannot start a process for worker %d: %s", wid, e)
+            return None
+        w = Worker(wid, p.pid, time.monotonic(), self.cpus(wid), p)
+        if w.cpus is not None:
+            pin(p.pid, w.cpus)
+        self.workers[wid] = w
+        return w
+
+    def detach_sockets(self) -> None:
+        """Give the group's sockets new descriptors (dups of the same sockets),
+        so that this process's server may close its own socket objects and the
+        sockets stay open for the workers started later."""
+        import socket as _socket
+
+        for ls in [*self.sockets, *(x for v in self.slot_sockets.values() for x in v)]:
+            ls.sock = _socket.socket(fileno=os.dup(ls.sock.fileno()))
 
     def handle_term(self, sig: int) -> None:
         log.notice(G, "%s received, stopping %d worker(s)", signal.Signals(sig).name, len(self.workers))
         self.request_stop(EXIT_OK)
 
     def handle_chld(self) -> None:
+        for pid in list(self.retiring):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.retiring.pop(pid, None)
         for wid, w in list(self.workers.items()):
             try:
                 pid, status = os.waitpid(w.pid, os.WNOHANG)
@@ -481,6 +528,10 @@ class Arbiter:
             if w.popen is not None:
                 w.popen.returncode = code
             del self.workers[wid]
+            if w.pid in self.replacing:  # a reload's replacement died booting: kresd/reload.py decides
+                self.replacing_dead.add(w.pid)
+                log.warning(G, "worker %d (pid %d) %s while replacing it", w.id, w.pid, describe_exit(code))
+                continue
             self._on_death(w, code)
 
     def _on_death(self, w: Worker, code: int) -> None:
@@ -543,6 +594,11 @@ class Arbiter:
         self.stopping = True
         self.detach()
         denied = self._signal_all(signal.SIGTERM)
+        for pid in list(self.retiring):  # old workers of a reload still finishing
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
         deadline = time.monotonic() + self.stop_timeout
         killed = False
         while self.workers:

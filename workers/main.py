@@ -256,6 +256,7 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
             stop.set()
 
         arb.attach(loop, on_stop)
+        arb.retire_leader = lambda: _retire(server, opts, engine, ctl_box)
     else:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -264,6 +265,7 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
     if engine is not None:
         engine.on_quit = (lambda code: arb.request_stop(code)) if arb is not None else (lambda code: stop.set())
     ctl = None
+    ctl_box: list = []  # the control server, for a leader that retires (kresd/reload.py)
     try:
         await server.start(socks)
         kresd.boot_done()  # the garbage collector was paused for the boot (kresd/__init__.py)
@@ -275,6 +277,7 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
                                 worker_id=engine.worker.id, worker_count=engine.worker.count)
             await ctl.start()
             engine.control = ctl
+            ctl_box.append(ctl)
         if ready is not None:
             ready(server)
         if opts.notify:
@@ -301,9 +304,22 @@ async def _serve(server: Server, socks: list[socket.socket], ready, engine=None,
         try:
             await drain(server, opts.grace)
         finally:
-            if ctl is not None:
+            if ctl is not None and ctl in ctl_box:
                 engine.control = None
                 await ctl.close()
+
+
+async def _retire(server: Server, opts, engine, ctl_box: list) -> None:
+    """A reload replaced this leader's worker 0 (kresd/reload.py): stop serving
+    (the queries in flight finish, up to the grace time), remove tty/<PID>;
+    the loop goes on for the supervisor."""
+    await server.close(grace=opts.grace)
+    if ctl_box:
+        ctl = ctl_box.pop()
+        if engine is not None:
+            engine.control = None
+        await ctl.close()
+    log.notice(G, "this process stopped serving: worker 0 runs in its own process now")
 
 
 async def drain(server: Server, grace: float) -> None:

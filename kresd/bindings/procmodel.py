@@ -36,5 +36,32 @@ def map_(engine, expr=None, fmt=None):
     return out
 
 
+def reload_(engine):
+    """kresd-py: reload() checks the config files of the group in a sandbox
+    here (a bad one is refused with its file:line, nothing restarts), then
+    asks the leader (SIGHUP) to replace every process one at a time
+    (kresd/reload.py); returns at once, the replacing goes on in the leader."""
+    import os
+    import signal
+
+    from kresd.reload import check_sync
+
+    if engine.reload_check is None or engine.leader_pid is None:
+        raise LuaUsage("reload() needs a kresd -f N group (its leader replaces the processes); "
+                       "a single kresd is restarted by its supervisor (tools/supervisor.py: SIGHUP)")
+    prefix, args = engine.reload_check
+    if "-" in args:
+        raise LuaUsage("reload(): the config was read from stdin (-c -); there is nothing to re-read")
+    ok, out = check_sync(prefix, args)
+    if not ok:
+        raise LuaUsage(f"reload(): the new config is refused, nothing restarted: {out}")
+    try:
+        os.kill(engine.leader_pid, signal.SIGHUP)
+    except OSError as e:
+        raise LuaUsage(f"reload(): cannot signal the leader (pid {engine.leader_pid}): {e}") from None
+    return f"config OK; the leader (pid {engine.leader_pid}) replaces the processes one at a time"
+
+
 def install(engine) -> None:
     engine.lua.globals()[b"map"] = engine.lua_bridge.wrap(lambda *a: map_(engine, *a))
+    engine.lua.globals()[b"reload"] = engine.lua_bridge.wrap(lambda *a: reload_(engine))

@@ -30,6 +30,14 @@ def test_syntax_error_line(eng):
     assert ei.value.line == 2
 
 
+def test_syntax_error_line_with_a_long_path(eng):
+    """Lua shortens a long source name ("...<tail>") in its messages; the line stays."""
+    name = "/tmp/" + "d" * 80 + "/kresd.conf"
+    with pytest.raises(ConfigError) as ei:
+        eng.load_config_text("x = 1\n\ny = = 2\n", name=name)
+    assert ei.value.line == 3 and str(ei.value).startswith(name + ":3: ")
+
+
 def test_binding_usage_error_points_at_config_line(eng):
     with pytest.raises(ConfigError) as ei:
         eng.load_config_text("-- comment\nnet.listen('127.0.0.1', 53)\nnet.listen(42)\n", name="c")
