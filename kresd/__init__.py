@@ -100,8 +100,14 @@ def _feature_without_metadata(requirements: list[str]) -> bool | None:
             return False  # not installed: dnspython could not use it either
     for req in requirements:  # all present: compare versions the modules report
         package, _, minimum = req.partition(">=")
-        module = sys.modules.get(package.strip().replace("-", "_"))
-        version = getattr(module, "__version__", None) if module is not None else None
+        name = package.strip().replace("-", "_")
+        module = sys.modules.get(name)
+        if module is None:  # installed, not imported yet (e.g. idna, which dns.name imports anyway)
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - its metadata decides, as dnspython does
+                return None
+        version = getattr(module, "__version__", None)
         if not isinstance(version, str):
             return None
         if _version_tuple(version) < _version_tuple(minimum):

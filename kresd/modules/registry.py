@@ -90,7 +90,8 @@ def builtin(cls):
 # boot: the ones a config does not load cost no start-up time.
 BUILTIN_FILES = ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
                  "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log",
-                 "ns_refresh", "http", "graphite", "nsid", "rebinding")
+                 "ns_refresh", "http", "graphite", "nsid", "rebinding",
+                 "edns_keepalive", "daf")
 
 
 def builtin_factory(name: str) -> Callable[[ModuleContext], Module] | None:
