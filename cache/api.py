@@ -164,6 +164,15 @@ class CachedNSEC:
 
 NXDOMAIN = "NXDOMAIN"
 NODATA = "NODATA"
+STALE_TTL = 1  # the TTL of a stale record served (kresd's serve_stale callback answers 1)
+
+
+def _stale(remaining: int, stale: int) -> int:
+    """The TTL to serve: `remaining` while fresh; STALE_TTL for an entry that
+    expired less than `stale` seconds ago; else `remaining` (<= 0: a miss)."""
+    if remaining > 0 or stale <= 0 or remaining <= -stale:
+        return remaining
+    return STALE_TTL
 
 
 # Keys are built in C (native/key.c); cache/keys.py specifies them and
@@ -464,13 +473,15 @@ class Cache:
         """The stored value bytes for a key (for the native fast path), or None."""
         return self._get(k)
 
-    def peek_rrset(self, name: dns.name.Name, rtype: int) -> CachedRRset | None:
+    def peek_rrset(self, name: dns.name.Name, rtype: int, stale: int = 0) -> CachedRRset | None:
+        """`stale` > 0 (serve_stale): also an entry expired at most that many
+        seconds ago, with TTL STALE_TTL."""
         k = _key(name, TAG_RRSET, rtype)
         value = self._get(k)
         if value is not None:
             try:
                 hdr = entry.unpack_header(value)
-                remaining = hdr.remaining(self.clock())
+                remaining = _stale(hdr.remaining(self.clock()), stale)
                 if remaining > 0 and hdr.rtype == int(rtype):
                     rrset, sigs = self._decoded.rrset(k, value, name, remaining)
                     self._counters["hits"] += 1
@@ -480,7 +491,7 @@ class Cache:
         self._counters["misses"] += 1
         return None
 
-    def peek_negative(self, name: dns.name.Name, rtype: int) -> CachedNegative | None:
+    def peek_negative(self, name: dns.name.Name, rtype: int, stale: int = 0) -> CachedNegative | None:
         now = self.clock()
         for kind, k in ((NXDOMAIN, _key(name, TAG_NXDOMAIN, 0)),
                         (NODATA, _key(name, TAG_NODATA, rtype))):
@@ -489,7 +500,7 @@ class Cache:
                 continue
             try:
                 hdr = entry.unpack_header(value)
-                remaining = hdr.remaining(now)
+                remaining = _stale(hdr.remaining(now), stale)
                 if remaining <= 0 or hdr.rtype != (0 if kind == NXDOMAIN else int(rtype)):
                     continue
                 _, soa, auth = entry.unpack_negative(value, remaining)

@@ -260,7 +260,30 @@ class Resolver:
             _trace(req, "cache hit %s %s: %s (%s)", sname, _Type(stype), hit.outcome.value,
                    hit.status.value)
             return hit
-        return (yield from self._iterate(req, sname, stype, key_prime=key_prime))
+        try:
+            return (yield from self._iterate(req, sname, stype, key_prime=key_prime))
+        except ResolveFail as fail:
+            stale = self._stale(req, fail, sname, stype, nonauth, min_rank, no_cache)
+            if stale is None:
+                raise
+            return stale
+
+    def _stale(self, req: Request, fail: ResolveFail, sname, stype, nonauth, min_rank, no_cache):
+        """serve_stale (RFC 8767, kresd's module sets settings.serve_stale): when
+        no upstream could answer, data that expired at most that many seconds
+        ago, with a TTL of 1 s; None when there is none or it does not apply."""
+        window = self.settings.serve_stale
+        if not window or no_cache or req.options.NO_CACHE or fail.ede != EDE.NO_REACHABLE_AUTHORITY \
+                or isinstance(fail, Bogus):
+            return None
+        hit = cache_layer.peek(self._cache(req), sname, stype, nonauth, min_rank, stale=window)
+        if hit is None:
+            return None
+        _trace(req, "no upstream answered: serving stale %s %s", sname, _Type(stype))
+        req.vars["stale"] = True
+        if not min_rank:
+            hit.status = Status.INDETERMINATE
+        return hit
 
     def _find_cut(self, req: Request, sname: dns.name.Name, stype: int):
         if req.forward is not None:

@@ -76,6 +76,7 @@ class Settings:
     # resolution
     root_hints: dict[dns.name.Name, list[str]] = field(default_factory=default_root_hints)
     no_minimize: bool = False  # option('NO_MINIMIZE')
+    serve_stale: int = 0  # serve_stale module: seconds past expiry cached data may be served (0: off)
     allow_local: bool = False  # option('ALLOW_LOCAL'): upstreams on loopback/private nets
     no_edns: bool = False
     no_0x20: bool = False  # option("NO_0X20"): 0x20 is on by default, as in kresd 5.6 (measured)

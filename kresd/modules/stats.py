@@ -147,6 +147,8 @@ class Stats(Module):
         if req.vars.get("cached") or (req.upstream_queries == 0 and rcode != dns.rcode.SERVFAIL
                                       and not req.vars.get("policy.answered")):
             self.inc("answer.cached")
+        if req.vars.get("stale"):  # serve_stale answered from expired data (workers/resolve.py)
+            self.inc("answer.stale")
 
     def count_fast(self, c) -> None:
         """Counters of UDP answers served by the fast path (workers/fastpath.py),

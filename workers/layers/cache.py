@@ -25,7 +25,7 @@ INSECURE_RANK = Rank.AUTH | Rank.INSECURE
 
 
 def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False,
-         min_rank: int = 0) -> Result | None:
+         min_rank: int = 0, stale: int = 0) -> Result | None:
     """A cached answer for exactly (name, rtype), or a CNAME to follow.
 
     min_rank: kresd get_lowest_rank(): INSECURE|AUTH where a trust anchor
@@ -36,22 +36,23 @@ def peek(cache, name: dns.name.Name, rtype: int, nonauth: bool = False,
     if cache is None:
         return None
     with cache.snapshot():  # the lookups below in one read transaction
-        return _peek(cache, name, rtype, nonauth, min_rank)
+        return _peek(cache, name, rtype, nonauth, min_rank, stale)
 
 
-def _peek(cache, name: dns.name.Name, rtype: int, nonauth: bool, min_rank: int) -> Result | None:
+def _peek(cache, name: dns.name.Name, rtype: int, nonauth: bool, min_rank: int,
+          stale: int = 0) -> Result | None:
     def ok(rank):
         return is_usable_rank(rank, nonauth) and int(rank) >= min_rank
 
-    hit = cache.peek_rrset(name, rtype)
+    hit = cache.peek_rrset(name, rtype, stale) if stale else cache.peek_rrset(name, rtype)
     if hit is not None and ok(hit.rank):
         return Result(Outcome.ANSWER, _with_sigs(hit), status=rank_status(hit.rank))
     if rtype != T.CNAME:
-        hit = cache.peek_rrset(name, T.CNAME)
+        hit = cache.peek_rrset(name, T.CNAME, stale) if stale else cache.peek_rrset(name, T.CNAME)
         if hit is not None and ok(hit.rank):
             return Result(Outcome.CNAME, _with_sigs(hit), target=hit.rrset[0].target,
                           status=rank_status(hit.rank))
-    neg = cache.peek_negative(name, rtype)
+    neg = cache.peek_negative(name, rtype, stale) if stale else cache.peek_negative(name, rtype)
     if neg is not None and ok(neg.rank):
         kind = Outcome.NXDOMAIN if neg.kind == "NXDOMAIN" else Outcome.NODATA
         soa = [neg.soa] if neg.soa is not None else []

@@ -293,3 +293,18 @@ def test_nodata_without_soa_is_kept_for_min_ttl_only(cache, clock):
     assert cache.peek_negative(n("nottl.example."), T.AAAA) is None
     clock.advance(cache.min_ttl)
     assert cache.peek_negative(n("nottl.example."), T.A) is None
+
+
+def test_stale_window_serves_expired_entries_with_ttl_1(cache, clock):
+    stash(cache, rrset("s.example.", 60, "A", "192.0.2.9"))
+    neg(cache, "x.example.", 0, "NXDOMAIN", soa(ttl=60, minimum=60))
+    clock.advance(61)
+    assert cache.peek_rrset(n("s.example."), T.A) is None
+    hit = cache.peek_rrset(n("s.example."), T.A, stale=100)
+    assert hit.ttl == 1 and hit.rrset.ttl == 1 and [rd.address for rd in hit.rrset] == ["192.0.2.9"]
+    assert cache.peek_negative(n("x.example."), T.A, stale=100).ttl == 1
+    clock.advance(100)  # now 101 s past expiry: outside the window
+    assert cache.peek_rrset(n("s.example."), T.A, stale=100) is None
+    assert cache.peek_negative(n("x.example."), T.A, stale=100) is None
+    stash(cache, rrset("f.example.", 60, "A", "192.0.2.8"))
+    assert cache.peek_rrset(n("f.example."), T.A, stale=100).ttl == 60  # fresh data keeps its TTL
