@@ -142,6 +142,7 @@ class CachedRRset:
     rank: Rank
     rrsigs: dns.rrset.RRset | None
     ttl: int  # remaining seconds (> 0)
+    orig_ttl: int = 0  # the TTL it was stored with (kresd's is_expiring compares the two)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,7 +486,7 @@ class Cache:
                 if remaining > 0 and hdr.rtype == int(rtype):
                     rrset, sigs = self._decoded.rrset(k, value, name, remaining)
                     self._counters["hits"] += 1
-                    return CachedRRset(rrset, _rank(hdr.rank), sigs, remaining)
+                    return CachedRRset(rrset, _rank(hdr.rank), sigs, remaining, hdr.ttl)
             except EntryError:
                 self._counters["corrupt"] += 1
         self._counters["misses"] += 1

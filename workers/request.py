@@ -67,6 +67,7 @@ class Result:
     # DNSSEC status of everything in it (workers/dnssec Status; the validator
     # or the cache rank sets it; local data and unvalidated data: INDETERMINATE)
     status: Status = Status.INDETERMINATE
+    expiring: bool = False  # from the cache, close to its expiry (kresd is_expiring; predict)
 
 
 class ResolveFail(Exception):
@@ -89,7 +90,7 @@ class Options:
     ALLOW_LOCAL: bool = False
     NO_0X20: bool = False
     NO_EDNS: bool = False
-    NO_CACHE: bool = False  # neither read nor write the cache for this request
+    NO_CACHE: bool = False  # do not read the cache for this request (answers are still stashed, as kresd)
     NO_IPV4: bool = False
     NO_IPV6: bool = False
     DNS64_DISABLE: bool = False

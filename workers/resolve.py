@@ -255,6 +255,8 @@ class Resolver:
             hit = aggressive.synthesize(self._cache(req), None, sname, stype, self.clock.time())
         if hit is not None:
             req.cache_hits += 1
+            if hit.expiring:  # the predict module refreshes it after the request
+                req.vars.setdefault("expiring", []).append((sname, stype))
             if not min_rank:
                 hit.status = Status.INDETERMINATE
             _trace(req, "cache hit %s %s: %s (%s)", sname, _Type(stype), hit.outcome.value,
@@ -457,7 +459,7 @@ class Resolver:
 
     def _stash(self, req: Request, stash) -> None:
         try:
-            stash.commit(self._cache(req))
+            stash.commit(self.cache)  # NO_CACHE only skips reads (kresd: cache_stash ignores it)
         except Exception as exc:  # a cache failure never fails the request
             log.warning("[cache] stash failed: %s", exc)
 

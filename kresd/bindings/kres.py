@@ -214,17 +214,28 @@ def build_query(name, qtype=None, qclass=None, options=None) -> dns.message.Mess
     return q
 
 
-async def resolve_async(engine, query: dns.message.Message):
+def _flagger(reqs: list, flags=()):
+    """on_request: keep the Request and set the query flags asked for
+    (resolve(name, type, class, {'NO_CACHE', ...}): the names of Options)."""
+    def on_request(req):
+        for f in flags:
+            if isinstance(f, str) and f.isupper() and hasattr(req.options, f):
+                setattr(req.options, f, True)
+        reqs.append(req)
+    return on_request
+
+
+async def resolve_async(engine, query: dns.message.Message, flags=()):
     """(answer Message, Request or None) through the engine's resolver and transport."""
-    reqs = []
-    ans = await drive_async(engine.resolver.resolve(query, client=None, tcp=False, on_request=reqs.append),
-                            engine.transport)
+    reqs: list = []
+    ans = await drive_async(engine.resolver.resolve(query, client=None, tcp=False,
+                                                    on_request=_flagger(reqs, flags)), engine.transport)
     return ans, (reqs[0] if reqs else None)
 
 
-def resolve_sync(engine, query: dns.message.Message):
-    reqs = []
-    ans = drive_sync(engine.resolver.resolve(query, client=None, tcp=False, on_request=reqs.append),
+def resolve_sync(engine, query: dns.message.Message, flags=()):
+    reqs: list = []
+    ans = drive_sync(engine.resolver.resolve(query, client=None, tcp=False, on_request=_flagger(reqs, flags)),
                      engine.transport)
     return ans, (reqs[0] if reqs else None)
 
@@ -245,16 +256,18 @@ def resolve(engine, name=None, qtype=None, qclass=None, options=None, callback=N
         return resolve(engine, t.get("name"), t.get("type"), t.get("class"), t.get("options"),
                        t.get("finish"), t.get("init"))
     query = build_query(name, qtype, qclass, options)
+    flags = [f for f in options if isinstance(f, str)] if isinstance(options, list) else \
+        [k for k, v in options.items() if v is True] if isinstance(options, dict) else []
     if engine.transport is None and engine.loop is None:
         def later():
-            _start(engine, query, callback)
+            _start(engine, query, callback, flags)
         engine.scheduler.call_later(0, later)  # armed when the worker's loop starts
         return True
-    _start(engine, query, callback)
+    _start(engine, query, callback, flags)
     return True
 
 
-def _start(engine, query, callback):
+def _start(engine, query, callback, flags=()):
     if engine.transport is None:
         log.warning("[system] resolve(): no transport, query dropped")
         return
@@ -262,11 +275,11 @@ def _start(engine, query, callback):
         loop = engine.loop or asyncio.get_event_loop()
 
         async def run():
-            ans, req = await resolve_async(engine, query)
+            ans, req = await resolve_async(engine, query, flags)
             _finish(engine, callback, ans, req)
         loop.create_task(run())
     else:
-        ans, req = resolve_sync(engine, query)
+        ans, req = resolve_sync(engine, query, flags)
         _finish(engine, callback, ans, req)
 
 

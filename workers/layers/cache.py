@@ -46,18 +46,25 @@ def _peek(cache, name: dns.name.Name, rtype: int, nonauth: bool, min_rank: int,
 
     hit = cache.peek_rrset(name, rtype, stale) if stale else cache.peek_rrset(name, rtype)
     if hit is not None and ok(hit.rank):
-        return Result(Outcome.ANSWER, _with_sigs(hit), status=rank_status(hit.rank))
+        return Result(Outcome.ANSWER, _with_sigs(hit), status=rank_status(hit.rank),
+                      expiring=is_expiring(getattr(hit, "orig_ttl", 0), hit.ttl))
     if rtype != T.CNAME:
         hit = cache.peek_rrset(name, T.CNAME, stale) if stale else cache.peek_rrset(name, T.CNAME)
         if hit is not None and ok(hit.rank):
             return Result(Outcome.CNAME, _with_sigs(hit), target=hit.rrset[0].target,
-                          status=rank_status(hit.rank))
+                          status=rank_status(hit.rank),
+                          expiring=is_expiring(getattr(hit, "orig_ttl", 0), hit.ttl))
     neg = cache.peek_negative(name, rtype, stale) if stale else cache.peek_negative(name, rtype)
     if neg is not None and ok(neg.rank):
         kind = Outcome.NXDOMAIN if neg.kind == "NXDOMAIN" else Outcome.NODATA
         soa = [neg.soa] if neg.soa is not None else []
         return Result(kind, [], soa + list(neg.authority), status=rank_status(neg.rank))
     return None
+
+
+def is_expiring(orig_ttl: int, ttl: int) -> bool:
+    """kresd lib/cache is_expiring(): the remaining TTL is within 5 s + 1 % of the original."""
+    return orig_ttl > 0 and 100 * (ttl - 5) < orig_ttl
 
 
 def _with_sigs(hit) -> list:
