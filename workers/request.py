@@ -235,6 +235,16 @@ def make_answer(query: dns.message.Message, settings: Settings) -> dns.message.M
     return ans
 
 
+def set_option(ans: dns.message.Message, code: int, data: bytes, payload: int = 1232) -> None:
+    """Put EDNS option `code` with `data` in the answer's OPT (replacing one of
+    that code; an OPT with `payload` is added when the answer has none)."""
+    if ans.edns < 0:
+        ans.use_edns(0, 0, payload)
+    options = [o for o in ans.options if int(o.otype) != code]
+    options.append(dns.edns.GenericOption(code, data))
+    ans.use_edns(ans.edns, ans.ednsflags, ans.payload, options=options)
+
+
 def set_ede(ans: dns.message.Message, code: EDE, text: str = "") -> None:
     if ans.edns >= 0:
         ans.use_edns(0, ans.ednsflags, ans.payload, options=[dns.edns.EDEOption(int(code), text or None)])

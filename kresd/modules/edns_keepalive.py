@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import struct
 
-import dns.edns
-
 from workers.layer import Layer
+from workers.request import set_option
 
 from .registry import Module, builtin
 
@@ -36,12 +35,7 @@ class KeepaliveLayer(Layer):
         if not any(int(o.otype) == KEEPALIVE for o in req.query.options):
             return None
         timeout = min(0xFFFF, int(round(self.settings.tcp_idle_timeout * 10)))
-        ans = req.answer
-        if ans.edns < 0:
-            ans.use_edns(0, 0, self.settings.edns_bufsize)
-        options = [o for o in ans.options if int(o.otype) != KEEPALIVE]
-        options.append(dns.edns.GenericOption(KEEPALIVE, struct.pack("!H", timeout)))
-        ans.use_edns(ans.edns, ans.ednsflags, ans.payload, options=options)
+        set_option(req.answer, KEEPALIVE, struct.pack("!H", timeout), self.settings.edns_bufsize)
         return None
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import dns.edns
-
 from kresd.bindings.bridge import LuaUsage
 from workers.layer import Layer
+from workers.request import set_option
 
 from .registry import Module, builtin
 
@@ -40,12 +39,7 @@ class NsidLayer(Layer):
             return None
         if not any(int(o.otype) == NSID for o in req.query.options):
             return None
-        ans = req.answer
-        if ans.edns < 0:
-            ans.use_edns(0, 0, 1232)
-        options = [o for o in ans.options if int(o.otype) != NSID]
-        options.append(dns.edns.GenericOption(NSID, value))
-        ans.use_edns(ans.edns, ans.ednsflags, ans.payload, options=options)
+        set_option(req.answer, NSID, value)
         return None
 
 
