@@ -71,23 +71,44 @@ def test_unreachable(tmp_path):
     assert r.returncode == 2 and "no live control socket" in r.stderr, r
 
 
-def _read_until(fd, needle: bytes, timeout=15.0) -> bytes:
-    got = b""
+class PtyReader:
+    """Reads the pty until a marker; what came after the marker is kept for the next wait."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buf = fd, b""
+
+    def until(self, needle: bytes, timeout: float = 15.0) -> bytes:
+        end = time.monotonic() + timeout
+        while needle not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {needle!r} in {self.buf!r}")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.buf += chunk
+        head, sep, self.buf = self.buf.partition(needle)
+        if not sep:
+            raise AssertionError(f"no {needle!r} in {head!r}")
+        return head + sep
+
+
+def _exit_code(pid: int, timeout: float) -> int | None:
+    """The child's exit code; SIGKILL and None when it is still running after timeout."""
     end = time.monotonic() + timeout
-    while needle not in got:
-        left = end - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {needle!r} in {got!r}")
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            got += chunk
-    return got
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
 
 
 def test_interactive_console_on_a_pty(group, tmp_path):
@@ -96,14 +117,16 @@ def test_interactive_console_on_a_pty(group, tmp_path):
     if pid == 0:  # the child: kresc on the pty as its terminal
         os.execve(str(KRESC), [str(KRESC), str(group.rundir)], env)
     try:
-        _read_until(fd, b"> ")
+        tty = PtyReader(fd)
+        tty.until(b"> ")
         os.write(fd, b"answer_me * 2\n")
-        assert b"84" in _read_until(fd, b"84")
+        assert b"84" in tty.until(b"84")
+        tty.until(b"> ")
         os.write(fd, b"map 'worker.id'\n")
-        _read_until(fd, b"> ")
-        os.write(fd, b"\x04")  # Ctrl-D
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert b"[2] = 1" in tty.until(b"[2] = 1")
+        tty.until(b"> ")
+        os.write(fd, b"exit\n")
+        assert _exit_code(pid, 15) == 0
     finally:
         os.close(fd)
     history = (tmp_path / "state" / "kresc" / "history").read_text()
