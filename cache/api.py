@@ -19,7 +19,7 @@ Contract (unchanged from the interface-first version):
         # bits: the one rule, native.rank_is_answer).
 
     class Cache:
-        def __init__(self, path, size, *, min_ttl=5, max_ttl=6*86400, clock=time.time)
+        def __init__(self, path, size, *, min_ttl=5, max_ttl=86400, clock=time.time)
         def open(self) -> None                  # after any fork; creates path/data.mdb
         def close(self) -> None
         def peek_rrset(self, name, rtype) -> CachedRRset | None
@@ -85,7 +85,7 @@ from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET, key, lf, subtree_pre
 log = logging.getLogger("kresd.cache")
 
 DEFAULT_MIN_TTL = 5
-DEFAULT_MAX_TTL = 6 * 86400
+DEFAULT_MAX_TTL = 86400  # kresd 5.6 (KR_CACHE_DEFAULT_TTL_MAX: 1 day)
 _MAX_TTL_LIMIT = 0xFFFFFFFF
 EVICT_THRESHOLD = 0.75  # evict before a write when live pages exceed this part of the map
 EVICT_HYSTERESIS = 0.15  # ... and then down to (threshold - hysteresis) if expiry is not enough

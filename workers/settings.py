@@ -96,7 +96,7 @@ class Settings:
     # cache
     cache_size: int = 100 * 1024 * 1024  # bytes (kresd default 100 MB)
     cache_min_ttl: int = 5  # kresd default min_ttl
-    cache_max_ttl: int = 6 * 24 * 3600  # kresd default max_ttl (6 days)
+    cache_max_ttl: int = 24 * 3600  # kresd 5.6 default max_ttl: 1 day (cache.max_ttl() answers 86400)
 
     verbose: bool = False
 

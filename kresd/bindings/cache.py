@@ -131,11 +131,23 @@ def _need(engine):
     return engine.cache
 
 
+_TTL_MAX = (1 << 31) - 1
+
+
 def _ttl(engine, attr, value=None):
+    """cache.min_ttl([s]) / cache.max_ttl([s]), with kresd 5.6's checks: an
+    open cache, min <= max, min in 0..2^31-1, max in 1..2^31-1."""
     field = "cache_" + attr
+    if engine.cache is None and not getattr(engine, "check_dir", None):
+        raise LuaUsage("no cache is open yet, use cache.open() or cache.size, etc.")
     if value is not None:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFFFFFF:
-            raise LuaUsage(f"cache.{attr}(seconds): a TTL within 0..2^32-1")
+        s = engine.settings
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == int(value)
+        if attr == "min_ttl" and not (ok and 0 <= value <= min(s.cache_max_ttl, _TTL_MAX)):
+            raise LuaUsage("min_ttl must be smaller than maximum TTL, and in range <0, ((1u << 31) - 1)>'")
+        if attr == "max_ttl" and not (ok and max(1, s.cache_min_ttl) <= value <= _TTL_MAX):
+            raise LuaUsage("max_ttl must be larger than minimum TTL, and in range <1, ((1u << 31) - 1)>'")
+        value = int(value)
         setattr(engine.settings, field, value)
         if engine.cache is not None:
             setattr(engine.cache, attr, value)

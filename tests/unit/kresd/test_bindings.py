@@ -300,3 +300,16 @@ def test_timers_and_resolve_wait_for_the_loop(tmp_path):
         assert eng.eval("rc") == "0"
     finally:
         eng.stop()
+
+
+def test_cache_ttl_limits_as_kresd56(eng):
+    """kresd 5.6: an open cache first; min <= max; defaults 5 s and 1 day."""
+    with pytest.raises(ConfigError) as ei:
+        run(eng, "cache.max_ttl(100)\n")
+    assert "no cache is open yet" in str(ei.value)
+    run(eng, "cache.open(5 * MB)\n")
+    assert eng.eval("cache.max_ttl()") == "86400" and eng.eval("cache.min_ttl()") == "5"
+    for bad in ("cache.max_ttl(4)", "cache.max_ttl(0)", "cache.max_ttl(2^31)",
+                "cache.min_ttl(86401)", "cache.min_ttl(-1)"):
+        assert eng.eval(bad).startswith("error: "), bad
+    assert eng.eval("cache.max_ttl(5)") == "5" and eng.eval("cache.min_ttl(5)") == "5"
