@@ -189,6 +189,38 @@ class BatchCounts(NamedTuple):
     rd: int = 0
 
 
+RL_PASS, RL_TC, RL_DROP = 0, 1, 2  # enum kn_rl_verdict
+RL_EXEMPT_MAX = 16
+RL_INSTANT_MAX = 1_000_000
+
+
+def _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt) -> None:
+    """The checks RateLimit (C and twin) makes of its arguments."""
+    if nbuckets < 1 or nbuckets & (nbuckets - 1):
+        raise ValueError("nbuckets: a power of two")
+    if len(memoryview(table)) < 8 * (nbuckets + 1):
+        raise ValueError("table: 8 bytes of counters and 8 per bucket")
+    for name, v, hi in (("rate", rate, _U32_MAX), ("instant", instant, RL_INSTANT_MAX),
+                        ("slip", slip, _U32_MAX), ("v4_bits", v4_bits, 32), ("v6_bits", v6_bits, 128)):
+        if not 0 <= v <= hi:
+            raise ValueError(f"{name}: 0..{hi}")
+    if len(list(exempt)) > RL_EXEMPT_MAX:
+        raise ValueError(f"at most {RL_EXEMPT_MAX} exempt subnets")
+
+
+def sockaddr_bytes(addr) -> bytes:
+    """The 28-byte struct sockaddr_in/in6 of a recvfrom address (inverse of sockaddr)."""
+    host = str(addr[0]).split("%", 1)[0]
+    port = int(addr[1]) if len(addr) > 1 else 0
+    if ":" in host:
+        raw = (socket.AF_INET6.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big") + bytes(4)
+               + socket.inet_pton(socket.AF_INET6, host) + bytes(4))
+    else:
+        raw = (socket.AF_INET.to_bytes(2, sys.byteorder) + port.to_bytes(2, "big")
+               + socket.inet_pton(socket.AF_INET, host))
+    return raw.ljust(28, b"\0")
+
+
 def sockaddr(raw: bytes):
     """A struct sockaddr_in/in6 (28 bytes, native family field) as socket.recvfrom gives it."""
     fam = int.from_bytes(raw[0:2], sys.byteorder)
@@ -383,6 +415,8 @@ if _native is not None:
             self.pc = pc
             b = self.b = _raw_new("struct kn_batch *")  # 530 KiB, mostly receive/send buffers
             b.now = b.bufsize = b.lookup = b.nnets = 0
+            b.rl = _ffi.NULL
+            self.limiter = None
             self.take()  # zeroes the cumulative counters
             self._rbuf = self.b.rbuf
             self._addr = self.b.addr
@@ -400,6 +434,11 @@ if _native is not None:
                 for j, byte in enumerate(packed):
                     b.net_addr[i][j] = byte
             b.nnets = len(nets)
+
+        def set_limiter(self, limiter: "RateLimit | None") -> None:
+            """Every datagram passes this rate limit first (None: no limit)."""
+            self.limiter = limiter  # keeps its C struct and shared table alive
+            self.b.rl = limiter.c if limiter is not None else _ffi.NULL
 
         def run(self, sock, now: int, bufsize: int, lookup: bool):
             b = self.b
@@ -431,6 +470,46 @@ if _native is not None:
 
         nrecv = property(lambda self: self.b.nrecv)
 
+    class RateLimit:
+        """A token bucket per client prefix (ratelimit.c kn_rl_*; twin:
+        native.pure.RateLimit) over `table`, a writable buffer (an mmap shared
+        by the forks): 8 bytes of shared counters, then nbuckets u64 buckets.
+        check(sockaddr bytes, now_ms) -> RL_PASS, RL_TC or RL_DROP;
+        tc(query) -> the TC=1 answer or None."""
+
+        def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
+                     v4_bits: int = 24, v6_bits: int = 56, exempt=()):
+            _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
+            self._table = table
+            base = _ffi.from_buffer("uint64_t[]", table)
+            c = self.c = _ffi.new("struct kn_rl *")
+            c.shared, c.buckets = base, base + 1
+            c.nbuckets, c.rate, c.instant, c.slip = nbuckets, rate, instant, slip
+            c.v4_bits, c.v6_bits = v4_bits, v6_bits
+            exempt = list(exempt)
+            for i, net in enumerate(exempt):
+                c.ex_family[i], c.ex_bits[i] = net.version, net.prefixlen
+                for j, byte in enumerate(net.network_address.packed):
+                    c.ex_addr[i][j] = byte
+            c.nexempt = len(exempt)
+            self._out = _ffi.new("uint8_t[]", DGRAM_MAX)
+
+        def check(self, sa: bytes, now_ms: int) -> int:
+            sa = bytes(sa).ljust(28, b"\0")
+            return _lib.kn_rl_check(self.c, sa, now_ms & _U32_MAX)
+
+        def tc(self, query: bytes) -> bytes | None:
+            query = bytes(query)
+            n = _lib.kn_rl_tc(query, len(query), self._out, DGRAM_MAX)
+            return _ffi.buffer(self._out, n)[:] if n > 0 else None
+
+        def counts(self) -> tuple[int, int, int]:
+            """(limited, TC answers sent, dropped) in this process."""
+            c = self.c
+            return c.nlimited, c.ntc, c.ndrop
+
+    assert (_lib.KN_RL_PASS, _lib.KN_RL_TC, _lib.KN_RL_DROP, _lib.KN_RL_EXEMPT_MAX,
+            _lib.KN_RL_INSTANT_MAX) == (RL_PASS, RL_TC, RL_DROP, RL_EXEMPT_MAX, RL_INSTANT_MAX)
     assert (_lib.KN_PC_ANSWER_MAX, _lib.KN_DGRAM_MAX, _lib.KN_BATCH_MAX, _lib.KN_NETS_MAX) == (
         PC_ANSWER_MAX, DGRAM_MAX, BATCH_MAX, NETS_MAX)
 
@@ -438,6 +517,7 @@ else:
     BACKEND = "pure"
     from native.pure import (  # noqa: F401  (re-export)
         PacketCache,
+        RateLimit,
         UdpBatch,
         answer,
         cache_key,
@@ -455,6 +535,10 @@ __all__ = [
     "NETS_MAX",
     "PC_ANSWER_MAX",
     "PacketCache",
+    "RateLimit",
+    "RL_DROP",
+    "RL_PASS",
+    "RL_TC",
     "UdpBatch",
     "sockaddr",
     "Code",

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "kresd_native.h"
 #include "wire.h"
@@ -436,6 +437,24 @@ static void count_hit(struct kn_batch *b, unsigned k)
 		b->rd++;
 }
 
+/* The rate limit's verdict on datagram i: 0 pass, -1 dropped, else the
+ * length of the TC answer written to out. */
+static int limited(struct kn_batch *b, int i, uint32_t now_ms, uint8_t *out)
+{
+	int v = kn_rl_check(b->rl, b->addr[i], now_ms);
+	if (v == KN_RL_PASS)
+		return 0;
+	if (v == KN_RL_TC) {
+		int len = kn_rl_tc(b->rbuf[i], b->len[i], out, KN_DGRAM_MAX);
+		if (len > 0) {
+			b->rl->ntc++;
+			return len;
+		}
+	}
+	b->rl->ndrop++;
+	return -1;
+}
+
 int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 {
 	struct mmsghdr rm[KN_BATCH_MAX], sm[KN_BATCH_MAX];
@@ -462,6 +481,12 @@ int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 	b->nrecv = (uint32_t)n;
 	unsigned ns = 0;
 	struct kn_query pq;
+	uint32_t now_ms = 0;
+	if (b->rl) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+		now_ms = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+	}
 	for (int i = 0; i < n; i++) {
 		b->len[i] = (uint16_t)(rm[i].msg_len > KN_DGRAM_MAX ? KN_DGRAM_MAX : rm[i].msg_len);
 		b->addrlen[i] = rm[i].msg_hdr.msg_namelen;
@@ -471,6 +496,11 @@ int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 		}
 		int len = 0;
 		unsigned k = 0;
+		if (b->rl && (len = limited(b, i, now_ms, b->sbuf[ns])) != 0) {
+			if (len < 0)
+				continue;
+			goto send;
+		}
 		if (b->lookup && pc->count && !(b->nnets && in_nets(b, b->addr[i]))) {
 			int rc = kn_parse_query(b->rbuf[i], b->len[i], &pq);
 			len = answer_of(pc, b->rbuf[i], b->len[i], &pq, rc, b->now, b->bufsize,
@@ -481,6 +511,7 @@ int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b)
 			continue;
 		}
 		count_hit(b, k);
+send:
 		memset(&sm[ns], 0, sizeof sm[ns]);
 		siov[ns].iov_base = b->sbuf[ns];
 		siov[ns].iov_len = (size_t)len;

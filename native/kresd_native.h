@@ -286,6 +286,7 @@ struct kn_batch {
 	uint8_t net_family[16];   /* 4 or 6 */
 	uint8_t net_bits[16];     /* prefix length */
 	uint8_t net_addr[16][16]; /* network address bytes (4 or 16 used) */
+	struct kn_rl *rl;      /* NULL, or the rate limit every datagram passes first */
 	/* out, set by each call */
 	uint32_t nrecv;        /* datagrams received */
 	uint32_t nmiss;        /* handed back to the caller: miss[0..nmiss) */
@@ -314,11 +315,49 @@ struct kn_batch {
 	uint8_t sbuf[64][4096];
 };
 
+/* Rate limiting (ratelimit.c): a token bucket per client prefix in a table
+ * the caller provides (shared between forks: a MAP_SHARED file). */
+#define KN_RL_EXEMPT_MAX 16
+#define KN_RL_INSTANT_MAX 1000000 /* larger instant limits are clamped */
+enum kn_rl_verdict { KN_RL_PASS = 0, KN_RL_TC = 1, KN_RL_DROP = 2 };
+
+struct kn_rl {
+	uint64_t *buckets;     /* nbuckets words (8-byte aligned), shared */
+	uint64_t *shared;      /* [0]: limited queries of all forks (slip counter) */
+	uint32_t nbuckets;     /* a power of two; 0 (or not a power): everything passes */
+	uint32_t rate;         /* queries per second per prefix */
+	uint32_t instant;      /* bucket size: queries at once per prefix */
+	uint32_t slip;         /* 0: drop every limited query; N: every Nth gets TC=1 */
+	uint8_t v4_bits;       /* prefix length of an IPv4 bucket */
+	uint8_t v6_bits;       /* prefix length of an IPv6 bucket */
+	uint8_t nexempt;       /* senders in ex_* are never limited */
+	uint8_t ex_family[16];
+	uint8_t ex_bits[16];
+	uint8_t ex_addr[16][16];
+	/* out, cumulative, this process only (the caller zeroes them) */
+	uint32_t nlimited;     /* kn_rl_check verdicts TC or DROP */
+	uint32_t ntc;          /* kn_udp_batch: TC answers sent */
+	uint32_t ndrop;        /* kn_udp_batch: limited datagrams dropped */
+};
+
+/* The verdict for one sender (a struct sockaddr_in/in6; other families
+ * pass) at now_ms (monotonic milliseconds, wrapping): KN_RL_PASS, or for a
+ * query beyond the limit KN_RL_TC (every slip-th limited query of all forks)
+ * or KN_RL_DROP. Updates the sender's bucket with atomic operations. */
+int kn_rl_check(struct kn_rl *rl, const uint8_t *sa, uint32_t now_ms);
+
+/* The TC=1 answer to query q: its header with QR and TC set (ID, opcode, RD
+ * and CD kept, rcode 0, counts 1/0/0/0) and its question. Returns its length,
+ * KN_EMALF when q is not a well-formed one-question query (then: drop), or
+ * KN_ENOSPC when outlen is too small. */
+int kn_rl_tc(const uint8_t *q, size_t qlen, uint8_t *out, size_t outlen);
+
 /* Receive up to KN_BATCH_MAX datagrams from the non-blocking UDP socket fd
  * (recvmmsg), answer the packet-cache hits (kn_pc_answer with b->now and
  * b->bufsize, unless b->lookup is 0 or the sender is inside one of the
  * b->nnets subnets) with one sendmmsg, and leave the rest in b->miss for the
- * caller. Returns the number received (0 when nothing was waiting), or -1
+ * caller. With b->rl set, every datagram first passes kn_rl_check: a TC
+ * verdict sends kn_rl_tc's answer, a DROP (or an unparsable TC) drops it. Returns the number received (0 when nothing was waiting), or -1
  * when recvmmsg failed (b->err). */
 int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b);
 

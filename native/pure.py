@@ -27,6 +27,7 @@ arrow points down: cache/ uses native/).
 from __future__ import annotations
 
 import struct
+import time
 
 import dns.exception
 import dns.flags
@@ -530,6 +531,7 @@ class UdpBatch:
     def __init__(self, pc: PacketCache):
         self.pc = pc
         self.nets: list = []
+        self.limiter: RateLimit | None = None
         self.nrecv = self.unsent = self.big = 0
         self._counts = dict.fromkeys(self._FIELDS, 0)
 
@@ -563,9 +565,34 @@ class UdpBatch:
         ip = ipaddress.ip_address(addr[0].split("%", 1)[0])
         return any(ip.version == n.version and ip in n for n in self.nets)
 
+    def set_limiter(self, limiter) -> None:
+        self.limiter = limiter
+
+    def _limited(self, sock, data: bytes, addr, now_ms: int) -> bool:
+        """kn_udp_batch's rate-limit step: True when the datagram was
+        answered with TC=1 or dropped."""
+        from native import sockaddr_bytes
+
+        rl = self.limiter
+        v = rl.check(sockaddr_bytes(addr), now_ms)
+        if v == 0:
+            return False
+        tc = rl.tc(data) if v == 1 else None
+        if tc is None:
+            rl.ndrop += 1
+            return True
+        rl.ntc += 1
+        try:
+            sock.sendto(tc, addr)
+        except OSError:
+            self.unsent += 1
+        return True
+
     def run(self, sock, now: int, bufsize: int, lookup: bool):
         self.nrecv = 0
         misses = []
+        limiter = self.limiter
+        now_ms = int(time.monotonic() * 1000) & 0xFFFFFFFF
         for _ in range(64):
             try:
                 data, addr = sock.recvfrom(65535)
@@ -574,6 +601,8 @@ class UdpBatch:
             self.nrecv += 1
             if len(data) > 4096:
                 self.big += 1
+                continue
+            if limiter is not None and self._limited(sock, data, addr, now_ms):
                 continue
             hit = None
             if lookup and self.pc.count and not (self.nets and self._in_nets(addr)):
@@ -587,3 +616,90 @@ class UdpBatch:
             except OSError:
                 self.unsent += 1
         return self.nrecv, misses
+
+
+_RL_MILLI = 1000
+
+
+def _rl_prefix_hash(family: int, addr: bytes, bits: int) -> int:
+    bits = min(bits, 32 if family == 4 else 128)
+    n = (bits + 7) // 8
+    buf = bytearray([family]) + bytearray(addr[:n])
+    if bits % 8:
+        buf[n] &= (0xFF << (8 - bits % 8)) & 0xFF
+    h = 2166136261
+    for c in buf:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def _rl_step(old: int, now_ms: int, rate: int, instant: int) -> tuple[int, bool]:
+    t, used = old >> 32, old & 0xFFFFFFFF
+    elapsed = (now_ms - t) & 0xFFFFFFFF
+    if elapsed > 0x80000000:
+        used = 0
+    else:
+        used = max(0, used - elapsed * rate)
+    if used + _RL_MILLI > instant * _RL_MILLI:
+        return (now_ms << 32) | used, True
+    return (now_ms << 32) | (used + _RL_MILLI), False
+
+
+class RateLimit:
+    """Twin of native.RateLimit (ratelimit.c): the same table layout, hash,
+    bucket arithmetic and verdicts. Python has no atomic u64 update: the
+    read-modify-write is plain (approximate under concurrent forks, which
+    the limit tolerates: a lost update lets one more query through)."""
+
+    def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
+                 v4_bits: int = 24, v6_bits: int = 56, exempt=()):
+        from native import _rl_args
+
+        _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
+        self._words = memoryview(table).cast("B")[: 8 * (nbuckets + 1)].cast("Q")
+        self.nbuckets, self.rate, self.instant, self.slip = nbuckets, rate, instant, slip
+        self.v4_bits, self.v6_bits = v4_bits, v6_bits
+        self.exempt = list(exempt)
+        self.nlimited = self.ntc = self.ndrop = 0
+
+    def _exempt(self, family: int, addr: bytes) -> bool:
+        import ipaddress
+
+        ip = ipaddress.ip_address(addr[:4] if family == 4 else addr[:16])
+        return any(n.version == family and ip in n for n in self.exempt)
+
+    def check(self, sa: bytes, now_ms: int) -> int:
+        import socket
+        import sys
+
+        sa = bytes(sa).ljust(28, b"\0")
+        fam = int.from_bytes(sa[0:2], sys.byteorder)
+        if fam == socket.AF_INET:
+            family, addr = 4, sa[4:8]
+        elif fam == socket.AF_INET6:
+            family, addr = 6, sa[8:24]
+        else:
+            return 0
+        if self.exempt and self._exempt(family, addr):
+            return 0
+        h = _rl_prefix_hash(family, addr, self.v4_bits if family == 4 else self.v6_bits)
+        i = 1 + (h & (self.nbuckets - 1))
+        instant = min(self.instant, 1_000_000)
+        new, limited = _rl_step(self._words[i], now_ms & 0xFFFFFFFF, self.rate, instant)
+        self._words[i] = new
+        if not limited:
+            return 0
+        self.nlimited += 1
+        n = (self._words[0] + 1) & 0xFFFFFFFFFFFFFFFF
+        self._words[0] = n
+        return 1 if self.slip and n % self.slip == 0 else 2
+
+    def tc(self, query: bytes) -> bytes | None:
+        pq = _parse_ok(bytes(query))
+        if pq is None or pq.flags & 0x8000:
+            return None
+        flags = 0x8000 | 0x0200 | (pq.flags & (0x7800 | 0x0100 | 0x0010))
+        return struct.pack(">HHHHHH", pq.id, flags, 1, 0, 0, 0) + bytes(query[12:pq.question_end])
+
+    def counts(self) -> tuple[int, int, int]:
+        return self.nlimited, self.ntc, self.ndrop

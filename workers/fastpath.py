@@ -18,6 +18,8 @@ Owns, for one worker:
   * the second tier, the LMDB positive-RRset answer (native.answer) for a
     query the packet cache of this fork has not seen yet: a hit in one fork
     is a hit in every fork, because the LMDB cache is shared;
+  * handing the batch the rate limit a layer offers (`rate_limiter`:
+    kresd/modules/rate_limiting.py), which C applies to every datagram first;
   * the counts of what the fast path answered, for the server's and the
     layers' stats (Layer.fast_count gets a native.BatchCounts per batch).
 Must not: change what a client gets. The packet cache replays the full
@@ -93,7 +95,9 @@ class FastPath:
     def _consent(self) -> None:
         nets: list = []
         lookup = bool(self.settings.fastpath) and getattr(self.resolver, "cache", None) is not None
+        limiter = None  # kresd/modules/rate_limiting.py: checked in C before any answer
         for layer in getattr(self.resolver, "layers", ()):
+            limiter = limiter or getattr(layer, "rate_limiter", None)
             layer.fast_source(self.collect)
             want = layer.fast_nets()
             if want == ALL:
@@ -104,6 +108,7 @@ class FastPath:
             lookup = False
         self._lookup, self._nets = lookup, nets
         self.batch.set_nets(nets)
+        self.batch.set_limiter(limiter)
 
     def _client_ok(self, addr) -> bool:
         if not self._nets:

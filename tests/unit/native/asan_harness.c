@@ -1,7 +1,7 @@
 /* asan_harness.c - drive every function of native/ under ASan/UBSan.
  *
  * Owns: a stand-alone main() used only by test_native_asan.py, for pkt.c,
- * key.c and answer.c. Two modes, each reading records from the file argv[2]
+ * key.c, answer.c, fastpath.c and ratelimit.c. Modes, each reading records from the file argv[2]
  * and copying every input into a heap block of exactly its length (so any
  * read past it is a heap-buffer-overflow report):
  *   parse  <file>: records are (u32 LE length, bytes). One line per record:
@@ -23,6 +23,16 @@
  *     every query2 is written to one end of an AF_UNIX datagram socketpair and
  *     kn_udp_batch (a heap struct kn_batch of exactly its size) runs on the
  *     other end until it returns 0. Prints "<received> <hits> <misses>".
+ *   ratelimit <file>: records are (u32 LE salen, sockaddr, u32 LE now_ms,
+ *     u32 LE qlen, query, u32 LE outlen). One kn_rl (16 buckets and the
+ *     counter word in heap blocks of exactly their size; rate 50, instant 3,
+ *     slip 2, /24 and /56, exempt 10.0.0.0/8) lives across all records; the
+ *     sockaddr is copied into a block of exactly 28 bytes. One line per
+ *     record: <kn_rl_check verdict> <kn_rl_tc rc> <tc answer hex, or ->
+ *   batchrl <file>: the pcache records' query2s are sent over UDP on
+ *     127.0.17.1 (ephemeral ports) to a socket that kn_udp_batch reads with a
+ *     rate limit of instant 3, rate 0 (no refill), slip 2 and no packet
+ *     cache answers. Prints "<received> <misses> <tc sent> <dropped>".
  * Must not: be part of the extension module.
  */
 #define _GNU_SOURCE
@@ -31,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "kresd_native.h"
@@ -229,6 +241,111 @@ static int mode_batch(FILE *f)
 	return 0;
 }
 
+static struct kn_rl *make_rl(uint32_t nbuckets, uint32_t rate, uint32_t instant, uint32_t slip)
+{
+	struct kn_rl *rl = calloc(1, sizeof(*rl));
+	if (!rl)
+		exit(2);
+	rl->buckets = calloc(nbuckets, sizeof(uint64_t));
+	rl->shared = calloc(1, sizeof(uint64_t));
+	if (!rl->buckets || !rl->shared)
+		exit(2);
+	rl->nbuckets = nbuckets;
+	rl->rate = rate;
+	rl->instant = instant;
+	rl->slip = slip;
+	rl->v4_bits = 24;
+	rl->v6_bits = 56;
+	return rl;
+}
+
+static void free_rl(struct kn_rl *rl)
+{
+	free(rl->buckets);
+	free(rl->shared);
+	free(rl);
+}
+
+static int mode_ratelimit(FILE *f)
+{
+	struct kn_rl *rl = make_rl(16, 50, 3, 2);
+	rl->nexempt = 1;
+	rl->ex_family[0] = 4;
+	rl->ex_bits[0] = 8;
+	rl->ex_addr[0][0] = 10;
+	size_t salen, now, qlen, outlen;
+	uint8_t *sa_rec;
+	while ((sa_rec = read_record(f, &salen)) != NULL) {
+		uint8_t *q = NULL;
+		if (read_u32(f, &now) != 0 || !(q = read_record(f, &qlen)) || read_u32(f, &outlen) != 0)
+			exit(2);
+		uint8_t *sa = calloc(1, 28), *out = malloc(outlen ? outlen : 1);
+		if (!sa || !out)
+			return 2;
+		memcpy(sa, sa_rec, salen < 28 ? salen : 28);
+		int v = kn_rl_check(rl, sa, (uint32_t)now);
+		int rc = kn_rl_tc(q, qlen, out, outlen);
+		printf("%d %d ", v, rc);
+		print_hex(out, rc);
+		free(sa);
+		free(out);
+		free(q);
+		free(sa_rec);
+	}
+	free_rl(rl);
+	return 0;
+}
+
+static int udp_on(struct sockaddr_in *a)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	socklen_t len = sizeof(*a);
+	memset(a, 0, sizeof(*a));
+	a->sin_family = AF_INET;
+	a->sin_addr.s_addr = inet_addr("127.0.17.1");
+	if (fd < 0 || bind(fd, (struct sockaddr *)a, sizeof(*a)) != 0
+	    || getsockname(fd, (struct sockaddr *)a, &len) != 0)
+		exit(2);
+	return fd;
+}
+
+static int mode_batchrl(FILE *f)
+{
+	struct kn_pcache *pc = small_cache();
+	struct sockaddr_in sa, ca;
+	int srv = udp_on(&sa), cli = udp_on(&ca);
+	uint8_t *q, *a, *q2;
+	size_t qlen, alen, q2len, now = 0;
+	unsigned sent = 0;
+	while (pc_record(f, &q, &qlen, &a, &alen, &q2, &q2len, &now) == 0) {
+		if (sendto(cli, q2, q2len, 0, (struct sockaddr *)&sa, sizeof sa) >= 0)
+			sent++;
+		free(q);
+		free(a);
+		free(q2);
+	}
+	struct kn_batch *b = malloc(sizeof(*b));
+	if (!b)
+		return 2;
+	memset(b, 0, sizeof(*b));
+	b->rl = make_rl(16, 0, 3, 2);
+	unsigned total = 0, misses = 0;
+	for (;;) {
+		int n = kn_udp_batch(srv, pc, b);
+		if (n <= 0)
+			break;
+		total += (unsigned)n;
+		misses += b->nmiss;
+	}
+	printf("%u %u %u %u\n", total, misses, b->rl->ntc, b->rl->ndrop);
+	free_rl(b->rl);
+	free(b);
+	close(srv);
+	close(cli);
+	free_cache(pc);
+	return sent == total ? 0 : 3;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "ranks") == 0) {
@@ -251,6 +368,10 @@ int main(int argc, char **argv)
 		rc = mode_pcache(f);
 	else if (strcmp(argv[1], "batch") == 0)
 		rc = mode_batch(f);
+	else if (strcmp(argv[1], "ratelimit") == 0)
+		rc = mode_ratelimit(f);
+	else if (strcmp(argv[1], "batchrl") == 0)
+		rc = mode_batchrl(f);
 	fclose(f);
 	return rc;
 }

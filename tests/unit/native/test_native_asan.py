@@ -18,6 +18,7 @@ test fails with the compiler's message if it is missing).
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import random
 import struct
@@ -278,3 +279,53 @@ def test_udp_batch_sanitized(harness, tmp_path):
     expected_hits = sum(1 for *_x, q2, _n in cases if pc.answer(q2, now, 1232) is not None)
     assert received == len(cases) == hits + misses
     assert hits == expected_hits > 0
+
+
+def _rl_cases(n: int, seed: int = 20261206) -> list[tuple[bytes, int, bytes, int]]:
+    """(sockaddr, now_ms, query, outlen): a few /24s and /56s (and an exempt
+    and a non-IP sender) at close times, good, mutated and random queries."""
+    rng = random.Random(seed)
+    good = [dns.message.make_query(f"n{i}.Example.", "A", id=i).to_wire() for i in range(8)]
+    hosts = [("127.0.15.%d" % rng.randrange(256)), "127.0.16.9", "10.1.2.3", "2001:db8::1",
+             "2001:db8:0:ff::2", "192.0.2.1"]
+    cases, now = [], 1000
+    for i in range(n):
+        now = (now + rng.choice([0, 1, 5, 40, 300, 2**31 + 5])) & 0xFFFFFFFF
+        sa = native.sockaddr_bytes((rng.choice(hosts), 53)) if i % 17 else bytes([1, 0]) + bytes(26)
+        q = rng.choice(good)
+        r = rng.random()
+        if r < 0.3:
+            q = _mutate(rng, q)
+        elif r < 0.4:
+            q = bytes(rng.randrange(256) for _ in range(rng.randrange(30)))
+        cases.append((sa, now, q, rng.choice([0, 5, 12, len(q), len(q) + 1, 512])))
+    return cases
+
+
+def test_rate_limit_sanitized_agrees(harness, tmp_path):
+    cases = _rl_cases(3000)
+    corpus = tmp_path / "rl.bin"
+    corpus.write_bytes(b"".join(
+        struct.pack("<I", len(sa)) + sa + struct.pack("<II", now, len(q)) + q + struct.pack("<I", outlen)
+        for sa, now, q, outlen in cases))
+    lines = _run(harness, "ratelimit", str(corpus))
+    table = bytearray(8 * 17)
+    rl = native.RateLimit(table, 16, 50, 3, 2, exempt=[ipaddress.ip_network("10.0.0.0/8")])
+    expected = []
+    for sa, now, q, outlen in cases:
+        v = rl.check(sa, now)
+        tc = rl.tc(q)
+        rc = (len(tc) if len(tc) <= outlen else native.Code.ENOSPC) if tc else native.Code.EMALF
+        expected.append(f"{v} {int(rc)} {tc.hex() if tc and rc > 0 else '-'}")
+    assert lines == expected
+    assert {line[0] for line in lines} == {"0", "1", "2"}
+
+
+def test_udp_batch_rate_limit_sanitized(harness, tmp_path):
+    cases = _pcache_cases(50, seed=8)
+    corpus = tmp_path / "batchrl.bin"
+    corpus.write_bytes(_pcache_blob(cases))
+    (line,) = _run(harness, "batchrl", str(corpus))
+    received, misses, tc, dropped = map(int, line.split())
+    assert received == len(cases) and misses == 3  # instant 3, no refill: the rest is limited
+    assert tc + dropped == received - 3 and tc > 0 and dropped > 0
