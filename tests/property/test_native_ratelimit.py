@@ -216,3 +216,14 @@ def test_udp_batch_cuts_a_flood(impl):
     finally:
         for s in (srv, flood, other):
             s.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.lists(st.binary(min_size=28, max_size=28), min_size=1, max_size=30),
+       fam=st.sampled_from([socket.AF_INET, socket.AF_INET6, 0, 1]), now=st.integers(0, 2**32 - 1))
+def test_random_sockaddrs_agree(raw, fam, now):
+    c, tc, p, tp = pair(16, 3, 2, 1, 20, 40, NETS)
+    for r in raw:
+        r = fam.to_bytes(2, "little") + r[2:]
+        assert c.check(r, now) == p.check(r, now)
+    assert tc == tp
