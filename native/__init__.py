@@ -478,14 +478,14 @@ if _native is not None:
         tc(query) -> the TC=1 answer or None."""
 
         def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
-                     v4_bits: int = 24, v6_bits: int = 56, exempt=()):
+                     v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False):
             _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
             self._table = table
             base = _ffi.from_buffer("uint64_t[]", table)
             c = self.c = _ffi.new("struct kn_rl *")
             c.shared, c.buckets = base, base + 1
             c.nbuckets, c.rate, c.instant, c.slip = nbuckets, rate, instant, slip
-            c.v4_bits, c.v6_bits = v4_bits, v6_bits
+            c.v4_bits, c.v6_bits, c.dry_run = v4_bits, v6_bits, bool(dry_run)
             exempt = list(exempt)
             for i, net in enumerate(exempt):
                 c.ex_family[i], c.ex_bits[i] = net.version, net.prefixlen

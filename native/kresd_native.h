@@ -331,6 +331,7 @@ struct kn_rl {
 	uint8_t v4_bits;       /* prefix length of an IPv4 bucket */
 	uint8_t v6_bits;       /* prefix length of an IPv6 bucket */
 	uint8_t nexempt;       /* senders in ex_* are never limited */
+	uint8_t dry_run;       /* count the limited queries, but let them pass */
 	uint8_t ex_family[16];
 	uint8_t ex_bits[16];
 	uint8_t ex_addr[16][16];

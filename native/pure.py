@@ -652,7 +652,7 @@ class RateLimit:
     the limit tolerates: a lost update lets one more query through)."""
 
     def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
-                 v4_bits: int = 24, v6_bits: int = 56, exempt=()):
+                 v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False):
         from native import _rl_args
 
         _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
@@ -660,6 +660,7 @@ class RateLimit:
         self.nbuckets, self.rate, self.instant, self.slip = nbuckets, rate, instant, slip
         self.v4_bits, self.v6_bits = v4_bits, v6_bits
         self.exempt = list(exempt)
+        self.dry_run = bool(dry_run)
         self.nlimited = self.ntc = self.ndrop = 0
 
     def _exempt(self, family: int, addr: bytes) -> bool:
@@ -690,6 +691,8 @@ class RateLimit:
         if not limited:
             return 0
         self.nlimited += 1
+        if self.dry_run:
+            return 0
         n = (self._words[0] + 1) & 0xFFFFFFFFFFFFFFFF
         self._words[0] = n
         return 1 if self.slip and n % self.slip == 0 else 2

@@ -143,6 +143,8 @@ int kn_rl_check(struct kn_rl *rl, const uint8_t *sa, uint32_t now_ms)
 	if (!limited)
 		return KN_RL_PASS;
 	rl->nlimited++;
+	if (rl->dry_run)
+		return KN_RL_PASS;
 	uint64_t n = __atomic_add_fetch(&rl->shared[0], 1, __ATOMIC_RELAXED);
 	if (rl->slip && n % rl->slip == 0)
 		return KN_RL_TC;

@@ -11,8 +11,10 @@ a Lua table takes them; dnsdist's MaxQPSIPRule is the same idea):
                               -- 0: drop all, 1: TC=1 to all
         v4_prefix = 24,       -- an IPv4 client's bucket is its /24
         v6_prefix = 56,       -- an IPv6 client's bucket is its /56
-        capacity = 65536,     -- buckets in the table (a power of two, hashed: sharing accepted)
+        capacity = 65536,     -- buckets in the table (rounded up to a power of two;
+                              -- hashed: prefixes may share one, which only limits sooner)
         exempt = {'127.0.0.0/8', '::1/128'},  -- never limited (at most 16 subnets)
+        dry_run = false,      -- count limited queries in stats(), limit nothing
     }
     rate_limiting.stats()   -- {limited=, tc=, dropped=} of this fork, limited_all of every fork
 
@@ -25,7 +27,11 @@ nothing in the rundir); forks with the same capacity share one file.
 The check runs in C on every UDP datagram before anything answers it
 (kn_udp_batch: packet-cache hits and misses alike). TCP is never limited (as
 kresd 6: a client limited over UDP retries over TCP after a TC=1).
-kresd 6's `log-period` is not implemented: giving it is an error.
+Differences from kresd 6, kept: one bucket per configured prefix (kresd 6
+tracks the address and several prefixes with fixed multipliers), drained
+linearly (a token bucket, as dnsdist's MaxQPSIPRule; kresd 6 decays
+exponentially); instant_limit at most 1000000. kresd 6's `log-period` is not
+implemented: giving it is an error.
 Must not: limit TCP, or change what an unlimited client gets.
 """
 from __future__ import annotations
@@ -43,12 +49,12 @@ from workers.layer import Layer
 from .registry import Module, builtin
 
 USAGE = ("rate_limiting.config{rate_limit = N, instant_limit = N, slip = N, v4_prefix = 24, "
-         "v6_prefix = 56, capacity = 65536, exempt = {'subnet', ...}}")
+         "v6_prefix = 56, capacity = 65536, exempt = {'subnet', ...}, dry_run = false}")
 FILE = "rate_limiting.{}"
 DEFAULTS = {"instant_limit": 50, "slip": 2, "v4_prefix": 24, "v6_prefix": 56, "capacity": 1 << 16}
 _RANGES = {"rate_limit": (1, 0xFFFFFFFF), "instant_limit": (1, native.RL_INSTANT_MAX),
-           "slip": (0, 0xFFFFFFFF), "v4_prefix": (0, 32), "v6_prefix": (0, 128),
-           "capacity": (1024, 1 << 24)}
+           "slip": (0, 100), "v4_prefix": (0, 32), "v6_prefix": (0, 128),
+           "capacity": (1, 1 << 24)}
 
 
 class RateLimitLayer(Layer):
@@ -98,14 +104,19 @@ def parse_config(arg: Any) -> dict:
     for key in arg:
         if key in ("log_period", "log-period"):
             raise LuaUsage("rate_limiting: log_period (kresd 6) is not implemented")
-        if key not in _RANGES and key != "exempt":
+        if key not in _RANGES and key not in ("exempt", "dry_run"):
             raise LuaUsage(f"{USAGE}: unknown key '{key}'")
     if "rate_limit" not in arg:
         raise LuaUsage(f"{USAGE}: rate_limit is required")
     conf = {k: _int(k, arg.get(k, DEFAULTS.get(k))) for k in _RANGES}
-    if conf["capacity"] & (conf["capacity"] - 1):
-        raise LuaUsage(f"{USAGE}: capacity must be a power of two")
+    if conf["rate_limit"] > 1000 * conf["instant_limit"]:
+        raise LuaUsage(f"{USAGE}: rate_limit must be at most 1000 * instant_limit (as kresd 6)")
+    conf["capacity"] = max(1024, 1 << (conf["capacity"] - 1).bit_length())  # as kresd 6: a power of two
     conf["exempt"] = _nets(arg.get("exempt", []))
+    dry_run = arg.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise LuaUsage(f"{USAGE}: dry_run must be true or false")
+    conf["dry_run"] = dry_run
     return conf
 
 
@@ -156,7 +167,7 @@ class RateLimiting(Module):
             self._table = open_table(os.getcwd(), conf["capacity"])
             self._limiter = native.RateLimit(
                 self._table, conf["capacity"], conf["rate_limit"], conf["instant_limit"],
-                conf["slip"], conf["v4_prefix"], conf["v6_prefix"], conf["exempt"])
+                conf["slip"], conf["v4_prefix"], conf["v6_prefix"], conf["exempt"], conf["dry_run"])
         return self._limiter
 
     def stats(self) -> dict:

@@ -128,6 +128,16 @@ def test_v6_prefix_and_exempt(impl):
     assert all(rl.check(sa("2001:db8:1::5"), 0) == 0 for _ in range(20))  # exempt
 
 
+def test_dry_run_alike():
+    tc, tp = bytearray(8 * 17), bytearray(8 * 17)
+    c = native.RateLimit(tc, 16, 0, 1, 1, dry_run=True)
+    p = pure.RateLimit(tp, 16, 0, 1, 1, dry_run=True)
+    for rl in (c, p):
+        assert [rl.check(sa("127.0.15.1"), 0) for _ in range(4)] == [0] * 4
+        assert rl.counts() == (3, 0, 0)
+    assert tc == tp
+
+
 @pytest.mark.parametrize("slip, expect", [(0, [2] * 6), (1, [1] * 6), (3, [2, 2, 1, 2, 2, 1])])
 def test_slip(slip, expect):
     c, _, p, _ = pair(rate=0, instant=1, slip=slip)

@@ -20,11 +20,16 @@ def test_defaults_and_ranges():
     assert (conf["v4_prefix"], conf["v6_prefix"], conf["capacity"]) == (24, 56, 65536)
     for bad in ({}, {"rate_limit": 0}, {"rate_limit": 1.5}, {"rate_limit": True},
                 {"rate_limit": 5, "v4_prefix": 33}, {"rate_limit": 5, "v6_prefix": -1},
-                {"rate_limit": 5, "capacity": 5000}, {"rate_limit": 5, "instant_limit": 0},
+                {"rate_limit": 5, "capacity": 0}, {"rate_limit": 5, "instant_limit": 0},
+                {"rate_limit": 5, "slip": 101}, {"rate_limit": 1001, "instant_limit": 1},
+                {"rate_limit": 5, "dry_run": 1},
                 {"rate_limit": 5, "exempt": ["not a net"]}, {"rate_limit": 5, "bogus": 1},
                 {"rate_limit": 5, "exempt": ["10.0.0.0/8"] * 17}, "rate_limit=5"):
         with pytest.raises(LuaUsage):
             parse_config(bad)
+    assert parse_config({"rate_limit": 5, "capacity": 5000})["capacity"] == 8192  # rounded up
+    assert parse_config({"rate_limit": 5, "capacity": 3})["capacity"] == 1024
+    assert parse_config({"rate_limit": 5, "dry_run": True})["dry_run"] is True
     with pytest.raises(LuaUsage, match="log_period.*not implemented"):
         parse_config({"rate_limit": 5, "log_period": 1000})
 
@@ -64,3 +69,12 @@ def test_unconfigured_module_limits_nothing():
     assert m.limiter() is None and m.layer.rate_limiter is None
     assert m.layer.fast_ok(None)  # the packet cache stays on
     assert m.stats() == {"limited": 0, "tc": 0, "dropped": 0, "limited_all": 0}
+
+
+def test_dry_run_counts_but_passes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = RateLimiting(ModuleContext(Settings()))
+    m.config({"rate_limit": 1, "instant_limit": 1, "dry_run": True, "capacity": 1024})
+    rl = m.limiter()
+    assert [rl.check(native.sockaddr_bytes(("192.0.2.1", 1)), 0) for _ in range(3)] == [0, 0, 0]
+    assert m.stats()["limited"] == 2 and m.stats()["limited_all"] == 0
