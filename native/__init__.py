@@ -34,6 +34,10 @@ two hot-path entry points:
         The one rule of which cache ranks may be served as an answer
         (kn_rank_is_answer); cache.api.is_answer_rank is this function.
 
+It also wraps the packet cache and UDP batch (PacketCache, UdpBatch) and the
+rate limit (RateLimit, over a table the caller maps: kresd/modules/
+rate_limiting.py), each with its twin in native/pure.py.
+
 Must not: hold Python objects in C, call back into Python, or keep state
 beyond the preallocated buffers below. Those buffers (one struct kn_query, one
 key buffer) are module-level and reused on every call, so the wrappers are

@@ -1,7 +1,8 @@
 """Pure-Python twins of the C functions in native/, built on dnspython.
 
 Owns: parse_query() and cache_key() with exactly the results and error codes
-of the C versions (kn_parse_query, kn_cache_key). They are the reference the
+of the C versions (kn_parse_query, kn_cache_key), and the twins of answer,
+PacketCache, UdpBatch and RateLimit (ratelimit.c). They are the reference the
 property tests compare the C code against, and the fallback when the
 extension is not built (native.BACKEND == "pure").
 Must not: import native._native, or differ from the C code in any result:

@@ -1,7 +1,7 @@
 """Memory-safety check: every C function of native/ under AddressSanitizer + UBSan.
 
 Owns: compiling tests/unit/native/asan_harness.c with the C sources
-(build.SOURCES: pkt.c, key.c, answer.c) and -fsanitize=address,undefined in a
+(build.SOURCES: pkt.c, key.c, answer.c, fastpath.c, ratelimit.c) and -fsanitize=address,undefined in a
 temporary directory (a subprocess, a few seconds), then feeding it
   * the hostile corpus plus thousands of mutated packets (kn_parse_query,
     kn_cache_key),
@@ -9,6 +9,9 @@ temporary directory (a subprocess, a few seconds), then feeding it
     kn_answer: good queries and values, truncated and bit-flipped values,
     random bytes, mutated queries, output buffers from 0 bytes up,
   * every rank byte for kn_rank_is_answer,
+  * the packet cache and kn_udp_batch, with and without a rate limit, and
+    thousands of (sender, time, query, outlen) cases for kn_rl_check and
+    kn_rl_tc (ratelimit.c),
 each input in a heap block of exactly its length, and checking that the
 sanitized build reports nothing and returns the same codes and bytes as the
 extension module.
