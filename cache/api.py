@@ -289,8 +289,10 @@ class Writer:
         return len(self._ops)
 
     def stash_rrset(self, rrset: dns.rrset.RRset, rank: int,
-                    rrsigs: dns.rrset.RRset | None = None) -> None:
-        """Stash a positive RRset (class IN); TTL = min(rrset, rrsigs) clamped."""
+                    rrsigs: dns.rrset.RRset | None = None, inception: int | None = None) -> None:
+        """Stash a positive RRset (class IN); TTL = min(rrset, rrsigs) clamped.
+        `inception`: when the data arrived (default: now; the prefill module
+        passes its zone file's mtime, as kresd's zone import does)."""
         cache = self._cache
         rtype = int(rrset.rdtype)
         k = _key(rrset.name, TAG_RRSET, rtype)
@@ -298,7 +300,8 @@ class Writer:
             return
         ttl = rrset.ttl if rrsigs is None or not len(rrsigs) else min(rrset.ttl, rrsigs.ttl)
         try:
-            value = entry.pack_rrset(rrset, rrsigs, inception=int(cache.clock()),
+            value = entry.pack_rrset(rrset, rrsigs,
+                                     inception=int(cache.clock() if inception is None else inception),
                                      ttl=cache.clamp_ttl(ttl), rank=int(rank))
         except EntryError as exc:
             log.debug("not caching %s %s: %s", rrset.name, rtype, exc)
@@ -340,9 +343,11 @@ class Writer:
         self._ops.append(_Stash(k, value, int(rank), rivals, ()))
 
     def stash_nsec(self, zone: dns.name.Name, rrset: dns.rrset.RRset, rank: int,
-                   rrsigs: dns.rrset.RRset | None = None, soa_minimum: int | None = None) -> None:
+                   rrsigs: dns.rrset.RRset | None = None, soa_minimum: int | None = None,
+                   inception: int | None = None) -> None:
         """Stash an NSEC/NSEC3 RRset of `zone` into the index (cache/nsec.py keys).
-        TTL = min(rrset, rrsigs, SOA MINIMUM) (RFC 8198 5.4), then clamped."""
+        TTL = min(rrset, rrsigs, SOA MINIMUM) (RFC 8198 5.4), then clamped;
+        `inception` as in stash_rrset."""
         cache = self._cache
         rtype = int(rrset.rdtype)
         if rtype not in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3):
@@ -368,7 +373,8 @@ class Writer:
         if soa_minimum is not None:
             ttls.append(int(soa_minimum))
         try:
-            value = entry.pack_rrset(rrset, rrsigs, inception=int(cache.clock()),
+            value = entry.pack_rrset(rrset, rrsigs,
+                                     inception=int(cache.clock() if inception is None else inception),
                                      ttl=cache.clamp_ttl(min(ttls)), rank=int(rank))
         except EntryError as exc:
             log.debug("not indexing %s: %s", rrset.name, exc)

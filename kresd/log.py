@@ -55,6 +55,7 @@ class Group(str, enum.Enum):
     WORKER = "worker"
     POLICY = "policy"
     PRIMING = "primin"
+    PREFILL = "prefil"
     CONTROL = "contrl"
     MODULE = "module"
     DEVEL = "devel"

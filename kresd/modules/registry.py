@@ -91,7 +91,7 @@ def builtin(cls):
 BUILTIN_FILES = ("hints", "stats", "policy", "view", "dns64", "renumber", "refuse_nord",
                  "workarounds", "priming", "ta_sentinel", "ta_signal_query", "bogus_log",
                  "ns_refresh", "http", "graphite", "nsid", "rebinding",
-                 "edns_keepalive", "daf", "serve_stale", "predict", "rate_limiting")
+                 "edns_keepalive", "daf", "serve_stale", "predict", "rate_limiting", "prefill")
 
 
 def builtin_factory(name: str) -> Callable[[ModuleContext], Module] | None:
