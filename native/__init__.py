@@ -212,6 +212,25 @@ def _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt) -> 
         raise ValueError(f"at most {RL_EXEMPT_MAX} exempt subnets")
 
 
+def limit_datagram(rl, sock, data: bytes, addr, now_ms: int) -> tuple[bool, bool]:
+    """kn_udp_batch's rate-limit step for one datagram read in Python (the
+    twin's batch, and the server's fallback reader), with a RateLimit of
+    either backend: (limited: TC=1 sent or dropped, the TC answer could not
+    be sent)."""
+    v = rl.check(sockaddr_bytes(addr), now_ms)
+    if v == RL_PASS:
+        return False, False
+    tc = rl.tc(data) if v == RL_TC else None
+    rl.count(tc is not None)
+    if tc is None:
+        return True, False
+    try:
+        sock.sendto(tc, addr)
+    except OSError:
+        return True, True
+    return True, False
+
+
 def sockaddr_bytes(addr) -> bytes:
     """The 28-byte struct sockaddr_in/in6 of a recvfrom address (inverse of sockaddr)."""
     host = str(addr[0]).split("%", 1)[0]
@@ -511,6 +530,13 @@ if _native is not None:
             """(limited, TC answers sent, dropped) in this process."""
             c = self.c
             return c.nlimited, c.ntc, c.ndrop
+
+        def count(self, tc: bool) -> None:
+            """A limited datagram handled outside kn_udp_batch: TC sent, or dropped."""
+            if tc:
+                self.c.ntc += 1
+            else:
+                self.c.ndrop += 1
 
     assert (_lib.KN_RL_PASS, _lib.KN_RL_TC, _lib.KN_RL_DROP, _lib.KN_RL_EXEMPT_MAX,
             _lib.KN_RL_INSTANT_MAX) == (RL_PASS, RL_TC, RL_DROP, RL_EXEMPT_MAX, RL_INSTANT_MAX)

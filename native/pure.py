@@ -572,22 +572,11 @@ class UdpBatch:
     def _limited(self, sock, data: bytes, addr, now_ms: int) -> bool:
         """kn_udp_batch's rate-limit step: True when the datagram was
         answered with TC=1 or dropped."""
-        from native import sockaddr_bytes
+        from native import limit_datagram
 
-        rl = self.limiter
-        v = rl.check(sockaddr_bytes(addr), now_ms)
-        if v == 0:
-            return False
-        tc = rl.tc(data) if v == 1 else None
-        if tc is None:
-            rl.ndrop += 1
-            return True
-        rl.ntc += 1
-        try:
-            sock.sendto(tc, addr)
-        except OSError:
-            self.unsent += 1
-        return True
+        limited, unsent = limit_datagram(self.limiter, sock, data, addr, now_ms)
+        self.unsent += unsent
+        return limited
 
     def run(self, sock, now: int, bufsize: int, lookup: bool):
         self.nrecv = 0
@@ -707,3 +696,9 @@ class RateLimit:
 
     def counts(self) -> tuple[int, int, int]:
         return self.nlimited, self.ntc, self.ndrop
+
+    def count(self, tc: bool) -> None:
+        if tc:
+            self.ntc += 1
+        else:
+            self.ndrop += 1

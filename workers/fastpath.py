@@ -125,9 +125,13 @@ class FastPath:
         """worker.stats().fastpath: answers by tier, and the packet cache."""
         self.collect()
         pc = self.pc
-        return {"packet_hits": self.pc_hits, "lmdb_hits": self.hits, "entries": pc.count,
-                "bytes": pc.used, "flushes": pc.flushes, "generation": pc.gen,
-                "backend": native.BACKEND}
+        out = {"packet_hits": self.pc_hits, "lmdb_hits": self.hits, "entries": pc.count,
+               "bytes": pc.used, "flushes": pc.flushes, "generation": pc.gen,
+               "backend": native.BACKEND}
+        limiter = getattr(self.batch, "limiter", None)
+        if limiter is not None:  # the rate_limiting module (this limiter's counts: reset by a reconfig)
+            out["ratelimited"], out["ratelimit_tc"], out["ratelimit_dropped"] = limiter.counts()
+        return out
 
     # -- the batch ---------------------------------------------------------------
     def run(self, sock):

@@ -32,6 +32,7 @@ import enum
 import functools
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
 
@@ -40,6 +41,7 @@ import dns.flags
 import dns.message
 import dns.rcode
 
+import native
 from kresd import log
 from kresd.errors import EXIT_BIND, BootError
 from workers.settings import Endpoint, Settings
@@ -447,6 +449,10 @@ class Server:
                     return
                 except OSError as e:  # e.g. a queued ICMP error
                     log.debug(G, "udp recvfrom: %s", e)
+                    continue
+                limiter = getattr(getattr(self.fast, "batch", None), "limiter", None)
+                if limiter is not None and native.limit_datagram(  # (as the batch does in C)
+                        limiter, sock, data, addr, int(time.monotonic() * 1000) & 0xFFFFFFFF)[0]:
                     continue
                 self._udp_datagram(sock, data, addr)
         except Exception as e:  # noqa: BLE001 - never kill the listener

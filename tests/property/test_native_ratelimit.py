@@ -237,3 +237,39 @@ def test_random_sockaddrs_agree(raw, fam, now):
         r = fam.to_bytes(2, "little") + r[2:]
         assert c.check(r, now) == p.check(r, now)
     assert tc == tp
+
+
+@pytest.mark.parametrize("impl", ["c", "pure"])
+def test_udp_batch_limits_packet_cache_hits(impl):
+    """The limit comes before the packet cache: a client over its limit gets
+    no cached answer (only the TC=1 form every slip-th time)."""
+    import dns.rrset
+
+    mod = native if impl == "c" else pure
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.17.4", 0))
+    srv.setblocking(False)
+    flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flood.bind(("127.0.17.5", 0))
+    q = dns.message.make_query("hit.example.", "A", id=9)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("hit.example.", 300, "IN", "A", "192.0.2.1"))
+    pc = mod.PacketCache()
+    assert pc.insert(q.to_wire(), r.to_wire(), 1000) == 0
+    rl = mod.RateLimit(bytearray(8 * 1025), 1024, 0, 4, 2)
+    batch = mod.UdpBatch(pc)
+    batch.set_limiter(rl)
+    try:
+        for _ in range(10):
+            flood.sendto(q.to_wire(), srv.getsockname())
+        n, misses = batch.run(srv, 1001, 1232, True)
+        assert n == 10 and not misses
+        counts = batch.take()[0]
+        assert counts.hits == 4 and rl.counts() == (6, 3, 3)
+        flood.settimeout(1)
+        replies = [dns.message.from_wire(flood.recv(512)) for _ in range(7)]
+        assert sum(1 for x in replies if x.answer and not x.flags & dns.flags.TC) == 4
+        assert sum(1 for x in replies if x.flags & dns.flags.TC and not x.answer) == 3
+    finally:
+        srv.close()
+        flood.close()

@@ -443,3 +443,34 @@ def test_close_with_grace_answers_in_flight_queries(test_addr):
         assert dns.message.from_wire(await udp).answer
         writer.close()
     run(main())
+
+
+def test_fallback_reader_applies_the_rate_limit(test_addr):
+    """When the fast-path batch fails, the plain reader takes the socket: the
+    rate limit the batch would have applied in C still holds there."""
+    import types
+
+    import native
+
+    class BrokenFast:
+        BATCH_MAX = 64
+
+        def __init__(self):
+            self.batch = types.SimpleNamespace(limiter=native.RateLimit(bytearray(8 * 1025), 1024, 0, 2, 1))
+
+        def run(self, sock):
+            raise RuntimeError("a fast-path bug")
+
+        def remember(self, *args):
+            return False
+
+    async def main():
+        h = Harness(test_addr)
+        fast = BrokenFast()
+        h.server = Server(h.settings, h.resolver, fast=fast)
+        async with h:
+            got = [dns.message.from_wire(await h.udp(q(f"n{i}.example.").to_wire())) for i in range(4)]
+        assert [bool(r.answer) for r in got] == [True, True, False, False]
+        assert all(r.flags & dns.flags.TC for r in got[2:])
+        assert fast.batch.limiter.counts() == (2, 2, 0) and len(h.resolver.calls) == 2
+    run(main())
