@@ -25,15 +25,18 @@ that every fork drops its packet cache (workers/fastpath.py) and answers
 from the imported data at once. The file is re-read every `interval`
 seconds only when its mtime changed. The whole zone is written in one
 transaction: a failed import writes nothing.
-Known cost: dnspython parses a zone of the real root's size (~28k records)
-in ~3.5 s and the write takes ~1 s more on this machine (kresd: well under
-1 s), during which worker 0's loop does not answer; the other forks do.
+Cost: dnspython parses a zone of the real root's size (~28k records) in
+~3.5 s on this machine, and the write takes ~1 s more (kresd: well under
+1 s). The parse and the verification run in a thread of worker 0 (its loop
+keeps answering, more slowly, as the thread holds the GIL while parsing);
+only the write, one LMDB transaction, runs on the loop.
 Must not: block the request path longer than one import (it runs on a loop
 timer, never inside a request), or import anything but the root zone.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -64,6 +67,7 @@ INTERVAL_MIN = 3600  # kresd rz_interval_min
 ERROR_INTERVAL = 600  # kresd rz_import_error_interval: retry after a failed import
 FIRST_RETRY = 1  # kresd retries a first failed import after 1 s
 NOT_OPEN_RETRY = 1  # the cache is not open yet (the config runs before it opens)
+POLL = 0.1  # seconds between looks at a running parse
 NSEC_TYPES = (T.NSEC, T.NSEC3)
 SIG_BUDGET = 10 ** 9  # one import may verify every signature of the zone
 
@@ -187,16 +191,24 @@ def _keys(zone: dns.zone.Zone, settings, stamp: int) -> list | None:
     return [k for k in keys if _verify.key_usable(k)]
 
 
-def import_zone(cache, zone: dns.zone.Zone, settings, stamp: int) -> Imported:
-    """Verify `zone` (if a trust anchor covers it) and write it to `cache` in
-    one transaction, as arrived at `stamp` (Unix time). Raises PrefillError
-    and writes nothing when the zone does not validate."""
+@dataclass
+class Plan:
+    """A verified zone, ready to write: (rrset, rank, its RRSIGs) in order."""
+
+    rrsets: list
+    soa_min: int | None
+    secure: bool
+
+
+def plan_zone(zone: dns.zone.Zone, settings, stamp: int) -> Plan:
+    """Verify `zone` (if a trust anchor covers it) and rank its RRsets, as
+    arrived at `stamp` (Unix time). CPU only, no I/O: it may run in a thread.
+    Raises PrefillError when the zone does not validate."""
     keys = _keys(zone, settings, stamp)
     budget = _verify.Budget(SIG_BUDGET)
     cuts = {name for name, node in zone.nodes.items()
             if name != ROOT and node.get_rdataset(dns.rdataclass.IN, T.NS) is not None}
     soa = zone.get_rdataset(ROOT, T.SOA)
-    soa_min = soa[0].minimum if soa is not None else None
     plan = []
     for rrset, sigs in _rrsets(zone):
         if not _is_auth(rrset.name, rrset.rdtype, cuts):
@@ -208,16 +220,48 @@ def import_zone(cache, zone: dns.zone.Zone, settings, stamp: int) -> Imported:
                 raise PrefillError(f"validation failed for {rrset.name} "
                                    f"{dns.rdatatype.to_text(rrset.rdtype)}: {verdict.reason}")
         plan.append((rrset, Rank.AUTH | (Rank.SECURE if keys is not None else Rank.INSECURE), sigs))
+    return Plan(plan, soa[0].minimum if soa is not None else None, keys is not None)
+
+
+def write_plan(cache, plan: Plan, stamp: int) -> Imported:
+    """Write a planned zone to `cache` in one transaction."""
     records = 0
     with cache.writer() as w:
-        for rrset, rank, sigs in plan:
+        for rrset, rank, sigs in plan.rrsets:
             records += len(rrset)
             if rrset.rdtype in NSEC_TYPES:
                 if rank & Rank.SECURE:  # kresd stashes only validated NSEC*
-                    w.stash_nsec(ROOT, rrset, rank, sigs, soa_min, inception=stamp)
+                    w.stash_nsec(ROOT, rrset, rank, sigs, plan.soa_min, inception=stamp)
                 continue
             w.stash_rrset(rrset, rank, sigs, inception=stamp)
-    return Imported(rrsets=len(plan), records=records, secure=keys is not None)
+    return Imported(rrsets=len(plan.rrsets), records=records, secure=plan.secure)
+
+
+def import_zone(cache, zone: dns.zone.Zone, settings, stamp: int) -> Imported:
+    """Verify `zone` and write it to `cache` in one transaction (plan_zone,
+    write_plan). Raises PrefillError and writes nothing when it does not validate."""
+    return write_plan(cache, plan_zone(zone, settings, stamp), stamp)
+
+
+class _Job:
+    """parse_zone + plan_zone of one file version in a daemon thread. dnspython
+    holds the GIL while it parses, so the loop answers more slowly meanwhile,
+    but it answers; only write_plan (about a quarter of the time) blocks it."""
+
+    def __init__(self, path: str, mtime: float, settings):
+        self.path, self.mtime, self.settings = path, mtime, settings
+        self.plan: Plan | None = None
+        self.error: Exception | None = None
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name="prefill", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.plan = plan_zone(parse_zone(self.path), self.settings, int(self.mtime))
+        except (OSError, PrefillError) as exc:
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - reported like a bad file, never lost in the thread
+            self.error = PrefillError(f"{type(exc).__name__}: {exc}")
 
 
 # -- the module ------------------------------------------------------------------
@@ -235,6 +279,7 @@ class Prefill(Module):
         self.imported: Imported | None = None
         self.failures = 0
         self._timer = None
+        self._job: _Job | None = None  # a parse + verification running in a thread
 
     def config(self, arg: Any = None) -> Any:
         if arg is None:
@@ -269,9 +314,11 @@ class Prefill(Module):
         if self._timer is not None and self.ctx.scheduler is not None:
             self.ctx.scheduler.cancel(self._timer)
         self._timer = None
+        self._job = None  # a running parse finishes in its daemon thread, unused
 
     def tick(self) -> None:
-        """The timer: import if the file changed, then arm the next check."""
+        """The timer: if the file changed, parse and verify it in a thread (the
+        loop keeps answering), then write it from the loop; arm the next check."""
         self._timer = None
         if self.path is None:
             return
@@ -282,27 +329,64 @@ class Prefill(Module):
         if cache is None or not getattr(cache, "is_open", False):
             self._arm(NOT_OPEN_RETRY)
             return
-        self._arm(self.fill(cache))
+        if self._job is not None:  # a preparation is running: wait for it
+            self._poll(cache)
+            return
+        try:
+            mtime = self._changed()
+        except OSError as exc:
+            self._arm(self._failed(exc))
+            return
+        if mtime is None:
+            self._arm(self.interval)
+            return
+        job = self._job = _Job(self.path, mtime, self.ctx.settings)
+        job.thread.start()
+        self._arm(POLL)
+
+    def _poll(self, cache) -> None:
+        job = self._job
+        if job.thread.is_alive():
+            self._arm(POLL)
+            return
+        self._job = None
+        if job.error is not None:
+            self._arm(self._failed(job.error))
+            return
+        self._arm(self._commit(cache, job.mtime, job.plan, job.started))
 
     def fill(self, cache) -> float:
-        """One check of the file; returns the seconds until the next one."""
+        """One check of the file, all on this thread; returns the seconds
+        until the next one."""
         try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime == self.mtime:
-                log.info(G, "root zone file %s unchanged, next check in %d s", self.path, self.interval)
+            mtime = self._changed()
+            if mtime is None:
                 return self.interval
-            stamp = int(mtime)
-            if stamp > time.time():
-                log.warning(G, "zone file `%s` comes from future", self.path)
             t0 = time.monotonic()
-            zone = parse_zone(self.path)
-            done = import_zone(cache, zone, self.ctx.settings, stamp)
+            plan = plan_zone(parse_zone(self.path), self.ctx.settings, int(mtime))
         except (OSError, PrefillError) as exc:
-            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.failures += 1
-            delay = FIRST_RETRY if self.failures == 1 else ERROR_INTERVAL
-            log.error(G, "root zone import failed (%s), retry in %d s", msg, delay)
-            return delay
+            return self._failed(exc)
+        return self._commit(cache, mtime, plan, t0)
+
+    def _changed(self) -> float | None:
+        """The file's mtime when it changed since the last import, else None."""
+        mtime = os.stat(self.path).st_mtime
+        if mtime == self.mtime:
+            log.info(G, "root zone file %s unchanged, next check in %d s", self.path, self.interval)
+            return None
+        if mtime > time.time():
+            log.warning(G, "zone file `%s` comes from future", self.path)
+        return mtime
+
+    def _failed(self, exc: Exception) -> float:
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.failures += 1
+        delay = FIRST_RETRY if self.failures == 1 else ERROR_INTERVAL
+        log.error(G, "root zone import failed (%s), retry in %d s", msg, delay)
+        return delay
+
+    def _commit(self, cache, mtime: float, plan: Plan, t0: float) -> float:
+        done = write_plan(cache, plan, int(mtime))
         self.mtime, self.imported, self.failures = mtime, done, 0
         generation = getattr(cache, "generation", None)
         if generation is not None:

@@ -237,3 +237,25 @@ def test_consent_subnets_generation_and_epoch(env, pair):
     fast.sync()
     assert fast.pc.count == 0  # after a console command the packet cache starts empty
     assert not fast.remember(q.to_wire(), _answer_for(q), ("192.0.2.200", 53), now - 1)  # a second later
+
+
+def test_rate_limiter_reaches_the_batch_and_its_counts_the_stats(env):
+    """A layer offering `rate_limiter` (the rate_limiting module) has it handed
+    to the batch at the next consent; worker.stats().fastpath (and so
+    /metrics) shows its counts."""
+    fast, resolver, _cache, _clock = env
+    rl = native.RateLimit(bytearray(8 * 1025), 1024, 0, 1, 1)
+
+    class Limiting(Neutral):
+        rate_limiter = rl
+
+    fast.sync()
+    assert getattr(fast.batch, "limiter", None) is None and "ratelimited" not in fast.stats()
+    resolver.layers.append(Limiting())
+    fast.settings.epoch += 1
+    fast.sync()
+    assert fast.batch.limiter is rl
+    rl.count(True)
+    rl.count(False)
+    st = fast.stats()
+    assert (st["ratelimit_tc"], st["ratelimit_dropped"]) == (1, 1)

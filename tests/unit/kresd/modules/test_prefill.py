@@ -190,19 +190,28 @@ def _module(cache, worker_id=0):
     return pf.Prefill(ctx)
 
 
+def _tick(m):
+    """One timer tick, and the poll ticks of a parse started in its thread."""
+    m.tick()
+    while m._job is not None:
+        assert m.ctx.scheduler.armed[-1] == pf.POLL  # the loop polls, it does not wait
+        m._job.thread.join(10)
+        m.tick()
+
+
 def test_tick_imports_once_per_mtime_and_bumps_generation(tmp_path, cache):
     path = write(tmp_path, ROOT_ZONE, age=10)
     m = _module(cache)
     m.config({".": {"url": f"file://{path}", "interval": 7200}})
     assert m.ctx.scheduler.armed == [0]
     gen = cache.generation.value()
-    m.tick()
+    _tick(m)
     assert m.imported.records == 5 and cache.generation.value() == gen + 1
     assert m.ctx.scheduler.armed[-1] == 7200
-    m.tick()  # unchanged file: not imported again
+    _tick(m)  # unchanged file: not imported again
     assert cache.generation.value() == gen + 1
     write(tmp_path, ROOT_ZONE + "new. 3600 IN NS ns.new.\n", age=0)
-    m.tick()
+    _tick(m)
     assert m.imported.records == 6 and cache.generation.value() == gen + 2
     assert cache.peek_rrset(N("new."), T.NS).rank == Rank.OMIT
 
@@ -217,9 +226,18 @@ def test_tick_only_in_worker_0(tmp_path, cache):
 def test_tick_failure_retries(tmp_path, cache):
     m = _module(cache)
     m.config({".": {"file": str(tmp_path / "missing.zone")}})
-    m.tick()
-    m.tick()
-    assert m.ctx.scheduler.armed == [0, pf.FIRST_RETRY, pf.ERROR_INTERVAL]
+    _tick(m)
+    _tick(m)
+    assert m.ctx.scheduler.armed == [0, pf.FIRST_RETRY, pf.ERROR_INTERVAL]  # (a stat failure: no thread)
     write(tmp_path, ROOT_ZONE, name="missing.zone")
-    m.tick()
+    _tick(m)
     assert m.imported is not None and m.ctx.scheduler.armed[-1] == pf.DEFAULT_INTERVAL
+
+
+def test_tick_bad_zone_fails_in_the_thread(tmp_path, cache):
+    path = write(tmp_path, "this is not a zone file\n")
+    m = _module(cache)
+    m.config({".": {"file": str(path)}})
+    _tick(m)
+    assert m.imported is None and m.failures == 1 and m.ctx.scheduler.armed[-1] == pf.FIRST_RETRY
+    assert cache.count() == 0
