@@ -198,8 +198,10 @@ RL_EXEMPT_MAX = 16
 RL_INSTANT_MAX = 1_000_000
 
 
-def _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt) -> None:
+def _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt, seed=0) -> None:
     """The checks RateLimit (C and twin) makes of its arguments."""
+    if not 0 <= seed <= _U32_MAX:
+        raise ValueError("seed: 0..2^32-1")
     if nbuckets < 1 or nbuckets & (nbuckets - 1):
         raise ValueError("nbuckets: a power of two")
     if len(memoryview(table)) < 8 * (nbuckets + 1):
@@ -501,14 +503,15 @@ if _native is not None:
         tc(query) -> the TC=1 answer or None."""
 
         def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
-                     v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False):
-            _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
+                     v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False,
+                     seed: int = 0):
+            _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt, seed)
             self._table = table
             base = _ffi.from_buffer("uint64_t[]", table)
             c = self.c = _ffi.new("struct kn_rl *")
             c.shared, c.buckets = base, base + 1
             c.nbuckets, c.rate, c.instant, c.slip = nbuckets, rate, instant, slip
-            c.v4_bits, c.v6_bits, c.dry_run = v4_bits, v6_bits, bool(dry_run)
+            c.v4_bits, c.v6_bits, c.dry_run, c.seed = v4_bits, v6_bits, bool(dry_run), seed
             exempt = list(exempt)
             for i, net in enumerate(exempt):
                 c.ex_family[i], c.ex_bits[i] = net.version, net.prefixlen

@@ -328,6 +328,8 @@ struct kn_rl {
 	uint32_t rate;         /* queries per second per prefix */
 	uint32_t instant;      /* bucket size: queries at once per prefix */
 	uint32_t slip;         /* 0: drop every limited query; N: every Nth gets TC=1 */
+	uint32_t seed;         /* hashed before the prefix (0: none), the same in every fork:
+	                        * a secret, so that nobody can pick prefixes that share a victim's bucket */
 	uint8_t v4_bits;       /* prefix length of an IPv4 bucket */
 	uint8_t v6_bits;       /* prefix length of an IPv6 bucket */
 	uint8_t nexempt;       /* senders in ex_* are never limited */

@@ -611,12 +611,14 @@ class UdpBatch:
 _RL_MILLI = 1000
 
 
-def _rl_prefix_hash(family: int, addr: bytes, bits: int) -> int:
+def _rl_prefix_hash(seed: int, family: int, addr: bytes, bits: int) -> int:
     bits = min(bits, 32 if family == 4 else 128)
     n = (bits + 7) // 8
     buf = bytearray([family]) + bytearray(addr[:n])
     if bits % 8:
         buf[n] &= (0xFF << (8 - bits % 8)) & 0xFF
+    if seed:
+        buf = bytearray(seed.to_bytes(4, "little")) + buf
     h = 2166136261
     for c in buf:
         h = ((h ^ c) * 16777619) & 0xFFFFFFFF
@@ -642,10 +644,12 @@ class RateLimit:
     the limit tolerates: a lost update lets one more query through)."""
 
     def __init__(self, table, nbuckets: int, rate: int, instant: int, slip: int,
-                 v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False):
+                 v4_bits: int = 24, v6_bits: int = 56, exempt=(), dry_run: bool = False,
+                 seed: int = 0):
         from native import _rl_args
 
-        _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt)
+        _rl_args(table, nbuckets, rate, instant, slip, v4_bits, v6_bits, exempt, seed)
+        self.seed = seed
         self._words = memoryview(table).cast("B")[: 8 * (nbuckets + 1)].cast("Q")
         self.nbuckets, self.rate, self.instant, self.slip = nbuckets, rate, instant, slip
         self.v4_bits, self.v6_bits = v4_bits, v6_bits
@@ -673,7 +677,7 @@ class RateLimit:
             return 0
         if self.exempt and self._exempt(family, addr):
             return 0
-        h = _rl_prefix_hash(family, addr, self.v4_bits if family == 4 else self.v6_bits)
+        h = _rl_prefix_hash(self.seed, family, addr, self.v4_bits if family == 4 else self.v6_bits)
         i = 1 + (h & (self.nbuckets - 1))
         instant = min(self.instant, 1_000_000)
         new, limited = _rl_step(self._words[i], now_ms & 0xFFFFFFFF, self.rate, instant)

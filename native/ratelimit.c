@@ -83,9 +83,16 @@ static int exempt(const struct kn_rl *rl, int family, const uint8_t *addr)
 	return 0;
 }
 
-/* FNV-1a of the family byte and the masked prefix bytes. */
-static uint32_t prefix_hash(int family, const uint8_t *addr, unsigned bits)
+/* FNV-1a of the seed (4 bytes, little endian, when not 0), the family byte
+ * and the masked prefix bytes. */
+static uint32_t prefix_hash(uint32_t seed, int family, const uint8_t *addr, unsigned bits)
 {
+	uint32_t h = 2166136261u;
+	if (seed) {
+		const uint8_t s[4] = {(uint8_t)seed, (uint8_t)(seed >> 8), (uint8_t)(seed >> 16),
+				      (uint8_t)(seed >> 24)};
+		h = fnv(h, s, 4);
+	}
 	uint8_t buf[17];
 	unsigned max = family == 4 ? 32 : 128;
 	if (bits > max)
@@ -95,7 +102,7 @@ static uint32_t prefix_hash(int family, const uint8_t *addr, unsigned bits)
 	memcpy(buf + 1, addr, n);
 	if (bits % 8)
 		buf[n] &= (uint8_t)(0xFF << (8 - bits % 8));
-	return fnv(2166136261u, buf, n + 1);
+	return fnv(h, buf, n + 1);
 }
 
 /* The new bucket word after a query at now_ms; *limited is set when the
@@ -128,7 +135,7 @@ int kn_rl_check(struct kn_rl *rl, const uint8_t *sa, uint32_t now_ms)
 		return KN_RL_PASS;
 	if (rl->nexempt && exempt(rl, family, addr))
 		return KN_RL_PASS;
-	uint32_t h = prefix_hash(family, addr, family == 4 ? rl->v4_bits : rl->v6_bits);
+	uint32_t h = prefix_hash(rl->seed, family, addr, family == 4 ? rl->v4_bits : rl->v6_bits);
 	uint64_t *b = &rl->buckets[h & (rl->nbuckets - 1)];
 	uint32_t instant = rl->instant > KN_RL_INSTANT_MAX ? KN_RL_INSTANT_MAX : rl->instant;
 	int limited = 0;

@@ -19,8 +19,9 @@ a Lua table takes them; dnsdist's MaxQPSIPRule is the same idea):
     rate_limiting.stats()   -- {limited=, tc=, dropped=} of this fork, limited_all of every fork
 
 the shared table: the file `rate_limiting.<capacity>` in the rundir (the
-working directory of every fork), MAP_SHARED, 8 bytes of counters then one
-u64 bucket per slot, updated in C with atomic operations and no lock
+working directory of every fork), MAP_SHARED, 8 bytes of counters, one
+u64 bucket per slot and the hash seed (random, written by the first fork);
+the buckets are updated in C with atomic operations and no lock
 (native/ratelimit.c, its twin native/pure.py RateLimit). The file is opened
 when the fast path first asks for the limiter (so --check-config writes
 nothing in the rundir); forks with the same capacity share one file.
@@ -36,9 +37,11 @@ Must not: limit TCP, or change what an unlimited client gets.
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import mmap
 import os
+import secrets
 import sys
 from typing import Any
 
@@ -120,16 +123,29 @@ def parse_config(arg: Any) -> dict:
     return conf
 
 
-def open_table(directory: str, capacity: int) -> mmap.mmap:
-    """The shared table file of `capacity` buckets, mapped MAP_SHARED (created zeroed)."""
-    size = 8 * (capacity + 1)
+def open_table(directory: str, capacity: int) -> tuple[mmap.mmap, int]:
+    """The shared table file of `capacity` buckets, mapped MAP_SHARED (created
+    zeroed), and its hash seed: a random u32 in the word after the buckets,
+    written once under an flock by the first fork, so every fork hashes alike
+    and no client can choose prefixes that land in another's bucket."""
+    size = 8 * (capacity + 2)
     path = os.path.join(directory, FILE.format(capacity))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         if os.fstat(fd).st_size < size:
-            os.ftruncate(fd, size)  # growing a file only adds zeros: racing forks agree
-        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            os.ftruncate(fd, size)  # growing a file only adds zeros
+        table = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        at = 8 * (capacity + 1)
+        seed = int.from_bytes(table[at:at + 8], "little")
+        if not seed:
+            seed = secrets.randbelow(0xFFFFFFFF) + 1
+            table[at:at + 8] = seed.to_bytes(8, "little")
+        return table, seed & 0xFFFFFFFF
     finally:
+        # unlock explicitly: the mapping holds a dup of fd, which would keep
+        # an flock held until it is unmapped
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
@@ -164,10 +180,11 @@ class RateLimiting(Module):
         if conf is None:
             return None
         if self._limiter is None:
-            self._table = open_table(os.getcwd(), conf["capacity"])
+            self._table, seed = open_table(os.getcwd(), conf["capacity"])
             self._limiter = native.RateLimit(
                 self._table, conf["capacity"], conf["rate_limit"], conf["instant_limit"],
-                conf["slip"], conf["v4_prefix"], conf["v6_prefix"], conf["exempt"], conf["dry_run"])
+                conf["slip"], conf["v4_prefix"], conf["v6_prefix"], conf["exempt"], conf["dry_run"],
+                seed=seed)
         return self._limiter
 
     def stats(self) -> dict:

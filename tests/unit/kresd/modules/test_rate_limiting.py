@@ -1,6 +1,7 @@
 """kresd/modules/rate_limiting.py: the configuration (from Lua too), the
 shared table file, and the limiter the fast path's batch gets."""
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from workers.fastpath import FastPath
 from workers.settings import Settings
 
 engine_mod = pytest.importorskip("kresd.engine")
+
+ROOT = Path(__file__).resolve().parents[4]  # the project root
 
 
 def test_defaults_and_ranges():
@@ -35,10 +38,55 @@ def test_defaults_and_ranges():
 
 
 def test_table_file_is_shared_and_sized(tmp_path):
-    a, b = open_table(str(tmp_path), 1024), open_table(str(tmp_path), 1024)
+    import subprocess
+    import sys
+
+    a, seed_a = open_table(str(tmp_path), 1024)
+    # another fork opens it while this one has it mapped (a lock left held
+    # by the mapping would hang it: bounded here)
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from kresd.modules.rate_limiting import open_table; "
+                               "print(open_table(sys.argv[1], 1024)[1])", str(tmp_path)],
+        capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert other.returncode == 0, other.stderr
+    assert int(other.stdout) == seed_a
+    b, seed_b = open_table(str(tmp_path), 1024)
     a[8:16] = b"\1" * 8
-    assert b[8:16] == b"\1" * 8 and len(a) == 8 * 1025
+    assert b[8:16] == b"\1" * 8 and len(a) == 8 * 1026
     assert sorted(os.listdir(tmp_path)) == ["rate_limiting.1024"]
+    # one random seed per table, the same for every fork that maps it
+    assert seed_a == seed_b != 0 and open_table(str(tmp_path / ".."), 1024)[1] != 0
+    other = tmp_path / "other"
+    other.mkdir()
+    assert open_table(str(other), 1024)[1] != seed_a  # (a 1 in 2^32 chance of a false failure)
+
+
+def test_the_seed_moves_prefixes_between_buckets():
+    """Unseeded, the bucket of a prefix is public (FNV-1a); seeded, two
+    prefixes that shared a bucket no longer do, so nobody can pick prefixes
+    that exhaust a victim's bucket without knowing the table's seed."""
+    import socket
+    import struct
+
+    import native
+
+    def sa(ip):
+        return struct.pack("=H", socket.AF_INET) + b"\0\0" + socket.inet_aton(ip) + bytes(20)
+
+    def sharing(seed):
+        """The /24s (of 64) whose bucket is the victim's: limited once the
+        victim took the bucket's only token."""
+        out = []
+        for i in range(64):
+            rl = native.RateLimit(bytearray(8 * 17), 16, 1, 1, 0, seed=seed)
+            rl.check(sa("192.0.2.1"), 1000)
+            if rl.check(sa(f"198.51.{i}.1"), 1000) != native.RL_PASS:
+                out.append(i)
+        return out
+
+    unseeded = sharing(0)
+    assert unseeded and sharing(0) == unseeded
+    assert any(sharing(seed) != unseeded for seed in (1, 2, 3, 12345))
 
 
 def test_from_lua_and_into_the_batch(tmp_path, monkeypatch):
