@@ -377,39 +377,14 @@ int kn_pc_answer(const struct kn_pcache *pc, const uint8_t *q, size_t qlen,
 	return answer_of(pc, q, qlen, &pq, rc, now, bufsize, out, outlen, kind);
 }
 
-/* Is the sender inside one of the batch's full-path subnets? */
+/* Is the sender inside one of the batch's full-path subnets? (Not IPv4 or
+ * IPv6: yes.) */
 static int in_nets(const struct kn_batch *b, const uint8_t *sa)
 {
-	sa_family_t fam;
-	memcpy(&fam, sa, sizeof fam);
 	const uint8_t *addr;
-	uint8_t family;
-	if (fam == AF_INET) {
-		addr = sa + offsetof(struct sockaddr_in, sin_addr);
-		family = 4;
-	} else if (fam == AF_INET6) {
-		addr = sa + offsetof(struct sockaddr_in6, sin6_addr);
-		family = 6;
-	} else {
-		return 1;
-	}
-	for (unsigned i = 0; i < b->nnets && i < KN_NETS_MAX; i++) {
-		if (b->net_family[i] != family)
-			continue;
-		unsigned bits = b->net_bits[i], max = family == 4 ? 32 : 128;
-		if (bits > max)
-			bits = max;
-		unsigned whole = bits / 8, rest = bits % 8;
-		if (memcmp(addr, b->net_addr[i], whole) != 0)
-			continue;
-		if (rest) {
-			uint8_t mask = (uint8_t)(0xFF << (8 - rest));
-			if ((addr[whole] & mask) != (b->net_addr[i][whole] & mask))
-				continue;
-		}
-		return 1;
-	}
-	return 0;
+	int family = kn_sa_addr(sa, &addr);
+	return !family || kn_in_subnets(family, addr, b->nnets, b->net_family, b->net_bits,
+					(const uint8_t (*)[16])b->net_addr);
 }
 
 static void count_hit(struct kn_batch *b, unsigned k)

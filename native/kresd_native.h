@@ -360,10 +360,19 @@ int kn_rl_tc(const uint8_t *q, size_t qlen, uint8_t *out, size_t outlen);
  * b->bufsize, unless b->lookup is 0 or the sender is inside one of the
  * b->nnets subnets) with one sendmmsg, and leave the rest in b->miss for the
  * caller. With b->rl set, every datagram first passes kn_rl_check: a TC
- * verdict sends kn_rl_tc's answer, a DROP (or an unparsable TC) drops it. Returns the number received (0 when nothing was waiting), or -1
- * when recvmmsg failed (b->err). */
+ * verdict sends kn_rl_tc's answer, a DROP (or an unparsable TC) drops it.
+ * Returns the number received (0 when nothing was waiting), or -1 when
+ * recvmmsg failed (b->err). */
 int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b);
 
 /* CDEF-END */
+
+/* Internal to native/ (ratelimit.c, used by fastpath.c too; not in the cffi
+ * API): the address of a struct sockaddr_storage and its family (4 or 6; 0
+ * for any other family), and whether an address of that family lies in one
+ * of the first n (at most 16) subnets given as family/prefix length/address. */
+int kn_sa_addr(const uint8_t *sa, const uint8_t **addr);
+int kn_in_subnets(int family, const uint8_t *addr, unsigned n, const uint8_t *net_family,
+		  const uint8_t *net_bits, const uint8_t (*net_addr)[16]);
 
 #endif /* KRESD_NATIVE_H */

@@ -1,8 +1,9 @@
 /* ratelimit.c - per-client-subnet rate limiting of UDP answers (kresd 6's
  * rate-limiting, dnsdist's MaxQPSIPRule), shared by every fork.
  *
- * Owns: kn_rl_check (the decision for one sender: pass, TC or drop) and
- * kn_rl_tc (the TC=1 answer: header and question only). The buckets live in
+ * Owns: kn_rl_check (the decision for one sender: pass, TC or drop),
+ * kn_rl_tc (the TC=1 answer: header and question only), and the sender
+ * helpers fastpath.c shares (kn_sa_addr, kn_in_subnets). The buckets live in
  * caller-owned memory, in practice a MAP_SHARED file in the rundir
  * (kresd/modules/rate_limiting.py), so all forks update the same table.
  * Must not: allocate, lock, block, keep global state, or touch anything
@@ -41,8 +42,7 @@ static uint32_t fnv(uint32_t h, const uint8_t *p, size_t n)
 	return h;
 }
 
-/* The address bytes and family (4 or 6) of a struct sockaddr; 0 if neither. */
-static int addr_of(const uint8_t *sa, const uint8_t **addr)
+int kn_sa_addr(const uint8_t *sa, const uint8_t **addr)
 {
 	sa_family_t fam;
 	memcpy(&fam, sa, sizeof fam);
@@ -57,28 +57,23 @@ static int addr_of(const uint8_t *sa, const uint8_t **addr)
 	return 0;
 }
 
-static int prefix_eq(const uint8_t *a, const uint8_t *b, unsigned bits)
-{
-	unsigned whole = bits / 8, rest = bits % 8;
-	if (memcmp(a, b, whole) != 0)
-		return 0;
-	if (rest) {
-		uint8_t mask = (uint8_t)(0xFF << (8 - rest));
-		if ((a[whole] & mask) != (b[whole] & mask))
-			return 0;
-	}
-	return 1;
-}
-
-static int exempt(const struct kn_rl *rl, int family, const uint8_t *addr)
+int kn_in_subnets(int family, const uint8_t *addr, unsigned n, const uint8_t *net_family,
+		  const uint8_t *net_bits, const uint8_t (*net_addr)[16])
 {
 	unsigned max = family == 4 ? 32 : 128;
-	for (unsigned i = 0; i < rl->nexempt && i < KN_RL_EXEMPT_MAX; i++) {
-		if (rl->ex_family[i] != family)
+	for (unsigned i = 0; i < n && i < KN_NETS_MAX; i++) { /* = KN_RL_EXEMPT_MAX */
+		if (net_family[i] != family)
 			continue;
-		unsigned bits = rl->ex_bits[i] > max ? max : rl->ex_bits[i];
-		if (prefix_eq(addr, rl->ex_addr[i], bits))
-			return 1;
+		unsigned bits = net_bits[i] > max ? max : net_bits[i];
+		unsigned whole = bits / 8, rest = bits % 8;
+		if (memcmp(addr, net_addr[i], whole) != 0)
+			continue;
+		if (rest) {
+			uint8_t mask = (uint8_t)(0xFF << (8 - rest));
+			if ((addr[whole] & mask) != (net_addr[i][whole] & mask))
+				continue;
+		}
+		return 1;
 	}
 	return 0;
 }
@@ -130,10 +125,11 @@ static uint64_t step(uint64_t old, uint32_t now_ms, uint32_t rate, uint32_t inst
 int kn_rl_check(struct kn_rl *rl, const uint8_t *sa, uint32_t now_ms)
 {
 	const uint8_t *addr;
-	int family = addr_of(sa, &addr);
+	int family = kn_sa_addr(sa, &addr);
 	if (!family || rl->nbuckets == 0 || (rl->nbuckets & (rl->nbuckets - 1)))
 		return KN_RL_PASS;
-	if (rl->nexempt && exempt(rl, family, addr))
+	if (rl->nexempt && kn_in_subnets(family, addr, rl->nexempt, rl->ex_family, rl->ex_bits,
+					 (const uint8_t (*)[16])rl->ex_addr))
 		return KN_RL_PASS;
 	uint32_t h = prefix_hash(rl->seed, family, addr, family == 4 ? rl->v4_bits : rl->v6_bits);
 	uint64_t *b = &rl->buckets[h & (rl->nbuckets - 1)];
