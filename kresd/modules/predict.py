@@ -169,12 +169,10 @@ class Predict(Module):
         log.debug(G, "predict: refreshing %s %s", name, dns.rdatatype.to_text(rtype))
         self._resolve(name.to_text(), int(rtype))
 
-    def _resolve(self, name: str, rtype: Any) -> None:
+    def _resolve(self, name: str, rtype: int) -> None:
         lua = getattr(self.ctx, "lua", None)
         if lua is None:
             return
-        if isinstance(rtype, str):
-            rtype = dns.rdatatype.from_text(rtype)
         runtime = lua.runtime
         runtime.globals()[b"resolve"](str(name).encode(), int(rtype), 1,
                                       runtime.table_from([b"NO_CACHE"]))
