@@ -355,19 +355,6 @@ class Prefill(Module):
             return
         self._arm(self._commit(cache, job.mtime, job.plan, job.started))
 
-    def fill(self, cache) -> float:
-        """One check of the file, all on this thread; returns the seconds
-        until the next one."""
-        try:
-            mtime = self._changed()
-            if mtime is None:
-                return self.interval
-            t0 = time.monotonic()
-            plan = plan_zone(parse_zone(self.path), self.ctx.settings, int(mtime))
-        except (OSError, PrefillError) as exc:
-            return self._failed(exc)
-        return self._commit(cache, mtime, plan, t0)
-
     def _changed(self) -> float | None:
         """The file's mtime when it changed since the last import, else None."""
         mtime = os.stat(self.path).st_mtime
