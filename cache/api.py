@@ -219,6 +219,16 @@ class _Stash:
     weaker: tuple[bytes, ...]  # removed if expired or rank <= ours
 
 
+def _positive_op(k: bytes, value: bytes, rank: int) -> _Stash:
+    """The stash of a positive `E` entry: it replaces the same name and
+    type's NODATA, and, with an answer rank, the name's NXDOMAIN unless that
+    is fresh and ranked higher."""
+    # CACHE_KEY_DEF: the same name's N and X keys differ only in TAG (and TYPE 0 for X)
+    base = k[:-3]
+    weaker = (base + TAG_NXDOMAIN + b"\x00\x00",) if is_answer_rank(rank) else ()
+    return _Stash(k, value, rank, (base + TAG_NODATA + k[-2:],), weaker)
+
+
 _HDR = entry.HEADER.size
 
 
@@ -306,13 +316,13 @@ class Writer:
         except EntryError as exc:
             log.debug("not caching %s %s: %s", rrset.name, rtype, exc)
             return
-        # CACHE_KEY_DEF: the same name's N and X keys differ only in TAG (and TYPE 0 for X)
-        base = k[:-3]
-        nodata = base + TAG_NODATA + k[-2:]
-        weaker = ()
-        if is_answer_rank(rank):
-            weaker = (base + TAG_NXDOMAIN + b"\x00\x00",)
-        self._ops.append(_Stash(k, value, int(rank), (nodata,), weaker))
+        self._ops.append(_positive_op(k, value, int(rank)))
+
+    def stash_value(self, k: bytes, value: bytes, rank: int) -> None:
+        """Stash a positive entry already packed (entry.pack_rdatas) under its
+        `E` key (native.cache_key): what stash_rrset does once it has the
+        bytes (workers/fastmiss.py stashes straight from reply bytes)."""
+        self._ops.append(_positive_op(k, value, int(rank)))
 
     def stash_negative(self, name: dns.name.Name, rtype: int, kind: str,
                        soa: dns.rrset.RRset, authority: list[dns.rrset.RRset] | tuple,

@@ -132,6 +132,20 @@ def pack_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None, *,
     return _finish(parts)
 
 
+def pack_rdatas(rtype: int, rdatas: list[bytes], *, inception: int, ttl: int, rank: int) -> bytes:
+    """pack_rrset() of an IN RRset without RRSIGs given as its rdata wires
+    (uncompressed, in order, no duplicates): the same bytes."""
+    if len(rdatas) > 0xFFFF:
+        raise EntryError("too many records")
+    parts = [HEADER.pack(_u32(inception), _u32(ttl), rank & 0xFF, 0, rtype), _U16.pack(len(rdatas))]
+    for w in rdatas:
+        if len(w) > 0xFFFF:
+            raise EntryError("rdata too long")
+        parts.append(_U16.pack(len(w)))
+        parts.append(w)
+    return _finish(parts)
+
+
 def pack_negative(rtype: int, soa: dns.rrset.RRset, authority: list[dns.rrset.RRset], *,
                   inception: int, ttl: int, rank: int) -> bytes:
     """Value of an `N` (rtype) or `X` (rtype 0) entry: SOA first, then authority.

@@ -558,7 +558,13 @@ else:
         rank_is_answer,
     )
 
+# The plain positive upstream reply of the fast miss (workers/fastmiss.py):
+# Python for now on both backends (one pass over a small reply).
+from native.pure import REPLY_RRSET_TYPES, reply_rrset  # noqa: E402,F401
+
 __all__ = [
+    "REPLY_RRSET_TYPES",
+    "reply_rrset",
     "ANSWER_BUFSIZE",
     "BACKEND",
     "BATCH_MAX",

@@ -329,6 +329,70 @@ def answer(
 
 _F_QR, _F_OPCODE, _F_AA, _F_TC, _F_RD, _F_Z, _F_AD, _F_CD, _F_RCODE = (
     0x8000, 0x7800, 0x0400, 0x0200, 0x0100, 0x0040, 0x0020, 0x0010, 0x000F)
+# -- the plain positive upstream reply (workers/fastmiss.py) --------------------------
+
+#: the record types reply_rrset takes, with their fixed rdata length
+REPLY_RRSET_TYPES = {1: 4, 28: 16}  # A, AAAA
+
+
+def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
+                max_ttl: int) -> tuple[int, tuple[bytes, ...]] | None:
+    """(TTL, rdata wires) when `raw` is the plainest upstream answer to
+    (qname, qtype IN) with ID qid: QR, opcode QUERY, not TC, RCODE NOERROR
+    (also in the OPT), one question that is exactly `qname` (uncompressed,
+    the case as compared by the caller) and qtype/IN, an answer section of
+    1+ distinct records of qtype/IN (a REPLY_RRSET_TYPES type, rdata of its
+    fixed length) owned by the question name (a pointer to offset 12 or the
+    name itself, any case), no authority section, an additional section of
+    at most one OPT (root owner), nothing after it. The TTL is the smallest
+    of the records', and must lie in [min_ttl, max_ttl]. Anything else is
+    None: the full path (workers/wire.py parse_reply) decides about it."""
+    rdlen_want = REPLY_RRSET_TYPES.get(qtype)
+    n = len(raw)
+    if rdlen_want is None or n < 12:
+        return None
+    rid, flags, qd, an, ns, ar = _HEADER.unpack_from(raw)
+    # QR set; opcode 0, TC 0, RCODE 0 (AA, RD, RA, AD, CD, Z may be anything)
+    if rid != qid or flags & 0xFA0F != 0x8000 or qd != 1 or not an or ns or ar > 1:
+        return None
+    qend = 12 + len(qname)
+    if n < qend + 4 or raw[12:qend] != qname or raw[qend:qend + 4] != _U16_BE.pack(qtype) + b"\x00\x01":
+        return None
+    pos = qend + 4
+    lname = qname.lower()
+    ttl = None
+    rdatas = []
+    for _ in range(an):
+        if pos + 2 <= n and raw[pos] == 0xC0 and raw[pos + 1] == 12:
+            pos += 2
+        elif raw[pos:pos + len(qname)].lower() == lname:
+            pos += len(qname)
+        else:
+            return None
+        if pos + 10 > n:
+            return None
+        rtype, rclass, rttl, rdlen = _RR.unpack_from(raw, pos)
+        pos += 10
+        if rtype != qtype or rclass != 1 or rdlen != rdlen_want or pos + rdlen > n:
+            return None
+        rd = raw[pos:pos + rdlen]
+        pos += rdlen
+        if rd in rdatas:
+            return None  # (dnspython merges duplicates: the full path decides)
+        rdatas.append(rd)
+        ttl = rttl if ttl is None or rttl < ttl else ttl
+    if ar:
+        if pos + 11 > n or raw[pos] != 0:
+            return None
+        rtype, _payload, rttl, rdlen = _RR.unpack_from(raw, pos + 1)
+        pos += 11 + rdlen
+        if rtype != _TYPE_OPT or rttl >> 24 or pos > n:
+            return None  # (extended RCODE bits: not NOERROR)
+    if pos != n or not min_ttl <= ttl <= max_ttl:
+        return None
+    return ttl, tuple(rdatas)
+
+
 _ENTRY_HDR = 20
 _MIN_UDP = 512
 _U32 = struct.Struct("!I")

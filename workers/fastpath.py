@@ -39,6 +39,7 @@ import ipaddress
 
 import native
 
+from .fastmiss import FastMiss
 from .server import udp_limit
 
 TAG_RRSET = b"E"  # CACHE_KEY_DEF (cache/keys.py)
@@ -67,6 +68,8 @@ class FastPath:
         self._lookup = True
         self._nets: list = []
         self._gen = _zero  # the shared cache generation's reader (set by sync)
+        self.miss = FastMiss(self)  # the cache-miss fast path (workers/fastmiss.py)
+        self.miss_pq = None  # the ParsedQuery __call__ found no entry for (the miss's to take)
 
     # -- consent and invalidation ----------------------------------------------
     def min_rank(self) -> int:
@@ -91,6 +94,7 @@ class FastPath:
             self.pc.flush(gen)
         elif gen != self.pc.gen:
             self.pc.flush(gen)
+            self.miss.clear_cuts()
 
     def _consent(self) -> None:
         nets: list = []
@@ -107,6 +111,7 @@ class FastPath:
         if len(nets) > native.NETS_MAX:
             lookup = False
         self._lookup, self._nets = lookup, nets
+        self.miss.consent(getattr(self.resolver, "layers", ()), self.settings)
         self.batch.set_nets(nets)
         self.batch.set_limiter(limiter)
 
@@ -127,7 +132,7 @@ class FastPath:
         pc = self.pc
         out = {"packet_hits": self.pc_hits, "lmdb_hits": self.hits, "entries": pc.count,
                "bytes": pc.used, "flushes": pc.flushes, "generation": pc.gen,
-               "backend": native.BACKEND}
+               "backend": native.BACKEND, "miss": self.miss.stats()}
         limiter = getattr(self.batch, "limiter", None)
         if limiter is not None:  # the rate_limiting module (this limiter's counts: reset by a reconfig)
             out["ratelimited"], out["ratelimit_tc"], out["ratelimit_dropped"] = limiter.counts()
@@ -143,9 +148,13 @@ class FastPath:
         return self.batch.run(sock, int(self.clock.time()), settings.edns_bufsize,
                               self._lookup and settings.fastpath)
 
-    def attach(self, server_stats) -> None:
-        """The server's counters (workers/server.py ServerStats) that collect() adds to."""
+    def attach(self, server_stats, server=None) -> None:
+        """The server's counters (workers/server.py ServerStats) that collect()
+        adds to, and the server the fast miss answers and hands over through."""
         self.server_stats = server_stats
+        if server is not None:
+            self.miss.bind(server)
+            self._epoch = None  # consent again, now with a server
 
     def collect(self) -> None:
         """Fold what the packet cache answered since the last call into the
@@ -185,6 +194,7 @@ class FastPath:
     def __call__(self, data: bytes, addr=None) -> bytes | None:
         """The answer to a plain positive question straight from the LMDB
         bytes (native.answer), or None: the full path decides."""
+        self.miss_pq = None
         cache = self.resolver.cache
         if cache is None or not self.settings.fastpath or not self._lookup or not self._client_ok(addr):
             return None
@@ -200,7 +210,10 @@ class FastPath:
             value = cache.peek_raw(native.cache_key(pq.qname, TAG_RRSET, pq.qtype))
         except (native.ParseError, ValueError):
             return None
-        if value is None or value[8] < self.min_rank():
+        if value is None:
+            self.miss_pq = pq  # the fast miss may ask for it (Server._udp_datagram)
+            return None
+        if value[8] < self.min_rank():
             return None  # unvalidated data where validation is on: the full path decides
         maxlen = udp_limit(bool(pq.has_opt), pq.udp_size, self.settings.edns_bufsize)
         wire = native.answer(data, pq, value, int(self.clock.time()), self.settings.edns_bufsize, maxlen)

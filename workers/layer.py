@@ -43,6 +43,16 @@ any Request exists, from data each layer gives it (fast-path consent is data):
                 fast_count); a layer that reads its counters calls it first.
 Consent is read again after every console command and Lua event
 (Settings.epoch), and the packet cache is emptied then.
+
+The cache-miss fast path (workers/fastmiss.py) answers a plain A/AAAA miss
+from one upstream reply without a Request, so no hook runs for it:
+  fast_miss     (class attribute) True when the layer's hooks would do
+                nothing for a query it gave fast_ok to, resolved by one
+                upstream exchange into a positive answer (an audited claim;
+                the default False keeps every miss on the full path).
+  fast_miss_count(pq, elapsed, upstream, rtt)  if defined: one such answer
+                (client query, seconds since it arrived, the server asked
+                and its round trip), for counters (stats).
 """
 from __future__ import annotations
 
@@ -64,6 +74,7 @@ class Layer:
     """Base class: every hook is a no-op. `name` is the module name."""
 
     name = "layer"
+    fast_miss = False
 
     def begin(self, req):
         return None

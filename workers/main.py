@@ -62,11 +62,14 @@ def make_resolve(resolver, transport=outbound.query):
     async def resolve(query, client, tcp):
         return await drive_async(resolver.resolve(query, client=client, tcp=tcp), transport)
 
-    def start(query, client, tcp):
+    def start(query, client, tcp, preset=None):
         """Run the resolution synchronously up to its first upstream query:
         (True, answer) when it needs none (cache hits, local answers: no Task),
-        else (False, awaitable that finishes it)."""
-        gen = resolver.resolve(query, client=client, tcp=tcp)
+        else (False, awaitable that finishes it). `preset`: Request.preset."""
+        if preset is None:
+            gen = resolver.resolve(query, client=client, tcp=tcp)
+        else:
+            gen = resolver.resolve(query, client=client, tcp=tcp, preset=preset)
         try:
             send = next(gen)
         except StopIteration as stop:

@@ -243,6 +243,19 @@ async def query(send: Send) -> Optional[bytes]:
         return None
 
 
+def send_udp(send: Send) -> Optional[asyncio.Future]:
+    """One UDP query through the pool, without a Task or the in-flight
+    sharing of query() (workers/fastmiss.py shares its own): a future of the
+    matching reply (None on timeout or failure), or None when `send.wire`
+    is not a query this module can match replies to."""
+    sent = _Sent.parse(send.wire)
+    if sent is None or send.tcp:
+        return None
+    st = _state()
+    st.counters["udp"] += 1
+    return st.udp.query(send, sent)
+
+
 def _forget(st: _State, key: tuple, shared: _Shared) -> None:
     if st.inflight.get(key) is shared:
         del st.inflight[key]

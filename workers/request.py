@@ -161,6 +161,11 @@ class Request:
     secure: bool = False
     bogus: tuple | None = None
     sig_checks: int = 0  # RRSIG verifications spent on this request (KeyTrap bound)
+    # An upstream reply already received for this request's first question
+    # (workers/fastmiss.py hands over a reply it does not answer from): the
+    # first exchange that asks the same server the same question takes it
+    # instead of sending (a workers.transport.Preset).
+    preset: object = None
 
     def learn_addrs(self, ns, addrs) -> None:
         known = self.ns_addrs.setdefault(ns, [])

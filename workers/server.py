@@ -296,7 +296,7 @@ class Server:
         self.stats = stats or ServerStats()
         self.fast = fast  # workers/fastpath.FastPath: datagram -> answer wire or None
         if hasattr(fast, "attach"):
-            fast.attach(self.stats)
+            fast.attach(self.stats, self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: list[socket.socket] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -501,32 +501,61 @@ class Server:
                 if clock is not None:
                     self._remember(data, wire, addr, now)
                 return
+            pq = getattr(fast, "miss_pq", None)
+            if pq is not None:  # nothing cached: perhaps a plain upstream answer (workers/fastmiss.py)
+                fast.miss_pq = None
+                try:
+                    taken = fast.miss.start(sock, data, addr, pq)
+                except Exception as e:  # noqa: BLE001 - the normal path decides
+                    log.debug(G, "fast miss failed: %r", e)
+                    taken = False
+                if taken:
+                    self.stats.queries += 1
+                    self.stats.udp += 1
+                    return
         msg, action = parse_client_query(data)
         if action is Action.RESOLVE:
             self.stats.queries += 1
             self.stats.udp += 1
-            start = getattr(self.resolve, "start", None)
-            if start is None:
-                self.spawn(self._serve_udp(sock, msg, addr))
-                return
-            try:  # answered without an upstream query (cache, local data): no Task
-                done, result = start(msg, addr[:2], False)
-            except Exception as e:  # noqa: BLE001 - request boundary
-                done, result = True, e
-            if not done:
-                self.spawn(self._serve_udp(sock, msg, addr, result))
-                return
-            wire = self.finish_answer(msg, result, False)
-            if wire is not None:
-                self._sendto(sock, wire, addr)
-                if clock is not None:
-                    self._remember(data, wire, addr, now)
+            self._udp_resolve(sock, data, msg, addr, now if clock is not None else None)
         elif action is Action.FORMERR:
             self.stats.formerr += 1
             self.stats.count_answer(dns.rcode.FORMERR)
             self._sendto(sock, formerr_wire(data), addr)
         else:
             self.stats.dropped += 1
+
+    def _udp_resolve(self, sock: socket.socket, data: bytes, msg: dns.message.Message, addr: tuple,
+                     now: int | None, preset=None) -> None:
+        """Resolve one UDP query (counted already); `now`: the unix second the
+        answer may enter the packet cache for (None: it may not)."""
+        start = getattr(self.resolve, "start", None)
+        if start is None:
+            self.spawn(self._serve_udp(sock, msg, addr))
+            return
+        try:  # answered without an upstream query (cache, local data): no Task
+            done, result = (start(msg, addr[:2], False) if preset is None
+                            else start(msg, addr[:2], False, preset))
+        except Exception as e:  # noqa: BLE001 - request boundary
+            done, result = True, e
+        if not done:
+            self.spawn(self._serve_udp(sock, msg, addr, result))
+            return
+        wire = self.finish_answer(msg, result, False)
+        if wire is not None:
+            self._sendto(sock, wire, addr)
+            if now is not None:
+                self._remember(data, wire, addr, now)
+
+    def udp_full(self, sock: socket.socket, data: bytes, addr: tuple, preset=None) -> None:
+        """The full path for a query the fast miss took (counted already) and
+        hands back, with the reply it got (Request.preset) if any."""
+        try:
+            msg, action = parse_client_query(data)
+            if action is Action.RESOLVE:
+                self._udp_resolve(sock, data, msg, addr, None, preset)
+        except Exception as e:  # noqa: BLE001 - never kill the caller
+            log.debug(G, "udp datagram from %s: %r", addr and addr[0], e)
 
     def _remember(self, data: bytes, wire: bytes, addr: tuple, now: int) -> None:
         """Offer an answer made from the cache alone to the packet cache."""

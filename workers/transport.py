@@ -29,6 +29,23 @@ class Send:
     x20: bool = False  # randomise the QNAME case on the wire and require it back (0x20)
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A reply received before the request existed (Request.preset): to
+    question (qname, qtype) sent to `addr` ("ip" or "ip#port") with ID qid,
+    QNAME wire `sent` (its 0x20 case), EDNS or not, 0x20 or not, over UDP."""
+
+    addr: str
+    qname: object  # dns.name.Name
+    qtype: int
+    qid: int
+    sent: bytes
+    raw: bytes
+    edns: bool
+    x20: bool
+    rtt: float  # seconds from sending to the reply (reported when the reply is taken)
+
+
 class Clock:
     """Wall clock (TTLs, timestamps) and monotonic clock (timeouts, limits)."""
 

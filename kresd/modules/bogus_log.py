@@ -36,6 +36,7 @@ FREQUENT_COUNT = 5000  # kresd's FREQUENT_COUNT (LRU size)
 
 class BogusLogLayer(Layer):
     name = "bogus_log"
+    fast_miss = True  # workers/fastmiss.py: it logs bogus answers: a fast miss is never validated
 
     def __init__(self, module: "BogusLog"):
         self.m = module

@@ -22,6 +22,7 @@ KEEPALIVE = 11
 
 class KeepaliveLayer(Layer):
     name = "edns_keepalive"
+    fast_miss = True  # workers/fastmiss.py: it acts on TCP answers only
 
     def __init__(self, settings):
         self.settings = settings

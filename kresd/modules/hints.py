@@ -48,6 +48,7 @@ def _addr(text: str) -> str:
 
 class HintsLayer(Layer):
     name = "hints"
+    fast_miss = True  # workers/fastmiss.py: fast_ok only without hinted names: lookup() finds nothing
 
     def __init__(self, module: "Hints"):
         self.module = module

@@ -65,6 +65,7 @@ class RateLimitLayer(Layer):
     hands FastPath the limiter (workers/fastpath.py reads `rate_limiter`)."""
 
     name = "rate_limiting"
+    fast_miss = True  # workers/fastmiss.py: the limit is applied in C before any fast path
 
     def __init__(self, module: "RateLimiting"):
         self.module = module

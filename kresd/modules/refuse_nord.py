@@ -21,6 +21,7 @@ EDE_NOTAUTH = 20
 
 class RefuseNordLayer(Layer):
     name = "refuse_nord"
+    fast_miss = True  # workers/fastmiss.py: the fast miss takes RD=1 queries only
 
     def begin(self, req):
         if req.query.flags & dns.flags.RD:

@@ -28,6 +28,7 @@ EDE_STALE = 3
 
 class ServeStaleLayer(Layer):
     name = "serve_stale"
+    fast_miss = True  # workers/fastmiss.py: stale data is served only after failures, by the full path
 
     def fast_ok(self, pq) -> bool:
         return True  # only the full path, after failed upstream queries, serves stale data

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import dns.flags
+import dns.name
 import dns.rcode
 
 from workers.layer import Layer
@@ -66,11 +67,16 @@ class StatsLayer(Layer):
             addr, t0 = sent
             self.m.upstreams.append((addr, int(round((self.m.now() - t0) * 1000))))
 
+    fast_miss = True  # workers/fastmiss.py: counted by fast_miss_count
+
     def fast_ok(self, pq):
         return True
 
     def fast_count(self, counts):
         self.m.count_fast(counts)
+
+    def fast_miss_count(self, pq, elapsed, upstream, rtt):
+        self.m.count_fast_miss(pq, elapsed, upstream, rtt)
 
     def fast_source(self, collect):
         self.m.pull = collect
@@ -149,6 +155,37 @@ class Stats(Module):
             self.inc("answer.cached")
         if req.vars.get("stale"):  # serve_stale answered from expired data (workers/resolve.py)
             self.inc("answer.stale")
+
+    def count_fast_miss(self, pq, elapsed: float, upstream: str, rtt: float) -> None:
+        """One positive UDP answer of the cache-miss fast path (workers/
+        fastmiss.py) to query `pq` after `elapsed` seconds, from one exchange
+        with `upstream` ("ip" or "ip#port") of `rtt` seconds: what produce,
+        checkout, consume and finish count for such a request."""
+        self.sample_query(dns.name.from_wire(pq.qname_lower, 0)[0].to_text(), pq.qtype)
+        self.upstreams.append((upstream.partition("#")[0], int(round(rtt * 1000))))
+        inc = self.inc
+        inc("request.total")
+        inc("request.udp")
+        inc("answer.total")
+        elapsed_ms = max(0.0, elapsed * 1000)
+        inc("answer.sum_ms", int(elapsed_ms))
+        for limit, key in LATENCY_BUCKETS:
+            if elapsed_ms <= limit:
+                inc(key)
+                break
+        else:
+            inc("answer.slow")
+        inc("answer.noerror")
+        inc("answer.rd")
+        inc("answer.ra")
+        if pq.flags & 0x0010:
+            inc("answer.cd")
+        if pq.has_opt:
+            inc("query.edns")
+            inc("answer.edns0")
+            if pq.do_bit:
+                inc("query.dnssec")
+                inc("answer.do")
 
     def count_fast(self, c) -> None:
         """Counters of UDP answers served by the fast path (workers/fastpath.py),

@@ -111,6 +111,7 @@ def sentinel(req) -> tuple[bool, int] | None:
 
 class TaSentinelLayer(Layer):
     name = "ta_sentinel"
+    fast_miss = True  # workers/fastmiss.py: fast_ok keeps sentinel names on the full path
 
     def __init__(self, module: "TaSentinel"):
         self.m = module

@@ -52,6 +52,7 @@ def _is_signal(name: dns.name.Name) -> bool:
 
 class TaSignalQueryLayer(Layer):
     name = "ta_signal_query"
+    fast_miss = True  # workers/fastmiss.py: it acts on DNSKEY replies only
 
     def __init__(self, module: "TaSignalQuery"):
         self.m = module
