@@ -375,6 +375,8 @@ def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
         pos += 10
         if rtype != qtype or rclass != 1 or rdlen != rdlen_want or pos + rdlen > n:
             return None
+        if rttl >> 31:
+            rttl = 0  # RFC 2181 8 (as the full path's parser reads it)
         rd = raw[pos:pos + rdlen]
         pos += rdlen
         if rd in rdatas:

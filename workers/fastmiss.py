@@ -7,7 +7,8 @@ answer:
     name (every layer's fast_ok, the client outside every fast_nets subnet),
     every loaded layer says it may skip the Request (Layer.fast_miss), no
     trust anchor is configured (validation needs the full path), the query
-    asks A or AAAA of class IN with RD=1, and the cache holds nothing else
+    asks A or AAAA of class IN with RD=1 and without DNSSEC flags (DO, AD,
+    CD) or EDNS options, and the cache holds nothing else
     for the name (no CNAME, NXDOMAIN or NODATA entry, no expired entry of the
     type that serve_stale might want), and the closest cached zone cut is the
     name's parent (so the full path would ask it the full name too: no QNAME
@@ -54,6 +55,7 @@ from .transport import Preset, Send
 log = logging.getLogger("kresd.fastmiss")
 
 _RD = 0x0100
+_NOT_FAST = 0x8000 | 0x0100 | 0x0020 | 0x0010  # QR, RD, AD, CD: only RD may be set
 _DO = 0x8000
 _CNAME = 5
 CUT_MEMO_TTL = 5.0  # seconds a zone cut read from the cache is reused (at most its NS TTL)
@@ -108,8 +110,9 @@ class FastMiss:
         """Take the miss `pq` (native.parse_query(data), consented to by the
         fast path, its positive entry absent): True when it is asked here."""
         if not self.ok or pq.qtype not in native.REPLY_RRSET_TYPES or pq.qclass != 1 \
-                or not pq.flags & _RD or pq.opcode or pq.edns_version or pq.opt_rdata_len:
-            return False
+                or pq.flags & _NOT_FAST != _RD or pq.opcode or pq.edns_version or pq.opt_rdata_len \
+                or pq.do_bit:
+            return False  # (what native.answer would not answer either)
         qn, qtype = pq.qname_lower, pq.qtype
         key = (qn, qtype)
         miss = self.inflight.get(key)
