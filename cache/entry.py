@@ -132,17 +132,19 @@ def pack_rrset(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None, *,
     return _finish(parts)
 
 
-def pack_rdatas(rtype: int, rdatas: list[bytes], *, inception: int, ttl: int, rank: int) -> bytes:
-    """pack_rrset() of an IN RRset without RRSIGs given as its rdata wires
-    (uncompressed, in order, no duplicates): the same bytes."""
-    if len(rdatas) > 0xFFFF:
-        raise EntryError("too many records")
-    parts = [HEADER.pack(_u32(inception), _u32(ttl), rank & 0xFF, 0, rtype), _U16.pack(len(rdatas))]
-    for w in rdatas:
-        if len(w) > 0xFFFF:
-            raise EntryError("rdata too long")
-        parts.append(_U16.pack(len(w)))
-        parts.append(w)
+def pack_rdatas(rtype: int, rdatas, *, inception: int, ttl: int, rank: int, rrsigs=()) -> bytes:
+    """pack_rrset() of an IN RRset given as its rdata wires (uncompressed,
+    in order, no duplicates), and its RRSIG rdata wires if any: the same bytes."""
+    parts = [HEADER.pack(_u32(inception), _u32(ttl), rank & 0xFF, FLAG_RRSIGS if rrsigs else 0, rtype)]
+    for wires in (rdatas, rrsigs) if rrsigs else (rdatas,):
+        if len(wires) > 0xFFFF:
+            raise EntryError("too many records")
+        parts.append(_U16.pack(len(wires)))
+        for w in wires:
+            if len(w) > 0xFFFF:
+                raise EntryError("rdata too long")
+            parts.append(_U16.pack(len(w)))
+            parts.append(w)
     return _finish(parts)
 
 

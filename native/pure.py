@@ -335,18 +335,22 @@ _F_QR, _F_OPCODE, _F_AA, _F_TC, _F_RD, _F_Z, _F_AD, _F_CD, _F_RCODE = (
 REPLY_RRSET_TYPES = {1: 4, 28: 16}  # A, AAAA
 
 
-def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
-                max_ttl: int) -> tuple[int, tuple[bytes, ...]] | None:
-    """(TTL, rdata wires) when `raw` is the plainest upstream answer to
-    (qname, qtype IN) with ID qid: QR, opcode QUERY, not TC, RCODE NOERROR
+def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int, max_ttl: int,
+                sigs: bool = False) -> tuple[int, tuple[bytes, ...], tuple] | None:
+    """(TTL, rdata wires, RRSIGs) when `raw` is the plainest upstream answer
+    to (qname, qtype IN) with ID qid: QR, opcode QUERY, not TC, RCODE NOERROR
     (also in the OPT), one question that is exactly `qname` (uncompressed,
     the case as compared by the caller) and qtype/IN, an answer section of
     1+ distinct records of qtype/IN (a REPLY_RRSET_TYPES type, rdata of its
     fixed length) owned by the question name (a pointer to offset 12 or the
-    name itself, any case), no authority section, an additional section of
-    at most one OPT (root owner), nothing after it. The TTL is the smallest
-    of the records', and must lie in [min_ttl, max_ttl]. Anything else is
-    None: the full path (workers/wire.py parse_reply) decides about it."""
+    name itself, any case) and, with `sigs`, distinct RRSIG/IN records of
+    that owner covering qtype whose signer name is not compressed (RRSIGs
+    are (TTL, rdata wire) in reply order; without `sigs` an RRSIG is
+    refused), no authority section, an additional section of at most one
+    OPT (root owner), nothing after it. The TTL is the smallest of the
+    qtype records' (a TTL >= 2^31 counts as 0, RFC 2181 8) and must lie in
+    [min_ttl, max_ttl]. Anything else is None: the full path
+    (workers/wire.py parse_reply) decides about it."""
     rdlen_want = REPLY_RRSET_TYPES.get(qtype)
     n = len(raw)
     if rdlen_want is None or n < 12:
@@ -361,7 +365,8 @@ def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
     pos = qend + 4
     lname = qname.lower()
     ttl = None
-    rdatas = []
+    rdatas: list[bytes] = []
+    rrsigs: list[tuple[int, bytes]] = []
     for _ in range(an):
         if pos + 2 <= n and raw[pos] == 0xC0 and raw[pos + 1] == 12:
             pos += 2
@@ -373,16 +378,22 @@ def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
             return None
         rtype, rclass, rttl, rdlen = _RR.unpack_from(raw, pos)
         pos += 10
-        if rtype != qtype or rclass != 1 or rdlen != rdlen_want or pos + rdlen > n:
+        if rclass != 1 or pos + rdlen > n:
             return None
         if rttl >> 31:
             rttl = 0  # RFC 2181 8 (as the full path's parser reads it)
         rd = raw[pos:pos + rdlen]
         pos += rdlen
-        if rd in rdatas:
-            return None  # (dnspython merges duplicates: the full path decides)
-        rdatas.append(rd)
-        ttl = rttl if ttl is None or rttl < ttl else ttl
+        if rtype == qtype and rdlen == rdlen_want:
+            if rd in rdatas:
+                return None  # (dnspython merges duplicates: the full path decides)
+            rdatas.append(rd)
+            ttl = rttl if ttl is None or rttl < ttl else ttl
+        elif rtype == _TYPE_RRSIG and sigs and rdlen > 19 and rd[:2] == _U16_BE.pack(qtype) \
+                and _plain_name_end(rd, 18) < rdlen and all(rd != x for _, x in rrsigs):
+            rrsigs.append((rttl, rd))
+        else:
+            return None
     if ar:
         if pos + 11 > n or raw[pos] != 0:
             return None
@@ -390,9 +401,26 @@ def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int,
         pos += 11 + rdlen
         if rtype != _TYPE_OPT or rttl >> 24 or pos > n:
             return None  # (extended RCODE bits: not NOERROR)
-    if pos != n or not min_ttl <= ttl <= max_ttl:
+    if pos != n or ttl is None or not min_ttl <= ttl <= max_ttl:
         return None
-    return ttl, tuple(rdatas)
+    return ttl, tuple(rdatas), tuple(rrsigs)
+
+
+_TYPE_RRSIG = 46
+
+
+def _plain_name_end(b: bytes, pos: int) -> int:
+    """The end of the uncompressed name at b[pos:], or len(b) + 1 when there is none."""
+    n = len(b)
+    start = pos
+    while pos < n:
+        c = b[pos]
+        if c == 0:
+            return pos + 1
+        if c & 0xC0 or pos + 1 + c > n or pos - start + c + 2 > 255:
+            return n + 1
+        pos += 1 + c
+    return n + 1
 
 
 _ENTRY_HDR = 20

@@ -113,7 +113,7 @@ def main() -> int:
             print(f"QPS {row['qps']:,.0f}  CPU/answer {row['cpu_us']:.1f} us "
                   f"(user {(t1[0] - t0[0]) / n * 1e6:.0f}, system {(t1[1] - t0[1]) / n * 1e6:.0f})  "
                   f"loss {row['loss_pct']:.2f} %")
-            for tty in sorted((workdir / "rundir-ours-1" / "tty").glob("*")):
+            for tty in sorted(workdir.glob("rundir-ours-1*/tty/*")):
                 out = subprocess.run([sys.executable, str(ROOT / "tools" / "kresc.py"), str(tty),
                                       "worker.stats().fastpath.miss"], capture_output=True, text=True)
                 print("fast miss:", " ".join(out.stdout.split()))

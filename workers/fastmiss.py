@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 
 import dns.name
+import dns.rdatatype as T
 
 import native
 from cache import entry
@@ -47,7 +49,8 @@ from cache.keys import TAG_NODATA, TAG_NXDOMAIN, TAG_RRSET
 
 from . import outbound, wire
 from .layers import cache as cache_layer
-from .layers.cache import ANSWER_RANK
+from .dnssec import Status, ta, verify
+from .layers.cache import ANSWER_RANK, SECURE_RANK
 from .request import Options
 from .selection.iterate import QuerySelection, SelectionError
 from .transport import Preset, Send
@@ -60,17 +63,35 @@ _DO = 0x8000
 _CNAME = 5
 CUT_MEMO_TTL = 5.0  # seconds a zone cut read from the cache is reused (at most its NS TTL)
 CUT_MEMO_MAX = 4096  # parent names remembered (then forgotten all at once)
+NOCUT_TTL = 1.0  # seconds a parent name is not tried again (unless a referral came)
+MAX_KEYS_TRIED = 2  # signature checks one fast miss may spend (then the full path decides)
 INFLIGHT_MAX = 4096  # questions in flight here; past that the full path takes new misses
+
+
+_SIG_HEAD = struct.Struct("!BBIIIH")  # RRSIG rdata after the type covered, up to the signer
+_RR_HEAD = struct.Struct("!HHI")  # type, class, TTL of a record in signed data
+_U16 = struct.Struct("!H")
+
+
+def _labels(qname: bytes) -> int:
+    """RFC 4034 3.1.3 labels of an uncompressed wire name (no wildcard here)."""
+    n = pos = 0
+    while qname[pos]:
+        pos += qname[pos] + 1
+        n += 1
+    return n
 
 
 class _Miss:
     """One upstream question in flight and the clients waiting for it."""
 
-    __slots__ = ("key", "clients", "addr", "qname", "qtype", "qid", "sent", "edns", "x20", "t0")
+    __slots__ = ("key", "clients", "addr", "qname", "qtype", "qid", "sent", "edns", "x20", "t0", "zone",
+                 "keys")
 
-    def __init__(self, key, addr, qname, qtype, qid, sent, edns, x20, t0):
+    def __init__(self, key, addr, qname, qtype, qid, sent, edns, x20, t0, zone, keys):
         self.key, self.addr, self.qname, self.qtype = key, addr, qname, qtype
         self.qid, self.sent, self.edns, self.x20, self.t0 = qid, sent, edns, x20, t0
+        self.zone, self.keys = zone, keys  # the cut's name (wire) and its validated keys, or None
         self.clients: list = []  # (sock, data, addr, pq, started)
 
 
@@ -95,8 +116,9 @@ class FastMiss:
         """Called with the fast path's consent (Settings.epoch or the cache
         generation changed): read again what may take this path."""
         self.ok = (self.server is not None and bool(settings.fastpath)
-                   and not any(settings.trust_anchors.values())
                    and all(getattr(layer, "fast_miss", False) for layer in layers))
+        self.settings = settings
+        self.validating = any(settings.trust_anchors.values())
         self.opts = Options.from_settings(settings)
         self.counting = [layer for layer in layers if hasattr(layer, "fast_miss_count")]
         self.clear_cuts()
@@ -142,6 +164,12 @@ class FastMiss:
                 memo = self._cut(cache, parent, now)
                 if memo is None:
                     return False
+        if memo[2] is not None:
+            # RFC 8198: the full path may answer from cached NSEC/NSEC3 of the zone
+            from .layers import aggressive
+            if aggressive.synthesize(cache, memo[3], dns.name.from_wire(qn, 0)[0], qtype,
+                                     clock.time()) is not None:
+                return False
         selection = resolver.selection
         upstream = selection.choose(memo[1], QuerySelection())
         if upstream is None:
@@ -162,7 +190,7 @@ class FastMiss:
         fut = outbound.send_udp(Send(host, int(port or 53), out, timeout=timeout, source=source, x20=x20))
         if fut is None:
             return False
-        miss = _Miss(key, upstream, qn, qtype, qid, sent, edns, x20, now)
+        miss = _Miss(key, upstream, qn, qtype, qid, sent, edns, x20, now, parent, memo[2])
         miss.clients.append((sock, data, addr, pq, now))
         self.inflight[key] = miss
         self.counts["asked"] += 1
@@ -170,11 +198,15 @@ class FastMiss:
         return True
 
     def _cut(self, cache, parent: bytes, now: float) -> tuple | None:
-        """(expires, addresses) of the cached cut at `parent`, remembered for
-        at most CUT_MEMO_TTL (and its NS TTL); None, remembered as long or
-        until the full path follows a referral, when the closest cached cut
-        is elsewhere (or is the root) or has no usable address."""
-        addrs = None
+        """(expires, addresses, keys, name) of the cached cut at `parent`,
+        remembered for at most CUT_MEMO_TTL (and its NS and DNSKEY TTLs).
+        keys: None where the full path would not validate, else the cut's
+        DNSKEYs the cache holds validated (SECURE), usable ones by (key tag,
+        algorithm). None (remembered NOCUT_TTL or until the full path follows
+        a referral) when the closest cached cut is elsewhere (or is the
+        root), has no usable address, or should be validated but its keys
+        are not cached validated (or it is below a negative trust anchor)."""
+        addrs = keys = None
         expires = now + CUT_MEMO_TTL
         name = dns.name.from_wire(parent, 0)[0] if parent != b"\x00" else dns.name.root
         if name != dns.name.root:
@@ -185,14 +217,24 @@ class FastMiss:
                 addrs = cut.addresses(o) or None
                 if ns is not None:
                     expires = now + min(CUT_MEMO_TTL, ns.ttl)
+        if addrs is not None and self.validating and ta.closest_ta(self.settings, name) is not None:
+            hit = None if ta.is_negative(self.settings, name) else cache.peek_rrset(name, T.DNSKEY)
+            if hit is None or cache_layer.rank_status(hit.rank) is not Status.SECURE:
+                addrs = None  # (the full path fetches and validates them first)
+            else:
+                keys = {}
+                for k in hit.rrset:
+                    if verify.key_usable(k) and k.algorithm in verify.SUPPORTED_ALGORITHMS:
+                        keys.setdefault((verify.key_tag(k), int(k.algorithm)), []).append(k)
+                expires = min(expires, now + hit.ttl)
         memo = self.cuts if addrs is not None else self.nocut
         if len(memo) >= CUT_MEMO_MAX:
             memo.clear()
         if addrs is None:
-            self.nocut[parent] = expires
+            self.nocut[parent] = min(expires, now + NOCUT_TTL)
             return None
-        self.cuts[parent] = (expires, addrs)
-        return expires, addrs
+        out = self.cuts[parent] = (expires, addrs, keys, name)
+        return out
 
     # -- the reply -----------------------------------------------------------------
     def _done(self, miss: _Miss, fut) -> None:
@@ -219,16 +261,21 @@ class FastMiss:
         plain = wire.plain_case(raw, miss.sent) if miss.x20 else raw
         cache = fast.resolver.cache
         got = None if plain is None else native.reply_rrset(plain, miss.qid, miss.qname, miss.qtype,
-                                                             cache.min_ttl, cache.max_ttl)
+                                                             cache.min_ttl, cache.max_ttl,
+                                                             miss.keys is not None)
+        now = int(clock.time())
+        if got is not None and miss.keys is not None:
+            got = self._validated(miss, got, now, cache)
         if got is None:
             self._hand_over(miss, Preset(miss.addr, self._name(miss), miss.qtype, miss.qid, miss.sent, raw,
                                          miss.edns, miss.x20, rtt))
             return
         selection.report_rtt(miss.addr, rtt)
-        ttl, rdatas = got
-        now = int(clock.time())
-        value = entry.pack_rdatas(miss.qtype, rdatas, inception=now, ttl=ttl, rank=int(ANSWER_RANK))
-        self._stash(native.cache_key(miss.qname, TAG_RRSET, miss.qtype), value)
+        ttl, rdatas, sigs = got
+        rank = int(ANSWER_RANK if miss.keys is None else SECURE_RANK)
+        value = entry.pack_rdatas(miss.qtype, rdatas, inception=now, ttl=ttl, rank=rank,
+                                  rrsigs=[rd for _, rd in sigs])
+        self._stash(native.cache_key(miss.qname, TAG_RRSET, miss.qtype), value, rank)
         settings = fast.settings
         bufsize = settings.edns_bufsize
         server = self.server
@@ -252,6 +299,45 @@ class FastMiss:
                 for layer in self.counting:
                     layer.fast_miss_count(pq, elapsed, miss.addr, rtt)
 
+    def _validated(self, miss: _Miss, got: tuple, now: int, cache) -> tuple | None:
+        """The reply's RRset proven SECURE by its first RRSIG and a key of
+        the cut, as workers/layers/validate.py would prove it (verify_rrset
+        tries the RRSIGs in order and stops at the first that verifies), with
+        its TTL capped as _cap_ttl caps it: (TTL, rdatas, RRSIGs), or None
+        (the full path decides: another signature, a wildcard, a failure)."""
+        ttl, rdatas, sigs = got
+        if not sigs:
+            return None
+        _sig_ttl, rd = sigs[0]
+        alg, labels, orig_ttl, expiration, inception, tag = _SIG_HEAD.unpack_from(rd, 2)
+        end = 18 + len(miss.zone)
+        if rd[18:end].lower() != miss.zone or labels != _labels(miss.qname) \
+                or ((expiration - now) & 0xFFFFFFFF) >= 0x80000000 \
+                or ((now - inception) & 0xFFFFFFFF) >= 0x80000000:
+            return None
+        keys = miss.keys.get((tag, alg))
+        if not keys:
+            return None
+        signed = [rd[:18], miss.zone]
+        head = miss.qname + _RR_HEAD.pack(miss.qtype, 1, orig_ttl)
+        for r in sorted(rdatas):
+            signed += (head, _U16.pack(len(r)), r)
+        data = b"".join(signed)
+        signature = rd[end:]
+        resolver = self.fast.resolver
+        for key in keys[:MAX_KEYS_TRIED]:
+            resolver.sig_checks += 1
+            try:
+                verify.public_key(key).verify(signature, data)
+            except Exception:  # noqa: BLE001 - InvalidSignature, a hostile key or signature
+                continue
+            left = (expiration - now) & 0xFFFFFFFF
+            ttl = min(ttl, orig_ttl, left)  # _cap_ttl
+            if ttl < cache.min_ttl or min(t for t, _ in sigs) < ttl:
+                return None  # (the stash would keep another TTL than the answer's)
+            return ttl, rdatas, sigs
+        return None
+
     def _hand_over(self, miss: _Miss, preset) -> None:
         for sock, data, addr, _pq, _started in miss.clients:
             self.counts["handed_over"] += 1
@@ -262,10 +348,10 @@ class FastMiss:
         return dns.name.from_wire(miss.qname, 0)[0]
 
     # -- the stash -------------------------------------------------------------------
-    def _stash(self, k: bytes, value: bytes) -> None:
+    def _stash(self, k: bytes, value: bytes, rank: int) -> None:
         if not self._ops:
             self.server._loop.call_soon(self.flush)
-        self._ops.append((k, value))
+        self._ops.append((k, value, rank))
 
     def flush(self) -> None:
         """Write the stashes of this loop iteration in one transaction."""
@@ -274,8 +360,8 @@ class FastMiss:
             return
         try:
             with self.fast.resolver.cache.writer() as w:
-                for k, value in ops:
-                    w.stash_value(k, value, int(ANSWER_RANK))
+                for k, value, rank in ops:
+                    w.stash_value(k, value, rank)
         except Exception as exc:  # noqa: BLE001 - a cache failure never fails an answer
             log.warning("[cache] stash failed: %s", exc)
 

@@ -80,7 +80,8 @@ def _check(raw: bytes, qtype: int) -> None:
     assert not m.authority and not m.additional
     [rrset] = m.answer
     assert (rrset.name, rrset.rdtype) == (QNAME, qtype)
-    ttl, rdatas = got
+    ttl, rdatas, sigs = got
+    assert sigs == ()
     assert ttl == rrset.ttl and MIN_TTL <= ttl <= MAX_TTL
     assert list(rdatas) == [rd.to_wire() for rd in rrset]
 

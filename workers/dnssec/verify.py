@@ -212,6 +212,11 @@ def key_tag(key) -> int:
     return tag
 
 
+def public_key(key):
+    """The key's public-key object, memoised (workers/fastmiss.py verifies with it)."""
+    return _public_key(key)
+
+
 def _public_key(key):
     """The key's dnspython public-key object (raises on a bad key or an
     unsupported algorithm; failures are not memoised)."""
