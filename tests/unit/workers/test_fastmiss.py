@@ -127,7 +127,7 @@ def fast_run(tmp_path, loop, monkeypatch, answer, queries, layers=None, settings
     up = Upstream(loop, answer)
     monkeypatch.setattr(fastmiss.outbound, "send_udp", up)
     server = Server(loop)
-    fast = FastPath(resolver, settings, clock)
+    fast = FastPath(resolver, settings, resolver.clock)
     fast.attach(server.stats, server)
     fast.sync()
     taken = []
@@ -339,3 +339,124 @@ def test_stats_count_what_the_full_path_counts(tmp_path, loop, monkeypatch):
     assert fast_m == full_m
     assert list(mods[0].frequent_q) == list(mods[1].frequent_q)
     assert [a for a, _ in mods[0].upstreams] == [a for a, _ in mods[1].upstreams] == [NS_ADDR]
+
+
+# -- validated misses ----------------------------------------------------------------
+
+class SignedClock(Clock):
+    def time(self):
+        from .signedzones import START
+        return float(START)
+
+
+def signed_settings():
+    from .signedzones import root_ds
+    settings = Settings()
+    settings.trust_anchors = {dns.name.root: [root_ds()]}
+    return settings
+
+
+def _zone_key():
+    from dns.dnssec import Algorithm
+
+    from .signedzones import key
+    return key(Algorithm.ECDSAP256SHA256, n=7, flags=257)
+
+
+def signed_reply(ttl=3600, signed_ttl=None, tamper=False, wildcard=False, expired=False, unsigned=False):
+    from .signedzones import START, sign_rrset
+    keypair = _zone_key()
+
+    def reply_of(q):
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.AA
+        name = q.question[0].name
+        rr = dns.rrset.from_text(name, signed_ttl or ttl, "IN", "A", "192.0.2.7", "192.0.2.8")
+        signer = dns.name.from_text("*.example.") if wildcard else name
+        kw = {"inception": START - 7200, "expiration": START - 3600} if expired else {}
+        sigs = sign_rrset(dns.rrset.from_rdata_list(signer, rr.ttl, list(rr)), dns.name.from_text("example."),
+                          keypair, **kw)
+        sigs = dns.rrset.from_rdata_list(name, rr.ttl, list(sigs))
+        if tamper:
+            rd = sigs[0]
+            sigs = dns.rrset.from_rdata_list(name, rr.ttl, [rd.replace(signature=bytes(len(rd.signature)))])
+        rr.ttl = ttl
+        r.answer.append(rr)
+        if not unsigned:
+            r.answer.append(sigs)
+        r.use_edns(0, dns.flags.DO, 1232)
+        return r
+    return reply_of
+
+
+def signed_prepare(cache):
+    from workers.layers.cache import SECURE_RANK
+    _, dnskey = _zone_key()
+    with cache.writer() as w:
+        w.stash_rrset(dns.rrset.from_rdata_list(dns.name.from_text("example."), 3600, [dnskey]), SECURE_RANK)
+
+
+def signed_fast_run(tmp_path, loop, monkeypatch, answer, queries, keys=True):
+    orig = prepare
+
+    def prepare_signed(tmp, sub, clock, layers=None, settings=None):
+        resolver, cache, settings = orig(tmp, sub, SignedClock(), layers, settings)
+        if keys:
+            signed_prepare(cache)
+        return resolver, cache, settings
+    monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "prepare", prepare_signed)
+    return fast_run(tmp_path, loop, monkeypatch, answer, queries, settings=signed_settings())
+
+
+def signed_full_run(tmp_path, answer, query, sub, preset=None):
+    clock = SignedClock()
+    resolver, cache, settings = prepare.__wrapped__(tmp_path, sub, clock, settings=signed_settings()) \
+        if hasattr(prepare, "__wrapped__") else prepare(tmp_path, sub, clock, settings=signed_settings())
+    signed_prepare(cache)
+    msg, _ = parse_client_query(query.to_wire())
+    asked = []
+
+    def transport(send):
+        asked.append(send)
+        return answer(send.wire)
+    kw = {"preset": preset} if preset is not None else {}
+    ans = drive_sync(resolver.resolve(msg, ("198.51.100.1", 5000), **kw), transport)
+    return render_answer(ans, msg, settings, False)[0], cache, asked, resolver
+
+
+@pytest.mark.parametrize("reply", [signed_reply(), signed_reply(ttl=3600, signed_ttl=300)],
+                         ids=["plain", "ttl-capped"])
+def test_validated_answer_and_stash_equal_the_full_path(tmp_path, loop, monkeypatch, reply):
+    answer = authority(reply)
+    q = query("www.example.", edns=0)
+    server, cache, resolver, taken, up = signed_fast_run(tmp_path, loop, monkeypatch, answer, [q])
+    assert taken == [True] and not server.handed and len(server.sent) == 1
+    assert resolver.sig_checks == 1
+    want, full_cache, _, full = signed_full_run(tmp_path, answer, q, "full")
+    assert full.sig_checks == 1
+    assert server.sent[0] == want
+    v = value(cache, "www.example.", T.A)
+    assert v == value(full_cache, "www.example.", T.A) is not None
+    assert v[8] == int(Rank.AUTH | Rank.SECURE) and v[9] == 1  # secure, with its RRSIGs
+
+
+@pytest.mark.parametrize("reply", [signed_reply(tamper=True), signed_reply(expired=True),
+                                   signed_reply(unsigned=True), signed_reply(wildcard=True)],
+                         ids=["bad-signature", "expired", "unsigned", "wildcard"])
+def test_what_does_not_validate_goes_to_the_full_path_with_the_reply(tmp_path, loop, monkeypatch, reply):
+    answer = authority(reply)
+    q = query("www.example.", edns=0)
+    server, cache, _, taken, up = signed_fast_run(tmp_path, loop, monkeypatch, answer, [q])
+    assert taken == [True] and not server.sent and len(server.handed) == 1
+    preset = server.handed[0][1]
+    assert preset is not None and value(cache, "www.example.", T.A) is None
+    got, _, asked, _ = signed_full_run(tmp_path, answer, q, "handed", preset=preset)
+    want, _, asked_plain, _ = signed_full_run(tmp_path, answer, q, "plain")
+    assert len(asked) == len(asked_plain) - 1
+    assert dns.message.from_wire(got) == dns.message.from_wire(want)
+
+
+def test_a_cut_without_validated_keys_stays_on_the_full_path(tmp_path, loop, monkeypatch):
+    _, _, _, taken, up = signed_fast_run(tmp_path, loop, monkeypatch, authority(signed_reply()),
+                                         [query("www.example.")], keys=False)
+    assert taken == [False] and not up.sends
