@@ -70,3 +70,22 @@ def test_clear_on_one_fork_empties_every_packet_cache(hierarchy, group_factory, 
     assert all(_ttl(m) >= TTL - 1 for m in fresh), sorted(_ttl(m) for m in fresh)
     after = _fast(g)
     assert all(a["generation"] > b["generation"] for a, b in zip(after, before)), (before, after)
+
+
+def test_plain_misses_are_asked_without_a_request(hierarchy, group_factory, tmp_path, listen_addr):
+    """The fast miss (workers/fastmiss.py) of the real binary: once the zone
+    cut is cached, a plain A miss below it is asked and answered without a
+    Request, a NODATA reply is handed to the full path with the reply it
+    got, and the stats module counts both."""
+    g = group_factory(tmp_path / "rd", ["-f", "1", "-a", f"{listen_addr[0]}@{listen_addr[1]}"], CONFIG, n=1)
+    check_case(ask(listen_addr, CASES["nxdomain"].qname, CASES["nxdomain"].qtype), CASES["nxdomain"])
+    [before] = _fast(g)
+    for name in ("glue", "nodata"):
+        case = CASES[name]
+        check_case(ask(listen_addr, case.qname, case.qtype), case)
+    [after] = _fast(g)
+    miss = {k: after["miss"][k] - before["miss"].get(k, 0) for k in ("asked", "answered", "handed_over")}
+    assert miss == {"asked": 2, "answered": 1, "handed_over": 1}, (before, after)
+    assert map_json(g.leader_tty, "stats.get('answer.total')") == [3]
+    check_case(ask(listen_addr, CASES["glue"].qname, CASES["glue"].qtype), CASES["glue"])  # now a cache hit
+    assert _fast(g)[0]["miss"]["asked"] == after["miss"]["asked"]
