@@ -24,6 +24,7 @@ from typing import Any, Iterable
 GAUGES = frozenset({
     "worker.concurrent", "worker.rconcurrent", "worker.rss",
     "worker.fastpath.bytes", "worker.fastpath.entries", "worker.fastpath.generation",
+    "worker.fastpath.miss.inflight",
     "cache.entries", "cache.map_size", "cache.max_key_size", "cache.page_size",
     "cache.usage_bytes", "cache.used_bytes",
 })

@@ -56,6 +56,7 @@ from .selection.iterate import QuerySelection, SelectionError
 from .transport import Preset, Send
 
 log = logging.getLogger("kresd.fastmiss")
+_RESOLV_LOG = logging.getLogger("kresd.resolv")  # workers/resolve.py's per-request log
 
 _RD = 0x0100
 _NOT_FAST = 0x8000 | 0x0100 | 0x0020 | 0x0010  # QR, RD, AD, CD: only RD may be set
@@ -104,7 +105,7 @@ class FastMiss:
         self.counting: list = []  # layers with fast_miss_count
         self.inflight: dict[tuple, _Miss] = {}
         self.cuts: dict[bytes, tuple] = {}  # parent wire -> (expires, addresses)
-        self.nocut: dict[bytes, float] = {}  # parent wire -> until when it is no cut to use
+        self.nocut: dict[bytes, tuple] = {}  # parent wire -> (from, until) when it is no cut to use
         self._referrals = -1  # resolver.referrals when nocut was last emptied
         self._ops: list = []  # (key, value) stashes waiting for the flush
         self.counts = {"asked": 0, "answered": 0, "shared": 0, "handed_over": 0}
@@ -116,7 +117,8 @@ class FastMiss:
         """Called with the fast path's consent (Settings.epoch or the cache
         generation changed): read again what may take this path."""
         self.ok = (self.server is not None and bool(settings.fastpath)
-                   and all(getattr(layer, "fast_miss", False) for layer in layers))
+                   and all(getattr(layer, "fast_miss", False) for layer in layers)
+                   and not _RESOLV_LOG.isEnabledFor(logging.DEBUG))  # (debug: the full path logs each step)
         self.settings = settings
         self.validating = any(settings.trust_anchors.values())
         self.opts = Options.from_settings(settings)
@@ -153,22 +155,23 @@ class FastMiss:
                 if cache.peek_raw(native.cache_key(*k)) is not None:
                     return False
             now = clock.monotonic()
+            wall = clock.time()  # (memos age with the clock the cache's TTLs use)
             parent = qn[qn[0] + 1:]
             if resolver.referrals != self._referrals:  # new cuts: "no cut here" may be stale
                 self._referrals = resolver.referrals
                 self.nocut.clear()
             memo = self.cuts.get(parent)
-            if memo is None or memo[0] <= now:
-                if self.nocut.get(parent, 0.0) > now:
+            if memo is None or not memo[4] <= wall < memo[0]:
+                no = self.nocut.get(parent)
+                if no is not None and no[0] <= wall < no[1]:
                     return False
-                memo = self._cut(cache, parent, now)
+                memo = self._cut(cache, parent, wall)
                 if memo is None:
                     return False
         if memo[2] is not None:
             # RFC 8198: the full path may answer from cached NSEC/NSEC3 of the zone
             from .layers import aggressive
-            if aggressive.synthesize(cache, memo[3], dns.name.from_wire(qn, 0)[0], qtype,
-                                     clock.time()) is not None:
+            if aggressive.synthesize(cache, memo[3], dns.name.from_wire(qn, 0)[0], qtype, wall) is not None:
                 return False
         selection = resolver.selection
         upstream = selection.choose(memo[1], QuerySelection())
@@ -198,8 +201,9 @@ class FastMiss:
         return True
 
     def _cut(self, cache, parent: bytes, now: float) -> tuple | None:
-        """(expires, addresses, keys, name) of the cached cut at `parent`,
-        remembered for at most CUT_MEMO_TTL (and its NS and DNSKEY TTLs).
+        """(expires, addresses, keys, name, created) of the cached cut at
+        `parent` (unix times, `now` is one), remembered for at most
+        CUT_MEMO_TTL (and its NS and DNSKEY TTLs; a clock going back ends it).
         keys: None where the full path would not validate, else the cut's
         DNSKEYs the cache holds validated (SECURE), usable ones by (key tag,
         algorithm). None (remembered NOCUT_TTL or until the full path follows
@@ -231,9 +235,9 @@ class FastMiss:
         if len(memo) >= CUT_MEMO_MAX:
             memo.clear()
         if addrs is None:
-            self.nocut[parent] = min(expires, now + NOCUT_TTL)
+            self.nocut[parent] = (now, min(expires, now + NOCUT_TTL))
             return None
-        out = self.cuts[parent] = (expires, addrs, keys, name)
+        out = self.cuts[parent] = (expires, addrs, keys, name, now)
         return out
 
     # -- the reply -----------------------------------------------------------------

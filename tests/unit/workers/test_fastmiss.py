@@ -460,3 +460,43 @@ def test_a_cut_without_validated_keys_stays_on_the_full_path(tmp_path, loop, mon
     _, _, _, taken, up = signed_fast_run(tmp_path, loop, monkeypatch, authority(signed_reply()),
                                          [query("www.example.")], keys=False)
     assert taken == [False] and not up.sends
+
+
+def test_the_cut_memo_ages_with_the_cache_clock(tmp_path, loop, monkeypatch):
+    """The parent's cut is remembered, but not past its NS TTL on the clock
+    the cache uses (a wall-clock jump ends it even when the monotonic clock
+    stands still)."""
+    clock = Clock()
+    wall = [float(NOW)]
+    clock.time = lambda: wall[0]
+    resolver, cache, settings = prepare(tmp_path, "m", clock)
+    with cache.writer() as w:  # a short delegation TTL for this test
+        w.stash_rrset(dns.rrset.from_text("example.", 3, "IN", "NS", "ns.example."), Rank.TRY)
+    monkeypatch.setattr(fastmiss.outbound, "send_udp", Upstream(loop, authority(positive())))
+    server = Server(loop)
+    fast = FastPath(resolver, settings, clock)
+    fast.attach(server.stats, server)
+    fast.sync()
+
+    def start(name):
+        data = query(name).to_wire()
+        assert fast(data) is None
+        return fast.miss.start(None, data, ("198.51.100.1", 1), fast.miss_pq)
+    assert start("a.example.")
+    wall[0] += 1
+    assert start("b.example.")  # (from the memo)
+    wall[0] += 10  # the NS expired: the full path goes to the parent for the delegation
+    assert not start("c.example.")
+    loop.run_until_complete(asyncio.sleep(0.01))
+
+
+def test_debug_logging_keeps_misses_on_the_full_path(tmp_path, loop, monkeypatch):
+    import logging
+    resolv = logging.getLogger("kresd.resolv")
+    old = resolv.level
+    resolv.setLevel(logging.DEBUG)
+    try:
+        _, _, _, taken, up = fast_run(tmp_path, loop, monkeypatch, authority(positive()), [query("www.example.")])
+    finally:
+        resolv.setLevel(old)
+    assert taken == [False] and not up.sends
