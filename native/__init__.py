@@ -558,9 +558,34 @@ else:
         rank_is_answer,
     )
 
-# The plain positive upstream reply of the fast miss (workers/fastmiss.py):
-# Python for now on both backends (one pass over a small reply).
-from native.pure import REPLY_RRSET_TYPES, reply_rrset  # noqa: E402,F401
+from native.pure import REPLY_MAX, REPLY_RRSET_TYPES  # noqa: E402
+
+if BACKEND == "c":
+    assert _lib.KN_REPLY_MAX == REPLY_MAX
+    _reply = _ffi.new("struct kn_reply *")
+
+    def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int, max_ttl: int,
+                    sigs: bool = False) -> tuple[int, tuple[bytes, ...], tuple] | None:
+        """The plainest upstream answer's (TTL, rdata wires, ((TTL, RRSIG rdata), ...))
+        or None (kn_reply_rrset; twin: native.pure.reply_rrset)."""
+        n = REPLY_RRSET_TYPES.get(qtype)
+        if n is None or not 0 <= qid <= 0xFFFF:
+            return None
+        if type(raw) is not bytes:
+            raw = bytes(raw)
+        out = _reply
+        if _lib.kn_reply_rrset(raw, len(raw), qid, qname, len(qname), qtype,
+                               min(max(min_ttl, 0), _U32_MAX), min(max(max_ttl, 0), _U32_MAX),
+                               1 if sigs else 0, out) != 0:
+            return None
+        rdatas = tuple([raw[o:o + n] for o in out.rd_off[0:out.nrd]])
+        if not out.nsig:
+            return out.ttl, rdatas, ()
+        rrsigs = tuple([(out.sig_ttl[i], raw[out.sig_off[i]:out.sig_off[i] + out.sig_len[i]])
+                        for i in range(out.nsig)])
+        return out.ttl, rdatas, rrsigs
+else:
+    from native.pure import reply_rrset  # noqa: F401
 
 __all__ = [
     "REPLY_RRSET_TYPES",

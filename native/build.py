@@ -2,7 +2,7 @@
 
 Owns: how the C sources in native/ become the extension module `native._native`:
 the cdef (read from the CDEF-BEGIN/CDEF-END section of kresd_native.h), the
-sources (pkt.c, key.c, answer.c, fastpath.c, ratelimit.c) and the compiler flags.
+sources (pkt.c, key.c, answer.c, fastpath.c, ratelimit.c, reply.c) and the compiler flags.
 Must not: contain C logic, or be imported at run time (only setuptools'
 `cffi_modules=["native/build.py:ffibuilder"]` and developers run it).
 
@@ -20,7 +20,7 @@ import cffi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = "kresd_native.h"
-SOURCES = ("pkt.c", "key.c", "answer.c", "fastpath.c", "ratelimit.c")
+SOURCES = ("pkt.c", "key.c", "answer.c", "fastpath.c", "ratelimit.c", "reply.c")
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra"]
 
 

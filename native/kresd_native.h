@@ -365,6 +365,40 @@ int kn_rl_tc(const uint8_t *q, size_t qlen, uint8_t *out, size_t outlen);
  * recvmmsg failed (b->err). */
 int kn_udp_batch(int fd, const struct kn_pcache *pc, struct kn_batch *b);
 
+/* ---- the plainest upstream reply (reply.c) ------------------------------
+ *
+ * The cache-miss fast path (workers/fastmiss.py) asks one question and takes
+ * the reply only when it is the plainest positive answer; anything else goes
+ * to the full path (workers/wire.py parse_reply with dnspython).
+ * native/pure.py reply_rrset is the twin (same verdicts, same records). */
+
+#define KN_REPLY_MAX 64  /* records of the answer section kn_reply_rrset takes */
+
+struct kn_reply {
+	uint32_t ttl;                    /* smallest TTL of the qtype records */
+	uint16_t nrd;                    /* qtype records, at rd_off (fixed length) */
+	uint16_t nsig;                   /* RRSIG records, at sig_off, sig_len long */
+	uint16_t rd_off[KN_REPLY_MAX];
+	uint16_t sig_off[KN_REPLY_MAX];
+	uint16_t sig_len[KN_REPLY_MAX];
+	uint32_t sig_ttl[KN_REPLY_MAX];
+};
+
+/* Is r[0..rlen) the plainest answer to (qname[0..qlen), qtype IN) with ID
+ * qid? QR set, opcode 0, TC 0, RCODE 0; QDCOUNT 1, ANCOUNT 1..KN_REPLY_MAX,
+ * NSCOUNT 0, ARCOUNT <= 1; the question exactly qname (byte for byte) and
+ * qtype/IN; qtype A (rdata 4 bytes) or AAAA (16); every answer record owned
+ * by the question name (the pointer C0 0C, or the name itself in any ASCII
+ * case), class IN, and either of qtype with its rdata length (distinct
+ * rdatas) or, with sigs != 0, an RRSIG covering qtype whose signer name is
+ * uncompressed and followed by at least one byte (distinct rdatas); the
+ * additional record, if any, an OPT with root owner and extended RCODE 0;
+ * nothing after it. TTLs >= 2^31 count as 0; the smallest qtype TTL must lie
+ * in [min_ttl, max_ttl]. Returns KN_OK with *out filled, KN_EMALF for bytes
+ * that are no such reply (the caller hands the reply to the full path). */
+int kn_reply_rrset(const uint8_t *r, size_t rlen, uint16_t qid, const uint8_t *qname, size_t qlen,
+		   uint16_t qtype, uint32_t min_ttl, uint32_t max_ttl, int sigs, struct kn_reply *out);
+
 /* CDEF-END */
 
 /* Internal to native/ (ratelimit.c, used by fastpath.c too; not in the cffi

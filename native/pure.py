@@ -333,15 +333,18 @@ _F_QR, _F_OPCODE, _F_AA, _F_TC, _F_RD, _F_Z, _F_AD, _F_CD, _F_RCODE = (
 
 #: the record types reply_rrset takes, with their fixed rdata length
 REPLY_RRSET_TYPES = {1: 4, 28: 16}  # A, AAAA
+REPLY_MAX = 64  # answer records taken (KN_REPLY_MAX)
 
 
 def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int, max_ttl: int,
                 sigs: bool = False) -> tuple[int, tuple[bytes, ...], tuple] | None:
-    """(TTL, rdata wires, RRSIGs) when `raw` is the plainest upstream answer
+    """Twin of native.reply_rrset (kn_reply_rrset, reply.c).
+
+    (TTL, rdata wires, RRSIGs) when `raw` is the plainest upstream answer
     to (qname, qtype IN) with ID qid: QR, opcode QUERY, not TC, RCODE NOERROR
     (also in the OPT), one question that is exactly `qname` (uncompressed,
     the case as compared by the caller) and qtype/IN, an answer section of
-    1+ distinct records of qtype/IN (a REPLY_RRSET_TYPES type, rdata of its
+    1..REPLY_MAX records: 1+ distinct records of qtype/IN (a REPLY_RRSET_TYPES type, rdata of its
     fixed length) owned by the question name (a pointer to offset 12 or the
     name itself, any case) and, with `sigs`, distinct RRSIG/IN records of
     that owner covering qtype whose signer name is not compressed (RRSIGs
@@ -353,11 +356,11 @@ def reply_rrset(raw: bytes, qid: int, qname: bytes, qtype: int, min_ttl: int, ma
     (workers/wire.py parse_reply) decides about it."""
     rdlen_want = REPLY_RRSET_TYPES.get(qtype)
     n = len(raw)
-    if rdlen_want is None or n < 12:
+    if rdlen_want is None or n < 12 or not qname:
         return None
     rid, flags, qd, an, ns, ar = _HEADER.unpack_from(raw)
     # QR set; opcode 0, TC 0, RCODE 0 (AA, RD, RA, AD, CD, Z may be anything)
-    if rid != qid or flags & 0xFA0F != 0x8000 or qd != 1 or not an or ns or ar > 1:
+    if rid != qid or flags & 0xFA0F != 0x8000 or qd != 1 or not an or an > REPLY_MAX or ns or ar > 1:
         return None
     qend = 12 + len(qname)
     if n < qend + 4 or raw[12:qend] != qname or raw[qend:qend + 4] != _U16_BE.pack(qtype) + b"\x00\x01":

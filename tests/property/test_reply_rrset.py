@@ -1,11 +1,13 @@
-"""native.reply_rrset (the fast miss's reader of upstream replies) against
-the full path's parser (workers/wire.py parse_reply, which is dnspython's
+"""native.reply_rrset (the fast miss's reader of upstream replies: C
+kn_reply_rrset, and its twin native.pure.reply_rrset) against the full
+path's parser (workers/wire.py parse_reply, which is dnspython's
 meaning): for random replies built with dnspython (random flags, rcodes,
 sections, TTLs, duplicates, OPT, question and ID mismatches) and for mutated
 bytes of them, whatever reply_rrset accepts the full path reads as the same
 answer RRset (same owner, type, minimum TTL and records in order) of a
 NOERROR reply without TC, authority or other additional records; and it
-never raises."""
+never raises; and C and the twin agree on every reply, with RRSIGs allowed
+or not."""
 from __future__ import annotations
 
 import dns.flags
@@ -18,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import native
+import native.pure as pure
 from workers import wire
 
 QNAME = dns.name.from_text("www.example.")
@@ -49,6 +52,16 @@ def replies(draw):
         else:
             text = '"t"'
         r.answer.append(dns.rrset.from_text(owner, ttl, "IN", rtype, text))
+    if draw(st.booleans()):  # RRSIGs over the answer (signatures need not verify here)
+        for i in range(draw(st.integers(1, 3))):
+            covered = "A" if qtype == T.A else "AAAA"
+            if not plain and draw(st.booleans()):
+                covered = "TXT"
+            signer = draw(st.sampled_from(["example.", "EXample.", "other."]))
+            r.answer.append(dns.rrset.from_text(
+                owner, 300, "IN", "RRSIG",
+                f"{covered} 13 2 300 20300101000000 20200101000000 {1000 + i} {signer} "
+                + "AAAA" * draw(st.integers(1, 3))))
     if not plain and draw(st.booleans()):
         r.authority.append(dns.rrset.from_text("example.", 300, "IN", "NS", "ns.example."))
     if not plain and draw(st.booleans()):
@@ -70,7 +83,13 @@ def _meaning(raw: bytes, qtype: int):
 
 
 def _check(raw: bytes, qtype: int) -> None:
-    got = native.reply_rrset(raw, 4242, QWIRE, qtype, MIN_TTL, MAX_TTL)
+    for sigs in (False, True):
+        got = native.reply_rrset(raw, 4242, QWIRE, qtype, MIN_TTL, MAX_TTL, sigs)
+        assert got == pure.reply_rrset(raw, 4242, QWIRE, qtype, MIN_TTL, MAX_TTL, sigs)
+        _check_meaning(raw, qtype, got, sigs)
+
+
+def _check_meaning(raw: bytes, qtype: int, got, sigs: bool) -> None:
     if got is None:
         return
     m = _meaning(raw, qtype)
@@ -78,12 +97,21 @@ def _check(raw: bytes, qtype: int) -> None:
     assert m.id == 4242 and m.rcode() == dns.rcode.NOERROR and not m.flags & dns.flags.TC
     assert [(q.name, q.rdtype) for q in m.question] == [(QNAME, qtype)]
     assert not m.authority and not m.additional
-    [rrset] = m.answer
+    rrset, *rest = m.answer
     assert (rrset.name, rrset.rdtype) == (QNAME, qtype)
-    ttl, rdatas, sigs = got
-    assert sigs == ()
+    ttl, rdatas, rrsigs = got
     assert ttl == rrset.ttl and MIN_TTL <= ttl <= MAX_TTL
     assert list(rdatas) == [rd.to_wire() for rd in rrset]
+    if not sigs:
+        assert rrsigs == () and rest == []
+        return
+    if rrsigs:
+        [sigset] = rest
+        assert (sigset.name, sigset.rdtype, sigset.covers) == (QNAME, T.RRSIG, qtype)
+        assert [rd for _, rd in rrsigs] == [rd.to_wire() for rd in sigset]
+        assert min(t for t, _ in rrsigs) == sigset.ttl
+    else:
+        assert rest == []
 
 
 @settings(max_examples=400, deadline=None)

@@ -1,7 +1,7 @@
 /* asan_harness.c - drive every function of native/ under ASan/UBSan.
  *
  * Owns: a stand-alone main() used only by test_native_asan.py, for pkt.c,
- * key.c, answer.c, fastpath.c and ratelimit.c. Modes, each reading records from the file argv[2]
+ * key.c, answer.c, fastpath.c, ratelimit.c and reply.c. Modes, each reading records from the file argv[2]
  * and copying every input into a heap block of exactly its length (so any
  * read past it is a heap-buffer-overflow report):
  *   parse  <file>: records are (u32 LE length, bytes). One line per record:
@@ -33,6 +33,11 @@
  *     127.0.17.1 (ephemeral ports) to a socket that kn_udp_batch reads with a
  *     rate limit of instant 3, rate 0 (no refill), slip 2 and no packet
  *     cache answers. Prints "<received> <misses> <tc sent> <dropped>".
+ *   reply <file>: records are (u32 LE rlen, reply, u32 LE qlen, qname,
+ *     u32 LE qid, u32 LE qtype, u32 LE sigs); kn_reply_rrset with TTL bounds
+ *     5..86400 into a heap struct kn_reply of exactly its size. One line per
+ *     record: <rc> and, for KN_OK, <ttl> <nrd> <nsig> and the rd_off, then
+ *     the sig_off/sig_len/sig_ttl triples.
  * Must not: be part of the extension module.
  */
 #define _GNU_SOURCE
@@ -346,6 +351,38 @@ static int mode_batchrl(FILE *f)
 	return sent == total ? 0 : 3;
 }
 
+static int mode_reply(FILE *f)
+{
+	size_t rlen, qlen, qid, qtype, sigs;
+	while (read_u32(f, &rlen) == 0) {
+		uint8_t *r = read_exact(f, rlen);
+		if (read_u32(f, &qlen) != 0)
+			return 2;
+		uint8_t *qname = read_exact(f, qlen);
+		if (read_u32(f, &qid) || read_u32(f, &qtype) || read_u32(f, &sigs))
+			return 2;
+		struct kn_reply *out = malloc(sizeof(*out));
+		if (!out)
+			return 2;
+		int rc = kn_reply_rrset(r, rlen, (uint16_t)qid, qname, qlen, (uint16_t)qtype, 5, 86400,
+					(int)sigs, out);
+		printf("%d", rc);
+		if (rc == KN_OK) {
+			printf(" %u %u %u", (unsigned)out->ttl, (unsigned)out->nrd, (unsigned)out->nsig);
+			for (unsigned i = 0; i < out->nrd; i++)
+				printf(" %u", (unsigned)out->rd_off[i]);
+			for (unsigned i = 0; i < out->nsig; i++)
+				printf(" %u/%u/%u", (unsigned)out->sig_off[i], (unsigned)out->sig_len[i],
+				       (unsigned)out->sig_ttl[i]);
+		}
+		printf("\n");
+		free(out);
+		free(qname);
+		free(r);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "ranks") == 0) {
@@ -372,6 +409,8 @@ int main(int argc, char **argv)
 		rc = mode_ratelimit(f);
 	else if (strcmp(argv[1], "batchrl") == 0)
 		rc = mode_batchrl(f);
+	else if (strcmp(argv[1], "reply") == 0)
+		rc = mode_reply(f);
 	fclose(f);
 	return rc;
 }

@@ -1,7 +1,7 @@
 """Memory-safety check: every C function of native/ under AddressSanitizer + UBSan.
 
 Owns: compiling tests/unit/native/asan_harness.c with the C sources
-(build.SOURCES: pkt.c, key.c, answer.c, fastpath.c, ratelimit.c) and -fsanitize=address,undefined in a
+(build.SOURCES: pkt.c, key.c, answer.c, fastpath.c, ratelimit.c, reply.c) and -fsanitize=address,undefined in a
 temporary directory (a subprocess, a few seconds), then feeding it
   * the hostile corpus plus thousands of mutated packets (kn_parse_query,
     kn_cache_key),
@@ -12,6 +12,8 @@ temporary directory (a subprocess, a few seconds), then feeding it
   * the packet cache and kn_udp_batch, with and without a rate limit, and
     thousands of (sender, time, query, outlen) cases for kn_rl_check and
     kn_rl_tc (ratelimit.c),
+  * thousands of upstream replies (plain, signed, mutated, cut short) for
+    kn_reply_rrset (reply.c), with RRSIGs allowed and not,
 each input in a heap block of exactly its length, and checking that the
 sanitized build reports nothing and returns the same codes and bytes as the
 extension module.
@@ -332,3 +334,58 @@ def test_udp_batch_rate_limit_sanitized(harness, tmp_path):
     received, misses, tc, dropped = map(int, line.split())
     assert received == len(cases) and misses == 3  # instant 3, no refill: the rest is limited
     assert tc + dropped == received - 3 and tc > 0 and dropped > 0
+
+
+# -- kn_reply_rrset ------------------------------------------------------------------
+
+def _replies(n: int, seed: int = 14) -> list[tuple[bytes, bytes, int, int, int]]:
+    """(reply, qname, qid, qtype, sigs): plain and signed answers, then mutated and cut."""
+    rng = random.Random(seed)
+    qname = dns.name.from_text("www.example.")
+    base = []
+    for qtype, texts in ((1, ["192.0.2.1", "192.0.2.2"]), (28, ["2001:db8::1"])):
+        for signed in (False, True):
+            q = dns.message.make_query(qname, qtype, use_edns=0)
+            q.id = 7
+            r = dns.message.make_response(q)
+            r.answer.append(dns.rrset.from_text(qname, 300, "IN", qtype, *texts))
+            if signed:
+                r.answer.append(dns.rrset.from_text(
+                    qname, 300, "IN", "RRSIG",
+                    f"{dns.rdatatype.to_text(qtype)} 13 2 300 20300101000000 20200101000000 1 example. AAAA"))
+            base.append((r.to_wire(), qtype))
+    out = []
+    for _ in range(n):
+        wire, qtype = rng.choice(base)
+        w = bytearray(wire)
+        for _ in range(rng.randrange(4)):
+            if w:
+                w[rng.randrange(len(w))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            w = w[:rng.randrange(len(w) + 1)]
+        out.append((bytes(w), qname.to_wire(), 7, qtype, rng.randrange(2)))
+    return out
+
+
+def _expected_reply(r: bytes, qname: bytes, qid: int, qtype: int, sigs: int) -> str:
+    ffi, lib = _native.ffi, _native.lib
+    out = ffi.new("struct kn_reply *")
+    rc = lib.kn_reply_rrset(r, len(r), qid, qname, len(qname), qtype, 5, 86400, sigs, out)
+    if rc != 0:
+        return str(rc)
+    parts = [str(rc), str(out.ttl), str(out.nrd), str(out.nsig)]
+    parts += [str(out.rd_off[i]) for i in range(out.nrd)]
+    parts += [f"{out.sig_off[i]}/{out.sig_len[i]}/{out.sig_ttl[i]}" for i in range(out.nsig)]
+    return " ".join(parts)
+
+
+def test_reply_rrset_sanitized_agrees(harness, tmp_path):
+    cases = _replies(6000)
+    corpus = tmp_path / "replies.bin"
+    corpus.write_bytes(b"".join(
+        struct.pack("<I", len(r)) + r + struct.pack("<I", len(qn)) + qn + struct.pack("<III", qid, qt, sg)
+        for r, qn, qid, qt, sg in cases))
+    got = _run(harness, "reply", str(corpus))
+    assert got == [_expected_reply(*c) for c in cases]
+    taken = [line for line in got if line.startswith("0 ")]
+    assert taken and any(line.split()[3] != "0" for line in taken)  # signed ones taken too
