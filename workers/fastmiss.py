@@ -5,31 +5,36 @@ Owns, for one worker, the UDP query that the cache-hit fast path
 answer:
   * when it may be tried (`start`): the fast path's consent held for the
     name (every layer's fast_ok, the client outside every fast_nets subnet),
-    every loaded layer says it may skip the Request (Layer.fast_miss), no
-    trust anchor is configured (validation needs the full path), the query
-    asks A or AAAA of class IN with RD=1 and without DNSSEC flags (DO, AD,
-    CD) or EDNS options, and the cache holds nothing else
-    for the name (no CNAME, NXDOMAIN or NODATA entry, no expired entry of the
-    type that serve_stale might want), and the closest cached zone cut is the
-    name's parent (so the full path would ask it the full name too: no QNAME
-    minimisation step);
+    every loaded layer says it may skip the Request (Layer.fast_miss), the
+    resolv log is not at debug level, the query asks A or AAAA of class IN
+    with RD=1 and without DNSSEC flags (DO, AD, CD) or EDNS options, the
+    cache holds nothing else for the name (no CNAME, NXDOMAIN or NODATA
+    entry, no expired entry of the type that serve_stale might want), the
+    closest cached zone cut is the name's parent (so the full path would ask
+    it the full name too: no QNAME minimisation step), and, where a trust
+    anchor covers that zone, the cache holds its DNSKEY validated (SECURE),
+    no negative trust anchor covers it and no cached NSEC/NSEC3 of it answers
+    the name (RFC 8198, workers/layers/aggressive.py);
   * asking the zone's server the selection chooses (the same ID, 0x20 case,
     EDNS, timeout and source address rules as workers/resolve.py
     _exchange), through the worker's upstream UDP pool without a Task, and
     sharing one question among clients asking the same name and type;
   * the reply: when native.reply_rrset finds it the plainest positive answer
-    (see there), the RRset is stashed as the full path stashes it (same
-    bytes, same rank; batched: one write transaction per loop iteration) and
-    each client is answered with native.answer from those bytes (the LMDB
-    tier's answer, the same bytes as the full path's); the stats module
-    counts it as the full path would (StatsLayer.fast_miss_count);
+    (see there) and, under a trust anchor, its first RRSIG verifies with a
+    key of the zone as workers/dnssec/verify.py verify_rrset would take it
+    (`_validated`), the RRset is stashed as the full path stashes it (same
+    bytes, same rank, RRSIGs included; batched: one write transaction per
+    loop iteration) and each client is answered with native.answer from
+    those bytes (the LMDB tier's answer, the same bytes as the full path's);
+    the stats module counts it as the full path would
+    (StatsLayer.fast_miss_count);
   * anything else (a timeout, a referral, a CNAME, a negative answer, a
-    malformed or truncated reply, a client the answer does not fit) is handed
-    to the full path with the reply it got (Request.preset), so no question is
-    asked twice.
+    signature that does not verify at once, a malformed or truncated reply,
+    a client the answer does not fit) is handed to the full path with the
+    reply it got (Request.preset), so no question is asked twice.
 Must not: change what a client gets or what the cache holds (tests/unit/
-test_fastmiss.py compares both with the full path's on the same replies),
-ask anything the full path would not, or raise into the server.
+workers/test_fastmiss.py compares both with the full path's on the same
+replies), ask anything the full path would not, or raise into the server.
 The design (../shared/DESIGN.md "miss -> Request + one Task") is kept for
 every other miss; this one skips the Request, the dnspython objects and the
 Task because they cost most of a plain miss's CPU (issue 14's profile).
@@ -100,14 +105,16 @@ class FastMiss:
     def __init__(self, fast):
         self.fast = fast  # workers/fastpath.FastPath (consent, resolver, settings, clock)
         self.server = None  # workers/server.Server (bind())
-        self.ok = False  # every layer consents and no trust anchor (consent())
+        self.ok = False  # every layer consents, no debug log (consent())
+        self.settings = fast.settings
+        self.validating = False  # some trust anchor is configured
         self.opts = Options()
         self.counting: list = []  # layers with fast_miss_count
         self.inflight: dict[tuple, _Miss] = {}
-        self.cuts: dict[bytes, tuple] = {}  # parent wire -> (expires, addresses)
+        self.cuts: dict[bytes, tuple] = {}  # parent wire -> _cut()'s tuple
         self.nocut: dict[bytes, tuple] = {}  # parent wire -> (from, until) when it is no cut to use
         self._referrals = -1  # resolver.referrals when nocut was last emptied
-        self._ops: list = []  # (key, value) stashes waiting for the flush
+        self._ops: list = []  # (key, value, rank) stashes waiting for the flush
         self.counts = {"asked": 0, "answered": 0, "shared": 0, "handed_over": 0}
 
     def bind(self, server) -> None:
