@@ -97,7 +97,10 @@ def rdata_wire(rd: dns.rdata.Rdata) -> bytes:
 
 
 def _rdatas(parts: list[bytes], rdatas) -> None:
-    wires = [rdata_wire(rd) for rd in rdatas]
+    _wires(parts, [rdata_wire(rd) for rd in rdatas])
+
+
+def _wires(parts: list[bytes], wires) -> None:
     if len(wires) > 0xFFFF:
         raise EntryError("too many records")
     parts.append(_U16.pack(len(wires)))
@@ -136,15 +139,9 @@ def pack_rdatas(rtype: int, rdatas, *, inception: int, ttl: int, rank: int, rrsi
     """pack_rrset() of an IN RRset given as its rdata wires (uncompressed,
     in order, no duplicates), and its RRSIG rdata wires if any: the same bytes."""
     parts = [HEADER.pack(_u32(inception), _u32(ttl), rank & 0xFF, FLAG_RRSIGS if rrsigs else 0, rtype)]
-    for wires in (rdatas, rrsigs) if rrsigs else (rdatas,):
-        if len(wires) > 0xFFFF:
-            raise EntryError("too many records")
-        parts.append(_U16.pack(len(wires)))
-        for w in wires:
-            if len(w) > 0xFFFF:
-                raise EntryError("rdata too long")
-            parts.append(_U16.pack(len(w)))
-            parts.append(w)
+    _wires(parts, rdatas)
+    if rrsigs:
+        _wires(parts, rrsigs)
     return _finish(parts)
 
 

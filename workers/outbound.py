@@ -390,6 +390,9 @@ class _UdpConn:
             m = w.sent.match(data) if w is not None else Match.NO
             if m is Match.EXACT or (m is Match.CASE and not w.x20):
                 w.finish(data)
+                if len(self.pending) == 1:
+                    return  # its only query: no read that would only say EAGAIN (the
+                    # reader is level-triggered: anything else waiting wakes it again)
             elif m is Match.CASE:
                 log.debug(G, "=> %s@%d: reply with the wrong QNAME case, waiting for another",
                           self.key[0], self.key[1])

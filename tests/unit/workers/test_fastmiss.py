@@ -120,10 +120,14 @@ class Upstream:
         return fut
 
 
-def fast_run(tmp_path, loop, monkeypatch, answer, queries, layers=None, settings=None):
-    """The queries through FastPath + FastMiss: (server, cache, resolver, taken flags, upstream)."""
-    clock = Clock()
+def fast_run(tmp_path, loop, monkeypatch, answer, queries, layers=None, settings=None, clock=None,
+             keys=False):
+    """The queries through FastPath + FastMiss: (server, cache, resolver, taken flags, upstream).
+    keys: the zone's DNSKEY cached validated (signed_prepare)."""
+    clock = clock or Clock()
     resolver, cache, settings = prepare(tmp_path, "fast", clock, layers, settings)
+    if keys:
+        signed_prepare(cache)
     up = Upstream(loop, answer)
     monkeypatch.setattr(fastmiss.outbound, "send_udp", up)
     server = Server(loop)
@@ -141,10 +145,13 @@ def fast_run(tmp_path, loop, monkeypatch, answer, queries, layers=None, settings
     return server, cache, resolver, taken, up
 
 
-def full_run(tmp_path, answer, query, sub="full", preset=None, settings=None):
-    """The full path's answer wire and its cache for the same upstream."""
-    clock = Clock()
+def full_run(tmp_path, answer, query, sub="full", preset=None, settings=None, clock=None, keys=False):
+    """The full path's answer wire, its cache, the questions it sent and
+    the resolver, for the same upstream."""
+    clock = clock or Clock()
     resolver, cache, settings = prepare(tmp_path, sub, clock, settings=settings)
+    if keys:
+        signed_prepare(cache)
     msg, _ = parse_client_query(query.to_wire())
     asked = []
 
@@ -153,7 +160,7 @@ def full_run(tmp_path, answer, query, sub="full", preset=None, settings=None):
         return answer(send.wire)
     kw = {"preset": preset} if preset is not None else {}
     ans = drive_sync(resolver.resolve(msg, ("198.51.100.1", 5000), **kw), transport)
-    return render_answer(ans, msg, settings, False)[0], cache, asked
+    return render_answer(ans, msg, settings, False)[0], cache, asked, resolver
 
 
 def value(cache, name, rtype):
@@ -181,7 +188,7 @@ def test_answer_and_stash_equal_the_full_path(tmp_path, loop, monkeypatch, q, re
     server, cache, _, taken, up = fast_run(tmp_path, loop, monkeypatch, answer, [q])
     assert taken == [True] and len(up.sends) == 1
     assert not server.handed and len(server.sent) == 1
-    want, full_cache, _ = full_run(tmp_path, answer, q)
+    want, full_cache, _, _ = full_run(tmp_path, answer, q)
     assert server.sent[0] == want
     rtype = q.question[0].rdtype
     assert value(cache, "www.example.", rtype) == value(full_cache, "www.example.", rtype) is not None
@@ -190,7 +197,7 @@ def test_answer_and_stash_equal_the_full_path(tmp_path, loop, monkeypatch, q, re
 def test_the_upstream_question_is_the_full_paths(tmp_path, loop, monkeypatch):
     answer = authority(positive())
     _, _, _, _, up = fast_run(tmp_path, loop, monkeypatch, answer, [query("www.example.")])
-    _, _, asked = full_run(tmp_path, answer, query("www.example."))
+    _, _, asked, _ = full_run(tmp_path, answer, query("www.example."))
     a, b = up.sends[0], asked[0]
     assert (a.addr, a.port, a.tcp, a.x20, a.source) == (b.addr, b.port, b.tcp, b.x20, b.source)
     qa, qb = dns.message.from_wire(a.wire), dns.message.from_wire(b.wire)
@@ -256,8 +263,8 @@ def test_other_replies_go_to_the_full_path_with_the_reply(tmp_path, loop, monkey
     assert data == q.to_wire() and preset is not None and preset.raw == answer(up.sends[0].wire)
     # the full path takes that reply instead of asking the same question again
     # (a referral or a CNAME asks on from there)
-    got, _, asked = full_run(tmp_path, answer, q, "handed", preset=preset)
-    want, _, asked_plain = full_run(tmp_path, answer, q, "plain")
+    got, _, asked, _ = full_run(tmp_path, answer, q, "handed", preset=preset)
+    want, _, asked_plain, _ = full_run(tmp_path, answer, q, "plain")
     assert len(asked) == len(asked_plain) - 1
     assert dns.message.from_wire(got) == dns.message.from_wire(want)
 
@@ -397,31 +404,13 @@ def signed_prepare(cache):
 
 
 def signed_fast_run(tmp_path, loop, monkeypatch, answer, queries, keys=True):
-    orig = prepare
-
-    def prepare_signed(tmp, sub, clock, layers=None, settings=None):
-        resolver, cache, settings = orig(tmp, sub, SignedClock(), layers, settings)
-        if keys:
-            signed_prepare(cache)
-        return resolver, cache, settings
-    monkeypatch.setattr(__import__(__name__, fromlist=["x"]), "prepare", prepare_signed)
-    return fast_run(tmp_path, loop, monkeypatch, answer, queries, settings=signed_settings())
+    return fast_run(tmp_path, loop, monkeypatch, answer, queries, settings=signed_settings(),
+                    clock=SignedClock(), keys=keys)
 
 
 def signed_full_run(tmp_path, answer, query, sub, preset=None):
-    clock = SignedClock()
-    resolver, cache, settings = prepare.__wrapped__(tmp_path, sub, clock, settings=signed_settings()) \
-        if hasattr(prepare, "__wrapped__") else prepare(tmp_path, sub, clock, settings=signed_settings())
-    signed_prepare(cache)
-    msg, _ = parse_client_query(query.to_wire())
-    asked = []
-
-    def transport(send):
-        asked.append(send)
-        return answer(send.wire)
-    kw = {"preset": preset} if preset is not None else {}
-    ans = drive_sync(resolver.resolve(msg, ("198.51.100.1", 5000), **kw), transport)
-    return render_answer(ans, msg, settings, False)[0], cache, asked, resolver
+    return full_run(tmp_path, answer, query, sub, preset, settings=signed_settings(), clock=SignedClock(),
+                    keys=True)
 
 
 @pytest.mark.parametrize("reply", [signed_reply(), signed_reply(ttl=3600, signed_ttl=300)],
