@@ -319,7 +319,7 @@ class Server:
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop listening; with `grace` > 0, wait (up to `grace` s) until no query is
-        in flight and no client connection is open, so a restart drops nothing
+        in flight (Tasks and fast misses) and no client connection is open, so a restart drops nothing
         already received (queries not read yet stay in inherited sockets for the
         next process); then close connections (flushing what was written) and
         cancel what is left. Once nothing is read any more, nothing new can start,
@@ -351,7 +351,7 @@ class Server:
             end = loop.time() + grace
             # an open connection counts: its client may not have sent its query
             # yet; persistent idle connections are closed when `grace` runs out
-            while (self._tasks or self._conns) and loop.time() < end:
+            while (self._tasks or self._conns or self._fast_misses()) and loop.time() < end:
                 await asyncio.sleep(0.01)
         for conn in list(self._conns):
             if grace > 0:
@@ -371,6 +371,15 @@ class Server:
             sock.close()
         self._udp.clear()
         self._tcp_servers.clear()
+        miss = getattr(self.fast, "miss", None)
+        if miss is not None:
+            miss.flush()  # what the fast miss answered goes to the cache before the exit
+
+    def _fast_misses(self) -> int:
+        """UDP queries the cache-miss fast path is asking upstream (no Task:
+        a graceful close waits for them as for the Tasks)."""
+        miss = getattr(self.fast, "miss", None)
+        return len(miss.inflight) if miss is not None else 0
 
     def spawn(self, coro) -> asyncio.Task:
         task = self._loop.create_task(coro)

@@ -489,3 +489,34 @@ def test_debug_logging_keeps_misses_on_the_full_path(tmp_path, loop, monkeypatch
     finally:
         resolv.setLevel(old)
     assert taken == [False] and not up.sends
+
+
+def test_a_graceful_close_waits_for_the_fast_misses(tmp_path, loop, monkeypatch):
+    """Server.close(grace) waits for questions the fast miss has in flight
+    (no Task tracks them), answers them, and flushes their stash."""
+    from workers.server import Server as RealServer
+
+    clock = Clock()
+    resolver, cache, settings = prepare(tmp_path, "g", clock)
+    answers = []
+
+    class Slow(Upstream):
+        def __call__(self, send):  # the reply 0.1 s later
+            self.sends.append(send)
+            fut = self.loop.create_future()
+            self.loop.call_later(0.1, fut.set_result, self.answer(send.wire))
+            return fut
+    monkeypatch.setattr(fastmiss.outbound, "send_udp", Slow(loop, authority(positive())))
+    fast = FastPath(resolver, settings, clock)
+    server = RealServer(settings, None, fast=fast)
+    monkeypatch.setattr(server, "_sendto", lambda sock, wire, addr: answers.append(bytes(wire)))
+
+    async def main():
+        server._loop = asyncio.get_running_loop()
+        fast.sync()
+        data = query("www.example.").to_wire()
+        assert fast(data) is None and fast.miss.start(None, data, ("198.51.100.1", 1), fast.miss_pq)
+        await server.close(grace=2.0)
+    loop.run_until_complete(main())
+    assert len(answers) == 1 and dns.message.from_wire(answers[0]).answer
+    assert value(cache, "www.example.", T.A) is not None
