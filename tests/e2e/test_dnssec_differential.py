@@ -19,6 +19,7 @@ pytest.register_assert_rewrite("tests.e2e.signed_hierarchy")  # loaded as a plug
 from tools import dnsdiff, dnssec_diff  # noqa: E402
 
 from .signed_hierarchy import resolver_fixture  # noqa: E402
+from .test_kresd_forks import tty_json  # noqa: E402
 
 pytest_plugins = ["tests.e2e.signed_hierarchy"]
 
@@ -61,4 +62,7 @@ def test_answers_agree_with_kresd56(ours, kresd56):
         f"{r.key} ({r.what}): " + "; ".join(r.diffs) for r in unknown)
     stale = [k for k in stale if k not in MAY_AGREE]
     assert not stale, f"known differences that no longer differ (remove them): {stale}"
+    # some plain answers compared were validated on the cache-miss fast path (workers/fastmiss.py)
+    miss = tty_json(ours.rundir / "tty" / str(ours.proc.pid), "worker.stats().fastpath.miss")
+    assert miss["answered"] > 0, miss
 
