@@ -520,3 +520,17 @@ def test_a_graceful_close_waits_for_the_fast_misses(tmp_path, loop, monkeypatch)
     loop.run_until_complete(main())
     assert len(answers) == 1 and dns.message.from_wire(answers[0]).answer
     assert value(cache, "www.example.", T.A) is not None
+
+
+def test_an_answer_too_big_for_the_client_goes_to_the_full_path(tmp_path, loop, monkeypatch):
+    """40 A records do not fit a client without EDNS (512 bytes): the full
+    path answers with TC=1, from the reply the fast miss got."""
+    answer = authority(positive(*[f"192.0.2.{i}" for i in range(1, 41)]))
+    q = query("www.example.")
+    server, cache, _, taken, up = fast_run(tmp_path, loop, monkeypatch, answer, [q])
+    assert taken == [True] and len(up.sends) == 1 and not server.sent
+    [(data, preset)] = server.handed
+    assert preset is not None and preset.raw == answer(up.sends[0].wire)
+    assert value(cache, "www.example.", T.A) is not None  # stashed all the same, as the full path does
+    got, _, asked, _ = full_run(tmp_path, answer, q, "handed", preset=preset)
+    assert not asked and dns.message.from_wire(got).flags & dns.flags.TC
