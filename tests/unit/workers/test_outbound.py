@@ -516,6 +516,8 @@ def test_tcp_pipelined_replies_out_of_order(test_addr):
         auth._reply = lambda w, q: asyncio.get_running_loop().call_later(next(delays), orig, w, q)
         try:
             queries = [make_query(f"n{i}.example.") for i in range(20)]
+            for i, q in enumerate(queries):
+                q.id = 1000 + i  # distinct: two random IDs alike (~0.3 % of runs) take a second connection
             replies = await asyncio.gather(*(
                 outbound.query(Send(test_addr, auth.port, q.to_wire(), tcp=True, timeout=T)) for q in queries))
             for q, r in zip(queries, replies):
