@@ -101,6 +101,8 @@ def main() -> int:
             spy = None
             raw = Path(opts.raw)
             if opts.spy:
+                if not (ROOT / ".venv" / "bin" / "py-spy").exists():
+                    raise SystemExit("--spy needs py-spy in the venv: .venv/bin/pip install py-spy")
                 spy = subprocess.Popen([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "-r", "250",
                                         "--format", "raw", "-o", str(raw), "-d", str(opts.seconds),
                                         "-p", str(server.pids()[0])],
