@@ -57,6 +57,7 @@ from .layers import cache as cache_layer
 from .dnssec import Status, ta, verify
 from .layers.cache import ANSWER_RANK, SECURE_RANK
 from .request import Options
+from .server import udp_limit
 from .selection.iterate import QuerySelection, SelectionError
 from .transport import Preset, Send
 
@@ -66,7 +67,6 @@ _RESOLV_LOG = logging.getLogger("kresd.resolv")  # workers/resolve.py's per-requ
 _RD = 0x0100
 _NOT_FAST = 0x8000 | 0x0100 | 0x0020 | 0x0010  # QR, RD, AD, CD: only RD may be set
 _DO = 0x8000
-_CNAME = 5
 CUT_MEMO_TTL = 5.0  # seconds a zone cut read from the cache is reused (at most its NS TTL)
 CUT_MEMO_MAX = 4096  # parent names remembered (then forgotten all at once)
 NOCUT_TTL = 1.0  # seconds a parent name is not tried again (unless a referral came)
@@ -157,8 +157,8 @@ class FastMiss:
         resolver = self.fast.resolver
         cache = resolver.cache
         with cache.snapshot():
-            for k in ((qn, TAG_RRSET, qtype), (qn, TAG_RRSET, _CNAME), (qn, TAG_NXDOMAIN, 0),
-                      (qn, TAG_NODATA, qtype)):
+            # (the caller found no entry of the asked type at all: FastPath.__call__)
+            for k in ((qn, TAG_RRSET, T.CNAME), (qn, TAG_NXDOMAIN, 0), (qn, TAG_NODATA, qtype)):
                 if cache.peek_raw(native.cache_key(*k)) is not None:
                     return False
             now = clock.monotonic()
@@ -224,7 +224,7 @@ class FastMiss:
             o = self.opts
             cut = cache_layer.closest_cut(cache, name, not o.NO_IPV4, not o.NO_IPV6)
             if cut is not None and cut.name == name:
-                ns = cache.peek_rrset(name, 2)
+                ns = cache.peek_rrset(name, T.NS)
                 addrs = cut.addresses(o) or None
                 if ns is not None:
                     expires = now + min(CUT_MEMO_TTL, ns.ttl)
@@ -293,8 +293,7 @@ class FastMiss:
         preset = None
         for client in miss.clients:
             sock, data, addr, pq, started = client
-            maxlen = max(512, min(pq.udp_size, bufsize)) if pq.has_opt else 512  # server.udp_limit
-            out = native.answer(data, pq, value, now, bufsize, maxlen)
+            out = native.answer(data, pq, value, now, bufsize, udp_limit(bool(pq.has_opt), pq.udp_size, bufsize))
             if out is None:  # (does not fit: the full path truncates)
                 if preset is None:
                     preset = Preset(miss.addr, self._name(miss), miss.qtype, miss.qid, miss.sent, raw,

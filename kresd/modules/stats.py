@@ -126,14 +126,7 @@ class Stats(Module):
     def count_answer(self, req) -> None:
         ans = req.answer
         self.inc("answer.total")
-        elapsed_ms = max(0.0, (self.now() - req.started) * 1000)
-        self.inc("answer.sum_ms", int(elapsed_ms))
-        for limit, key in LATENCY_BUCKETS:
-            if elapsed_ms <= limit:
-                self.inc(key)
-                break
-        else:
-            self.inc("answer.slow")
+        self.count_latency(self.now() - req.started)
         rcode = ans.rcode()
         if rcode == dns.rcode.NOERROR:
             self.inc("answer.noerror")
@@ -156,36 +149,36 @@ class Stats(Module):
         if req.vars.get("stale"):  # serve_stale answered from expired data (workers/resolve.py)
             self.inc("answer.stale")
 
+    def count_latency(self, elapsed: float) -> None:
+        """answer.sum_ms and the latency band of one answer `elapsed` seconds after its query."""
+        elapsed_ms = max(0.0, elapsed * 1000)
+        self.inc("answer.sum_ms", int(elapsed_ms))
+        for limit, key in LATENCY_BUCKETS:
+            if elapsed_ms <= limit:
+                self.inc(key)
+                break
+        else:
+            self.inc("answer.slow")
+
     def count_fast_miss(self, pq, elapsed: float, upstream: str, rtt: float) -> None:
         """One positive UDP answer of the cache-miss fast path (workers/
         fastmiss.py) to query `pq` after `elapsed` seconds, from one exchange
         with `upstream` ("ip" or "ip#port") of `rtt` seconds: what produce,
-        checkout, consume and finish count for such a request."""
+        checkout, consume and finish count for such a request (RD set; no
+        CD or DO: that path does not take those)."""
         self.sample_query(dns.name.from_wire(pq.qname_lower, 0)[0].to_text(), pq.qtype)
         self.upstreams.append((upstream.partition("#")[0], int(round(rtt * 1000))))
         inc = self.inc
         inc("request.total")
         inc("request.udp")
         inc("answer.total")
-        elapsed_ms = max(0.0, elapsed * 1000)
-        inc("answer.sum_ms", int(elapsed_ms))
-        for limit, key in LATENCY_BUCKETS:
-            if elapsed_ms <= limit:
-                inc(key)
-                break
-        else:
-            inc("answer.slow")
+        self.count_latency(elapsed)
         inc("answer.noerror")
         inc("answer.rd")
         inc("answer.ra")
-        if pq.flags & 0x0010:
-            inc("answer.cd")
         if pq.has_opt:
             inc("query.edns")
             inc("answer.edns0")
-            if pq.do_bit:
-                inc("query.dnssec")
-                inc("answer.do")
 
     def count_fast(self, c) -> None:
         """Counters of UDP answers served by the fast path (workers/fastpath.py),
