@@ -159,7 +159,8 @@ OPTIONS = (
     Opt("f", "forks", "forks", "N", "Start N forks sharing the configuration (implies -n when N > 1).",
         convert=at_least(1), default=1),
     Opt(None, "cpu-map", "cpu_map", "MAP", "Pin workers to CPUs: '0=0 1=1 2=2,3' (worker=cpu[,cpu]); "
-        "'off' = no pinning. Default: worker id modulo the allowed CPUs.", convert=parse_cpu_map_arg),
+        "'off' = no pinning. Default: worker id modulo the allowed CPUs, moved off a CPU that "
+        "other load saturates (mapped workers never move).", convert=parse_cpu_map_arg),
     Opt(None, "worker-id", "worker_id", "N", convert=at_least(0), hidden=True),
     Opt(None, "leader-pid", "leader_pid", "PID", convert=at_least(1), hidden=True),
     Opt(None, "check-config", "check_config",

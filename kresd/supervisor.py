@@ -3,7 +3,8 @@
 Owns: the process group of a kresd instance (the leader is its group leader,
 so `kill -- -<pgid>` stops everything), the start-up forks, CPU pinning
 (psutil; worker id modulo the allowed CPUs, a cpu-map overrides, pinning can
-be off), reaping through a self-pipe signal queue, respawning a dead fork by
+be off; a default-pinned worker crowded out of its CPU by other load is moved,
+kresd/cpubalance.py), reaping through a self-pipe signal queue, respawning a dead fork by
 fork+exec of the same entry point with the listening sockets passed as `-S`,
 the restart rate limit, and the stop of all children.
 Must not: bind sockets, create an event loop, a Lua state or an LMDB env, or
@@ -62,7 +63,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from kresd import log
+from kresd import cpubalance, log
 from kresd.errors import (EXIT_BIND, EXIT_CONFIG, EXIT_FAILURE, EXIT_NOT_IMPLEMENTED, EXIT_OK,
                           EXIT_RESPAWN_LIMIT, EXIT_USAGE)
 from kresd.sockets import ListenSocket, fd_args, pass_fds
@@ -322,6 +323,9 @@ class Arbiter:
         self.replacing_dead: set[int] = set()
         self.retire_leader: Optional[Callable] = None  # set by the serving leader (workers/main.py)
         self._reload_task = None
+        self.balancer = cpubalance.Balancer()  # default-pinned workers moved off crowded CPUs
+        self._sampler: Optional[cpubalance.Sampler] = None
+        self._balance_timer = None
 
     # -- start -------------------------------------------------------------------
     def start(self) -> int:
@@ -356,6 +360,7 @@ class Arbiter:
             self._allowed = allowed_cpus()
         self.cpu_map = dict(cpu_map or {})
         self.pin_cpus = pin_cpus
+        self.balancer.forget()
         targets = [(0, os.getpid())] if self.leader_serves else []
         targets += [(w.id, w.pid) for w in self.workers.values()]
         for wid, pid in targets:
@@ -367,7 +372,68 @@ class Arbiter:
     def cpus(self, worker_id: int) -> Optional[list[int]]:
         if not self.pin_cpus or not self._allowed:
             return None
-        return cpus_for(worker_id, self._allowed, self.cpu_map)
+        moved = None if worker_id in self.cpu_map else self.balancer.cpu(worker_id)
+        return [moved] if moved is not None else cpus_for(worker_id, self._allowed, self.cpu_map)
+
+    # -- moving default-pinned workers off crowded CPUs (kresd/cpubalance.py) ------
+    def serving(self) -> dict[int, int]:
+        """Worker id -> pid of every serving process (the leader while it serves)."""
+        out = {0: os.getpid()} if self.leader_serves else {}
+        out.update((w.id, w.pid) for w in self.workers.values())
+        return out
+
+    def _balance_start(self) -> None:
+        if self._loop is None or not self.pin_cpus or len(self._allowed) < 2:
+            return
+        import random
+
+        self._balance_timer = self._loop.call_later(cpubalance.INTERVAL * random.uniform(0.9, 1.1),
+                                                    self._balance_tick)
+
+    def _balance_tick(self) -> None:
+        self._balance_timer = None
+        if self.stopping or self._loop is None:
+            return
+        try:
+            self.balance(time.monotonic())
+        except Exception as e:  # noqa: BLE001 - placement is an optimisation: never stop the leader
+            log.warning(G, "cpu balancing failed: %r", e)
+        self._balance_start()
+
+    def balance(self, now: float, sample=None) -> Optional[cpubalance.Move]:
+        """One sample of the loads and at most one move (see kresd/cpubalance.py).
+        `sample`: (busy per CPU, used per worker id), measured when None."""
+        if not self.pin_cpus or len(self._allowed) < 2:
+            return None
+        if self.replacing:  # a rolling reload is changing the processes: a fresh baseline after it
+            self._sampler = None
+            return None
+        pids = self.serving()
+        if sample is None:
+            if self._sampler is None:
+                self._sampler = cpubalance.Sampler()
+            sample = self._sampler.sample(pids, now)
+            if sample is None:
+                return None
+        busy, used = sample
+        allowed = set(self._allowed)
+        load = cpubalance.Load({c: b for c, b in busy.items() if c in allowed}, used,
+                               {wid: self.cpus(wid) or [] for wid in pids})
+        homes = {wid: cpus_for(wid, self._allowed)[0] for wid in pids if wid not in self.cpu_map}
+        move = self.balancer.decide(load, homes, now)
+        if move is None:
+            return None
+        pid = pids[move.wid]
+        if pin(pid, [move.cpu]):
+            if move.wid in self.workers:
+                self.workers[move.wid].cpus = [move.cpu]
+            if move.home:
+                log.notice(G, "worker %d (pid %d) back on CPU %d: %s", move.wid, pid, move.cpu, move.why)
+            else:
+                log.notice(G, "worker %d (pid %d) moved to CPU %d: %s", move.wid, pid, move.cpu, move.why)
+        else:
+            self.balancer.forget(move.wid)
+        return move
 
     def _pin_self(self, wid: int) -> None:
         cpus = self.cpus(wid)
@@ -438,8 +504,12 @@ class Arbiter:
         self._on_stop = on_stop
         loop.add_reader(self._queue.fileno(), self.dispatch)
         loop.call_soon(self.dispatch)  # anything queued before the loop existed
+        self._balance_start()
 
     def detach(self) -> None:
+        if self._balance_timer is not None:
+            self._balance_timer.cancel()
+            self._balance_timer = None
         if self._loop is not None and self._queue is not None:
             try:
                 self._loop.remove_reader(self._queue.fileno())

@@ -4,7 +4,8 @@ Owns: the worker's identity as Lua sees it and worker.stats(), which reads the
 daemon's counters through engine.worker.stats_provider (set by
 workers/main.py) or reports zeros before the server runs.
 `worker.cpu_map` (kresd-py, for `kresd -f N`; PowerDNS cpu-map syntax):
-  worker.cpu_map = '0=0 1=1 2=2,3'   -- worker id = cpu[,cpu...]; others wrap
+  worker.cpu_map = '0=0 1=1 2=2,3'   -- worker id = cpu[,cpu...]; others wrap (and may be moved
+                                     -- off a crowded CPU: kresd/cpubalance.py); mapped ones never move
   worker.cpu_map = {[0] = 0, [1] = {1, 2}}
   worker.cpu_map = false             -- no pinning at all
 The leader applies it after loading its config (re-pins itself and its forks;

@@ -158,6 +158,15 @@ class Group:
     def log_tail(self, n=40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
+    def cpu_of(self, wid: int, allowed) -> int:
+        """Where worker `wid` belongs: its default CPU (id modulo the allowed CPUs),
+        unless the leader logged that it moved it off a crowded CPU (kresd/cpubalance.py)."""
+        cpu = allowed[wid % len(allowed)]
+        for m in re.finditer(rf"worker {wid} \(pid \d+\) (?:moved to|back on) CPU (\d+)",
+                             self.log.read_text(errors="replace")):
+            cpu = int(m.group(1))
+        return cpu
+
 
 @pytest.fixture
 def group_factory(kresd_bin, tmp_path):
@@ -204,7 +213,7 @@ def test_four_forks_one_group_pinned_tty_lists_them(four):
         wid = tty_json(four.tty_dir / str(p), "{id = worker.id, count = worker.count, pid = worker.pid}")
         assert wid["count"] == 4 and wid["pid"] == p
         ids[wid["id"]] = p
-        assert psutil.Process(p).cpu_affinity() == [allowed[wid["id"] % len(allowed)]]  # wraps
+        assert psutil.Process(p).cpu_affinity() == [four.cpu_of(wid["id"], allowed)]  # wraps
     assert sorted(ids) == [0, 1, 2, 3] and ids[0] == four.proc.pid
 
 
@@ -272,8 +281,42 @@ def test_kill9_fork_stale_socket_skipped_replacement_within_2s(four):
     assert not stale.exists()  # the replacement removed the stale socket
     assert sorted(map_json(four.leader_tty, "worker.id")) == [0, 1, 2, 3]
     allowed = sorted(os.sched_getaffinity(0))
-    assert psutil.Process(ids[wid]).cpu_affinity() == [allowed[wid % len(allowed)]]
+    assert psutil.Process(ids[wid]).cpu_affinity() == [four.cpu_of(wid, allowed)]
     assert ask(four.addr).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_worker_crowded_out_of_its_cpu_moves_and_comes_back(group_factory, tmp_path, listen_addr):
+    """A busy loop pinned to worker 1's CPU: the leader moves worker 1 to a free
+    CPU within seconds (logged), it keeps serving, and once the loop ends it goes
+    home after the hold time."""
+    from kresd.cpubalance import HOLD, INTERVAL, SUSTAIN
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("moving a worker needs 2 allowed CPUs")
+    g = group_factory(tmp_path / "rundir", ["-f", "2", "-a", f"{listen_addr[0]}@{listen_addr[1]}"], n=2)
+    ids = {tty_json(p, "worker.id"): int(p.name) for p in g.live()}
+    w1, home = ids[1], allowed[1]
+    assert psutil.Process(w1).cpu_affinity() == [home]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        psutil.Process(hog.pid).cpu_affinity([home])
+        wait_for(lambda: psutil.Process(w1).cpu_affinity() != [home], INTERVAL * (SUSTAIN + 8),
+                 "worker 1 to leave the CPU the busy loop saturates")
+        (cpu,) = psutil.Process(w1).cpu_affinity()
+        assert cpu in allowed and cpu != home
+        assert re.search(rf"worker 1 \(pid {w1}\) moved to CPU {cpu}: CPU {home} was \d+% busy, "
+                         rf"\d+% of it outside kresd", g.log.read_text()), g.log_tail()
+        assert psutil.Process(ids[0]).cpu_affinity() == [allowed[0]]  # the leader was not crowded
+        for _ in range(20):  # both still serve
+            assert ask(listen_addr).rcode() == dns.rcode.NXDOMAIN
+    finally:
+        hog.kill()
+        hog.wait()
+    wait_for(lambda: psutil.Process(w1).cpu_affinity() == [home], HOLD + INTERVAL * 4,
+             "worker 1 to go home once the busy loop ended")
+    assert re.search(rf"worker 1 \(pid {w1}\) back on CPU {home}: load on CPU {home} from outside "
+                     rf"kresd fell to \d+%", g.log.read_text()), g.log_tail()
 
 
 # --- activation ------------------------------------------------------------------------------

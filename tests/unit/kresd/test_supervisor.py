@@ -66,6 +66,64 @@ def test_exec_command_passes_fds_and_worker_id():
                                        "--leader-pid", str(os.getpid())]
 
 
+@pytest.fixture
+def sleepers():
+    procs = []
+
+    def make(n):
+        procs.extend(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                     for _ in range(n))
+        return [p.pid for p in procs[-n:]]
+
+    yield make
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_arbiter_moves_a_crowded_default_pinned_worker_and_brings_it_home(sleepers, caplog):
+    """Arbiter.balance pins for real (two sleeping processes as workers 1 and 2 of a
+    leader that does not serve); loads are given, as the sampler would measure them."""
+    if len(ALLOWED) < 2:
+        pytest.skip("moving a worker needs 2 allowed CPUs")
+    a, b = ALLOWED[0], ALLOWED[1]
+    p1, p2 = sleepers(2)
+    arb = supervisor.Arbiter([], 3, lambda w, s: 0, leader_serves=False, cpu_map={2: (b,)})
+    arb._allowed = [a, b]
+    for wid, pid in ((1, p1), (2, p2)):
+        arb.workers[wid] = supervisor.Worker(wid, pid, 0.0, arb.cpus(wid))
+        supervisor.pin(pid, arb.cpus(wid))
+    assert psutil.Process(p1).cpu_affinity() == [b]  # worker 1: home b (1 modulo 2)
+    crowded = ({a: 0.3, b: 1.0}, {1: 0.2, 2: 0.1})  # b: 70 % not kresd's
+    assert arb.balance(0.0, crowded) is None  # not sustained yet
+    move = arb.balance(1.0, crowded)
+    assert (move.wid, move.cpu) == (1, a)  # worker 2 has an explicit map entry: never moved
+    assert psutil.Process(p1).cpu_affinity() == [a] and arb.workers[1].cpus == [a]
+    assert psutil.Process(p2).cpu_affinity() == [b]
+    assert arb.cpus(1) == [a]  # a respawn of worker 1 would start there too
+    quiet = ({a: 0.5, b: 0.15}, {1: 0.2, 2: 0.1})  # only worker 2 left on b: 5 % foreign
+    assert arb.balance(5.0, quiet) is None  # held
+    move = arb.balance(1.0 + supervisor.cpubalance.HOLD, quiet)
+    assert (move.wid, move.cpu, move.home) == (1, b, True)
+    assert psutil.Process(p1).cpu_affinity() == [b] and arb.cpus(1) == [b]
+    arb.balance(0.0, crowded)
+    arb.set_pinning(None)  # a new cpu-map from the config: placement decided anew
+    assert arb.balancer.crowded == {} and arb.balancer.away == {}
+
+
+def test_arbiter_balance_skips_during_a_reload_and_with_pinning_off(sleepers):
+    (p1,) = sleepers(1)
+    arb = supervisor.Arbiter([], 2, lambda w, s: 0, leader_serves=False, pin_cpus=False)
+    arb.workers[1] = supervisor.Worker(1, p1, 0.0, None)
+    arb._allowed = ALLOWED[:2] * (2 if len(ALLOWED) < 2 else 1)
+    crowded = ({c: 1.0 for c in ALLOWED}, {1: 0.0})
+    assert [arb.balance(float(t), crowded) for t in range(4)] == [None] * 4  # pinning off
+    arb.pin_cpus = True
+    arb.replacing = {12345: None}
+    assert [arb.balance(float(t), crowded) for t in range(4)] == [None] * 4  # a reload runs
+    assert arb.balancer.crowded == {}
+
+
 def test_follow_leader_false_when_the_parent_is_not_the_leader():
     try:
         assert supervisor.follow_leader(os.getppid() + 1) is False
