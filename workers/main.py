@@ -188,7 +188,7 @@ def _run_with_engine(engine, settings: Settings, sockets, stats, ready, console,
     server = Server(settings, make_resolve(engine.resolver), stats, fast=fast)
     def worker_stats() -> dict:
         fastpath = fast.stats()  # folds the fast path's pending counts in first
-        return dict(_stats_dict(server.stats), sig_checks=engine.resolver.sig_checks,
+        return dict(_stats_dict(server, outbound.stats()), sig_checks=engine.resolver.sig_checks,
                     upstreams=engine.resolver.selection.show(), fastpath=fastpath, **_usage())
 
     engine.worker.stats_provider = worker_stats
@@ -239,9 +239,14 @@ def _usage() -> dict:
             "pagefaults": ru.ru_majflt, "csw": ru.ru_nvcsw + ru.ru_nivcsw, "swaps": ru.ru_nswap}
 
 
-def _stats_dict(st: ServerStats) -> dict:
-    return {"queries": st.queries, "udp": st.udp, "tcp": st.tcp, "dropped": st.dropped,
-            "err_udp": 0, "err_tcp": 0}
+def _stats_dict(server: Server, out: dict) -> dict:
+    """kresd's worker.stats() fields: requests from clients (queries, concurrent,
+    dropped) and queries sent upstream (udp, tcp, ipv4, ipv6, timeout)."""
+    st = server.stats
+    now = server.concurrent()
+    return {"queries": st.queries, "concurrent": now, "rconcurrent": now, "dropped": st.dropped,
+            "timeout": out["timeout"], "udp": out["udp"], "tcp": out["tcp"], "tls": 0,
+            "ipv4": out["ipv4"], "ipv6": out["ipv6"], "err_udp": 0, "err_tcp": 0}
 
 
 async def _serve(server: Server, socks: list[socket.socket], ready, engine=None, opts=None) -> None:

@@ -179,7 +179,8 @@ class _State:
         self.inflight: dict[tuple, _Shared] = {}
         self.tcp = _TcpPool(self)
         self.udp = _UdpPool(self)
-        self.counters = {"udp": 0, "tcp": 0, "tcp_connect": 0, "dedup": 0, "udp_sockets": 0}
+        self.counters = {"udp": 0, "tcp": 0, "ipv4": 0, "ipv6": 0, "timeout": 0, "tcp_connect": 0,
+                         "dedup": 0, "udp_sockets": 0}
 
 
 _STATES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _State]" = weakref.WeakKeyDictionary()
@@ -200,8 +201,9 @@ def _state() -> _State:
 
 
 def stats() -> dict[str, int]:
-    """Counters of this loop: queries sent over UDP/TCP, TCP connects, UDP
-    sockets opened, deduplicated callers."""
+    """Counters of this loop: queries sent over UDP/TCP and over IPv4/IPv6,
+    queries that timed out, TCP connects, UDP sockets opened, deduplicated
+    callers (the first five are kresd's worker.stats() udp/tcp/ipv4/ipv6/timeout)."""
     return dict(_state().counters)
 
 
@@ -252,8 +254,14 @@ def send_udp(send: Send) -> Optional[asyncio.Future]:
     if sent is None or send.tcp:
         return None
     st = _state()
-    st.counters["udp"] += 1
+    _count(st, send)
     return st.udp.query(send, sent)
+
+
+def _count(st: _State, send: Send) -> None:
+    c = st.counters
+    c["tcp" if send.tcp else "udp"] += 1
+    c["ipv6" if ":" in send.addr else "ipv4"] += 1
 
 
 def _forget(st: _State, key: tuple, shared: _Shared) -> None:
@@ -270,10 +278,9 @@ def _start(st: _State, send: Send, sent: _Sent) -> asyncio.Future:
     """One upstream query: a future of the reply (None on failure); cancelling
     it cancels the query. UDP needs no Task: the pool's socket reader and a
     timer resolve the future."""
+    _count(st, send)
     if send.tcp:
-        st.counters["tcp"] += 1
         return asyncio.get_running_loop().create_task(_query_tcp(st, send, sent))
-    st.counters["udp"] += 1
     return st.udp.query(send, sent)
 
 
@@ -350,8 +357,13 @@ class _UdpConn:
             log.debug(G, "=> %s@%d udp: %s", send.addr, send.port, e)
             w.finish(None)
             return fut
-        w.timer = self.loop.call_later(send.timeout, lambda: w.finish(w.case_only))
+        w.timer = self.loop.call_later(send.timeout, self._timeout, w)
         return fut
+
+    def _timeout(self, w: _UdpWait) -> None:
+        if w.case_only is None:  # (a reply that differed only in the 0x20 case is taken now)
+            self.pool.st.counters["timeout"] += 1
+        w.finish(w.case_only)
 
     def _done(self, w: _UdpWait) -> None:
         """A query ended (reply, timeout, failure or cancellation): forget it."""
@@ -599,6 +611,7 @@ class _TcpPool:
             return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             log.debug(G, "=> %s@%d tcp: timeout", send.addr, send.port)
+            self.st.counters["timeout"] += 1
             return None
         finally:
             conn.remove(sent)

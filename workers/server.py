@@ -381,6 +381,13 @@ class Server:
         miss = getattr(self.fast, "miss", None)
         return len(miss.inflight) if miss is not None else 0
 
+    def concurrent(self) -> int:
+        """Requests being resolved now (kresd's worker.stats().concurrent): the
+        Tasks, and the clients waiting on the cache-miss fast path."""
+        miss = getattr(self.fast, "miss", None)
+        waiting = sum(len(m.clients) for m in miss.inflight.values()) if miss is not None else 0
+        return len(self._tasks) + waiting
+
     def spawn(self, coro) -> asyncio.Task:
         task = self._loop.create_task(coro)
         self._tasks.add(task)

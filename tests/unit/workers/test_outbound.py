@@ -660,3 +660,69 @@ def test_tcp_connect_timeout(test_addr):
             lsock.close()
 
     run(main())
+
+
+# --- counters (kresd's worker.stats() udp/tcp/ipv4/ipv6/timeout) ---------------------------
+
+
+def test_counters_by_transport_family_and_timeout(test_addr):
+    """Each query sent counts once by transport and by address family; one with
+    no matching reply before its timeout counts as a timeout (UDP and TCP); a
+    0x20 case-only reply taken at the timeout is an answer, not a timeout;
+    deduplicated callers share one query."""
+    async def main():
+        answer = UDPAuth(test_addr, lambda w: [reply_for(w)]).start()
+        silent = UDPAuth(test_addr, lambda w: []).start()
+        case_only = UDPAuth(test_addr, lambda w: [reply_for(w, qname="WWW.example.com.")]).start()
+        server, tcp_port = await tcp_auth(test_addr, lambda w: [])
+        try:
+            before = outbound.stats()
+            wire = make_query().to_wire()
+            assert await outbound.query(Send(test_addr, answer.port, wire, timeout=T)) is not None
+            got = await asyncio.gather(*(outbound.query(Send(test_addr, silent.port, wire, timeout=0.2))
+                                         for _ in range(3)))  # three callers, one query
+            assert got == [None] * 3
+            x20 = make_query("wWw.ExAmple.cOM.").to_wire()
+            assert await outbound.query(Send(test_addr, case_only.port, x20, timeout=0.2, x20=True))
+            async with server:
+                assert await outbound.query(Send(test_addr, tcp_port, wire, tcp=True, timeout=0.2)) is None
+            ok = outbound.send_udp(Send(test_addr, answer.port, make_query("b.example.").to_wire(), timeout=T))
+            assert await ok is not None
+            after = outbound.stats()
+        finally:
+            for a in (answer, silent, case_only):
+                a.close()
+        d = {k: after[k] - before[k] for k in after}
+        assert (d["udp"], d["tcp"], d["ipv4"], d["ipv6"], d["timeout"], d["dedup"]) == (4, 1, 5, 0, 2, 2)
+
+    run(main())
+
+
+def test_counters_ipv6(test_addr):
+    async def main():
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("::1", 0))
+        except OSError as e:
+            sock.close()
+            pytest.skip(f"no IPv6 on lo: {e}")
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+
+        def on_read():
+            data, src = sock.recvfrom(65535)
+            sock.sendto(reply_for(data), src)
+
+        loop.add_reader(sock.fileno(), on_read)
+        try:
+            before = outbound.stats()
+            assert await outbound.query(Send("::1", port, make_query().to_wire(), timeout=T)) is not None
+            after = outbound.stats()
+        finally:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        assert (after["ipv6"] - before["ipv6"], after["ipv4"] - before["ipv4"], after["udp"] - before["udp"]) \
+            == (1, 0, 1)
+
+    run(main())

@@ -474,3 +474,38 @@ def test_fallback_reader_applies_the_rate_limit(test_addr):
         assert all(r.flags & dns.flags.TC for r in got[2:])
         assert fast.batch.limiter.counts() == (2, 2, 0) and len(h.resolver.calls) == 2
     run(main())
+
+
+def test_concurrent_counts_the_requests_being_resolved(test_addr):
+    """Server.concurrent() (worker.stats().concurrent): UDP and TCP requests in
+    resolution, plus clients waiting on the cache-miss fast path; 0 when all are answered."""
+    async def main():
+        async with Harness(test_addr) as h:
+            assert h.server.concurrent() == 0
+            pending = [asyncio.ensure_future(h.udp(q(f"slowu{i}.").to_wire())) for i in range(3)]
+            reader, writer = await h.tcp_connect()
+            await tcp_send(writer, q("slowt.").to_wire())
+            for _ in range(100):
+                if h.server.concurrent() == 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert h.server.concurrent() == 4
+
+            class Miss:  # the fast miss's in-flight questions, each with its waiting clients
+                inflight = {("a",): type("M", (), {"clients": [1, 2]})()}
+
+            h.server.fast = type("F", (), {"miss": Miss()})()
+            assert h.server.concurrent() == 6
+            h.server.fast = None
+            for name in ("slowu0", "slowu1", "slowu2", "slowt"):
+                h.resolver.gate(name).set()
+            await asyncio.gather(*pending)
+            await tcp_recv(reader)
+            for _ in range(100):
+                if h.server.concurrent() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert h.server.concurrent() == 0
+            writer.close()
+
+    run(main())
