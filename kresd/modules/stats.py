@@ -56,7 +56,7 @@ class StatsLayer(Layer):
         q = query.question[0] if query.question else None
         if q is not None:
             # the name as asked, not its 0x20 wire case (kresd samples qry->sname)
-            self.m.sample_query(q.name.canonicalize().to_text(), int(q.rdtype))
+            self.m.sample_query(q.name.canonicalize().to_wire(), int(q.rdtype))
 
     def checkout(self, req, query, addr, tcp):
         req.vars["stats.upstream"] = (addr, self.m.now())
@@ -166,7 +166,7 @@ class Stats(Module):
         with `upstream` ("ip" or "ip#port") of `rtt` seconds: what produce,
         checkout, consume and finish count for such a request (RD set; no
         CD or DO: that path does not take those)."""
-        self.sample_query(dns.name.from_wire(pq.qname_lower, 0)[0].to_text(), pq.qtype)
+        self.sample_query(pq.qname_lower, pq.qtype)
         self.upstreams.append((upstream.partition("#")[0], int(round(rtt * 1000))))
         inc = self.inc
         inc("request.total")
@@ -199,7 +199,9 @@ class Stats(Module):
             if v:
                 inc(key, v)
 
-    def sample_query(self, name: str, rdtype: int) -> None:
+    def sample_query(self, name: bytes, rdtype: int) -> None:
+        """Count one upstream question; `name`: lower-case wire format (text only
+        when frequent() lists it: most sampled names are never listed)."""
         key = (name, rdtype)
         if key not in self.frequent_q and len(self.frequent_q) >= FREQUENT_COUNT:
             return
@@ -252,7 +254,8 @@ class Stats(Module):
         return out
 
     def frequent(self) -> list:
-        return [{"name": n, "type": t, "count": c} for (n, t), c in self.frequent_q.items()]
+        return [{"name": dns.name.from_wire(n, 0)[0].to_text(), "type": t, "count": c}
+                for (n, t), c in self.frequent_q.items()]
 
     def clear_frequent(self) -> None:
         self.frequent_q.clear()
