@@ -110,6 +110,12 @@ def cpus_for(worker_id: int, allowed: Sequence[int], cpu_map: Optional[dict] = N
     return [allowed[worker_id % len(allowed)]]
 
 
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
 def pin(pid: int, cpus: Sequence[int]) -> bool:
     import psutil
 
@@ -397,7 +403,8 @@ class Arbiter:
         try:
             self.balance(time.monotonic())
         except Exception as e:  # noqa: BLE001 - placement is an optimisation: never stop the leader
-            log.warning(G, "cpu balancing failed: %r", e)
+            log.warning(G, "moving workers off crowded CPUs stopped: %r", e)
+            return  # (once: not a warning every second)
         self._balance_start()
 
     def balance(self, now: float, sample=None) -> Optional[cpubalance.Move]:
@@ -431,8 +438,10 @@ class Arbiter:
                 log.notice(G, "worker %d (pid %d) back on CPU %d: %s", move.wid, pid, move.cpu, move.why)
             else:
                 log.notice(G, "worker %d (pid %d) moved to CPU %d: %s", move.wid, pid, move.cpu, move.why)
+        elif _alive(pid):  # not allowed (e.g. another user's process): pin() logged why
+            raise RuntimeError(f"cannot pin worker {move.wid} (pid {pid})")
         else:
-            self.balancer.forget(move.wid)
+            self.balancer.forget(move.wid)  # it died meanwhile: its replacement starts afresh
         return move
 
     def _pin_self(self, wid: int) -> None:

@@ -124,6 +124,39 @@ def test_arbiter_balance_skips_during_a_reload_and_with_pinning_off(sleepers):
     assert arb.balancer.crowded == {}
 
 
+def test_arbiter_balance_failures(monkeypatch):
+    """A worker that died meanwhile is forgotten; a pin refused for a live one stops
+    the balancing, logged once, and the timer is not armed again."""
+    arb = supervisor.Arbiter([], 2, lambda w, s: 0, leader_serves=False)
+    arb._allowed = [0, 1]
+    arb.workers[1] = supervisor.Worker(1, 424242, 0.0, [1])
+    crowded = ({0: 0.3, 1: 1.0}, {1: 0.2})
+    monkeypatch.setattr(supervisor, "pin", lambda pid, cpus: False)
+    monkeypatch.setattr(supervisor, "_alive", lambda pid: False)
+    arb.balance(0.0, crowded)
+    assert arb.balance(1.0, crowded).cpu == 0 and arb.balancer.away == {}  # gone: forgotten
+    monkeypatch.setattr(supervisor, "_alive", lambda pid: True)
+    arb.balance(20.0, crowded)
+    with pytest.raises(RuntimeError, match="cannot pin worker 1"):
+        arb.balance(21.0, crowded)
+
+    class Loop:
+        armed = 0
+
+        def call_later(self, delay, fn):
+            Loop.armed += 1
+
+    arb._loop = Loop()
+    arb._balance_start()
+    assert Loop.armed == 1
+    monkeypatch.setattr(arb, "balance", lambda now: 1 / 0)
+    arb._balance_tick()
+    assert Loop.armed == 1  # stopped, not re-armed
+    monkeypatch.setattr(arb, "balance", lambda now: None)
+    arb._balance_tick()
+    assert Loop.armed == 2
+
+
 def test_follow_leader_false_when_the_parent_is_not_the_leader():
     try:
         assert supervisor.follow_leader(os.getppid() + 1) is False
