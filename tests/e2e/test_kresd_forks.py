@@ -285,6 +285,13 @@ def test_kill9_fork_stale_socket_skipped_replacement_within_2s(four):
     assert ask(four.addr).rcode() == dns.rcode.NXDOMAIN
 
 
+def logged(g: Group, pattern: str) -> None:
+    try:
+        wait_for(lambda: re.search(pattern, g.log.read_text(errors="replace")), 5, f"log line {pattern!r}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{g.log_tail()}") from None
+
+
 def test_a_worker_crowded_out_of_its_cpu_moves_and_comes_back(group_factory, tmp_path, listen_addr):
     """A busy loop pinned to worker 1's CPU: the leader moves worker 1 to a free
     CPU within seconds (logged), it keeps serving, and once the loop ends it goes
@@ -305,8 +312,8 @@ def test_a_worker_crowded_out_of_its_cpu_moves_and_comes_back(group_factory, tmp
                  "worker 1 to leave the CPU the busy loop saturates")
         (cpu,) = psutil.Process(w1).cpu_affinity()
         assert cpu in allowed and cpu != home
-        assert re.search(rf"worker 1 \(pid {w1}\) moved to CPU {cpu}: CPU {home} was \d+% busy, "
-                         rf"\d+% of it outside kresd", g.log.read_text()), g.log_tail()
+        moved = rf"worker 1 \(pid {w1}\) moved to CPU {cpu}: CPU {home} was \d+% busy, \d+% of it outside kresd"
+        logged(g, moved)  # (the leader pins first, then logs: the line may lag the pin)
         assert psutil.Process(ids[0]).cpu_affinity() == [allowed[0]]  # the leader was not crowded
         for _ in range(20):  # both still serve
             assert ask(listen_addr).rcode() == dns.rcode.NXDOMAIN
@@ -315,8 +322,10 @@ def test_a_worker_crowded_out_of_its_cpu_moves_and_comes_back(group_factory, tmp
         hog.wait()
     wait_for(lambda: psutil.Process(w1).cpu_affinity() == [home], HOLD + INTERVAL * 4,
              "worker 1 to go home once the busy loop ended")
-    assert re.search(rf"worker 1 \(pid {w1}\) back on CPU {home}: load on CPU {home} from outside "
-                     rf"kresd fell to \d+%", g.log.read_text()), g.log_tail()
+    # (usually "load on CPU 1 from outside kresd fell to N%"; if other load crowds the CPU it
+    # was moved to first, the crowded rule may bring it home: "CPU 0 was N% busy, ...")
+    logged(g, rf"worker 1 \(pid {w1}\) back on CPU {home}: (load on CPU {home} from outside "
+              rf"kresd fell to \d+%|CPU \d+ was \d+% busy)")
 
 
 # --- activation ------------------------------------------------------------------------------
