@@ -96,6 +96,10 @@ class Balancer:
             else:
                 d.pop(wid, None)
 
+    def _held(self, wid: int, now: float) -> bool:
+        """Moved less than HOLD seconds ago: it may not move again yet."""
+        return wid in self.moved and now - self.moved[wid] < HOLD
+
     def decide(self, load: Load, homes: Mapping[int, int], now: float) -> Optional[Move]:
         """At most one move for this sample; `homes`: worker id -> home CPU for the
         workers that may move (those without an explicit cpu-map entry). A worker
@@ -105,9 +109,9 @@ class Balancer:
                 self.forget(wid)
         foreign = load.foreign()
         move = None
-        for wid, cpu in sorted(self.away.items()):
+        for wid in sorted(self.away):
             home = homes[wid]
-            if now - self.moved.get(wid, now - HOLD) >= HOLD and foreign.get(home, 0.0) < BACK:
+            if not self._held(wid, now) and foreign.get(home, 0.0) < BACK:
                 move = Move(wid, home, True, f"load on CPU {home} from outside kresd fell to "
                                              f"{foreign.get(home, 0.0):.0%}")
                 break
@@ -121,8 +125,8 @@ class Balancer:
             self.crowded[wid] = self.crowded.get(wid, 0) + 1
             if move is not None or self.crowded[wid] < SUSTAIN:
                 continue
-            if now - self.moved.get(wid, now - HOLD) < HOLD:
-                continue  # moved recently: not again yet
+            if self._held(wid, now):
+                continue
             used = load.used.get(wid, 0.0)
             room = [c for c in load.busy if c != cur and load.busy[c] + used <= ROOM]
             if not room:
